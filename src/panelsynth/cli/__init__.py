@@ -1,0 +1,20 @@
+"""Command line: parses arguments and calls the library. User errors print one line and exit 2."""
+
+from __future__ import annotations
+
+from panelsynth.cli import workspace_cmds  # noqa: F401  (registers commands)
+from panelsynth.cli import prepare_cmd  # noqa: F401
+from panelsynth.cli import run_cmd  # noqa: F401
+from panelsynth.cli import evaluate_cmd  # noqa: F401
+from panelsynth.cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``panelsynth``)."""
+    app(args=argv, prog_name="panelsynth")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

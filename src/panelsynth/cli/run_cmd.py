@@ -1,0 +1,1 @@
+"""Command module (filled in by its issue)."""

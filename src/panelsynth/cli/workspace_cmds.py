@@ -1,0 +1,76 @@
+"""Commands that create and fill workspaces: init, demo, metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from panelsynth.cli.app import app, echo, metadata_app
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],
+) -> None:
+    """Scaffold an empty workspace with the SPEC §2 layout and a commented panelsynth.toml."""
+    from panelsynth.scaffold import init_workspace
+
+    ws, created = init_workspace(directory)
+    echo(f"Workspace ready at {ws.root} ({len(created)} new paths).")
+    echo("Next: put wave{W}.csv files in 'Original data/' (or raw waves in 'Raw data/' and run "
+         "`panelsynth prepare`), then the dictionaries in 'Dictionaries/'.")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Folder for the demo workspace.")] = Path(
+        "panelsynth-demo"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the simulated panel.")] = 2024,
+    respondents: Annotated[int, typer.Option(min=50, max=200_000, help="Panel size.")] = 2000,
+    build_only: Annotated[
+        bool, typer.Option("--build-only", help="Only build the demo workspace; do not run.")
+    ] = False,
+) -> None:
+    """Build the demo workspace (a simulated FluPaths-like panel) and run the pipeline on it."""
+    from panelsynth.demo import build_demo
+
+    result = build_demo(directory, seed=seed, n_respondents=respondents)
+    for wave, acc in result.bayes_accuracy.items():
+        echo(f"wave {wave}: Bayes-optimal class accuracy {acc:.3f}")
+    echo(f"Demo workspace written to {result.workspace.root}")
+    if build_only:
+        return
+
+
+@metadata_app.command("from-csv")
+def metadata_from_csv_cmd(
+    dictionary: Annotated[Path, typer.Argument(help="CSV: variable, question, responses.")],
+    wave: Annotated[str, typer.Option("--wave", help="Wave id the metadata is for.")],
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path("."),
+    mode: Annotated[
+        str | None, typer.Option(help="Write the full mode's own file (Dictionaries/json_metadata/full/).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing metadata file.")] = False,
+) -> None:
+    """Convert a CSV dictionary to Dictionaries/json_metadata/metadata_wave{W}.json."""
+    from panelsynth.scaffold import write_metadata
+
+    out = write_metadata(workspace, wave, dictionary, mode=mode, force=force, kind="csv")
+    echo(f"Wrote {out}")
+
+
+@metadata_app.command("from-labels")
+def metadata_from_labels_cmd(
+    data_file: Annotated[Path, typer.Argument(help="SPSS .sav or Stata .dta file.")],
+    wave: Annotated[str, typer.Option("--wave", help="Wave id the metadata is for.")],
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path("."),
+    mode: Annotated[str | None, typer.Option(help="Write the full mode's own file.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing metadata file.")] = False,
+) -> None:
+    """Build metadata JSON from the question text and value labels inside a .sav/.dta file."""
+    from panelsynth.scaffold import write_metadata
+
+    out = write_metadata(workspace, wave, data_file, mode=mode, force=force, kind="labels")
+    echo(f"Wrote {out}")

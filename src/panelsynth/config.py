@@ -1,0 +1,185 @@
+"""The study configuration, ``panelsynth.toml`` (SPEC §6).
+
+Pure Pydantic models: this module imports nothing else of the package except errors. Unknown keys
+are errors, every field has a description and bounds, and :func:`load_config` reports every
+validation error as one ``path: message`` line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from panelsynth.errors import ConfigError
+
+DEFAULT_MISSING_CODES: list[int | float | str] = [
+    -99, -98, -97, -9, -8, -1, "Refused", "Don't know", "Don't Know", "DK", "NA", "",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StudyConfig(_Section):
+    name: str = Field("panel study", min_length=1, max_length=200, description="Name of the study.")
+    waves: list[str] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Wave ids in study order (strings: '1', '8a'). Empty: every Original data/wave*.csv.",
+    )
+    id_column: str = Field(
+        "respondent_id", min_length=1, description="Column that identifies a respondent across waves."
+    )
+    cluster_column: str = Field("cluster", min_length=1, description="Cluster label column (1/2).")
+    prev_cluster_column: str = Field(
+        "prev_cluster", min_length=1, description="Previous wave's cluster label column."
+    )
+    outcome: str | None = Field(
+        None, description="Outcome variable (e.g. already_vaccinated) included where a wave has it."
+    )
+    missing_codes: list[int | float | str] = Field(
+        default_factory=lambda: list(DEFAULT_MISSING_CODES),
+        max_length=200,
+        description="Survey missing codes replaced by NA when data are read.",
+    )
+
+    @field_validator("waves", mode="before")
+    @classmethod
+    def _waves_as_strings(cls, v: object) -> object:
+        return [str(w) for w in v] if isinstance(v, list) else v
+
+
+class PrepareConfig(_Section):
+    raw_dir: str = Field("Raw data", min_length=1, description="Folder of raw wave files.")
+    raw_pattern: str = Field(
+        "wave{W}.csv",
+        pattern=r"\{W\}",
+        description="File name of a raw wave; {W} is the wave id. .csv, .sav and .dta are read.",
+    )
+    include: list[str] = Field(default_factory=list, description="Variables always considered.")
+    exclude: list[str] = Field(default_factory=list, description="Variables never used.")
+    demographics: list[str] = Field(
+        default_factory=lambda: ["age", "sex"],
+        description="Demographic variables added to both modes (not clustered on).",
+    )
+    density_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Full mode keeps variables answered by at least this share."
+    )
+    n_dense_items: int = Field(3, ge=1, le=20, description="Items per wave in the dense mode.")
+
+
+class ClusteringConfig(_Section):
+    k: int = Field(2, ge=1, le=10, description="Number of clusters (the method assumes 2).")
+    method: Literal["lca", "kmodes", "kmeans"] = Field(
+        "lca", description="Latent class analysis (handles missing answers) or a fallback."
+    )
+    orientation_item: str | None = Field(
+        None, description="Item whose more positive answers define cluster 1 in every wave."
+    )
+    orientation_higher_is_positive: bool = Field(
+        True, description="Whether larger codes of the orientation item mean more positive."
+    )
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed of the clustering.")
+    n_init: int = Field(4, ge=1, le=100, description="Random restarts of the latent class model.")
+
+
+class GenerationConfig(_Section):
+    mode: Literal["dense", "full"] = Field("dense", description="dense: few items, no NA; full: all items, NA allowed.")
+    n_examples: int | None = Field(
+        None, ge=1, le=500, description="Few-shot rows per cluster (default 4 dense, 30 full)."
+    )
+    n_outputs: int = Field(10, ge=1, le=200, description="Rows asked for per LLM call.")
+    n_batches: int = Field(70, ge=1, le=100_000, description="LLM calls per wave.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random state of example sampling.")
+    max_attempts_factor: float = Field(
+        3.0, ge=1.0, le=20.0, description="Call budget as a multiple of n_batches before giving up."
+    )
+    concurrency: int | None = Field(
+        None, ge=1, le=256, description="Concurrent calls (default: 1 local, 8 hosted)."
+    )
+    requests_per_minute: float | None = Field(None, gt=0, le=1e6, description="Optional RPM limit.")
+    tokens_per_minute: float | None = Field(None, gt=0, le=1e9, description="Optional TPM limit.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens: int | None = Field(
+        None, ge=16, le=200_000, description="Output token limit per call (default: sized to the rows)."
+    )
+    max_retries: int = Field(
+        5, ge=0, le=50, description="Retries of transient API failures per call (with back-off)."
+    )
+    timeout: float = Field(120.0, gt=0, le=3600, description="Seconds before a call times out.")
+
+
+class ModelConfig(_Section):
+    label: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+/.+$", description="{provider}/{model_name}.")
+    dir: str = Field(..., pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", description="Output folder name.")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL (vLLM, Ollama, ...).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the key.")
+
+
+class Price(_Section):
+    input_per_mtok: float = Field(..., ge=0, le=10_000, description="USD per million input tokens.")
+    output_per_mtok: float = Field(..., ge=0, le=10_000, description="USD per million output tokens.")
+
+
+class PanelsynthConfig(_Section):
+    """Everything in ``panelsynth.toml``. CLI flags override it."""
+
+    study: StudyConfig = Field(default_factory=StudyConfig, description="The panel and its files.")
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig, description="Step 0: raw waves.")
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig, description="Step 1a.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Step 3.")
+    models: list[ModelConfig] = Field(default_factory=list, description="Models and their folders.")
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="Price per model label, for cost estimates."
+    )
+
+    def model_dir_for(self, label: str) -> str | None:
+        for m in self.models:
+            if m.label == label:
+                return m.dir
+        return None
+
+    def model_entry(self, label: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.label == label), None)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One ``source: path: message`` line per error."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key — remove it or check its spelling"
+        lines.append(f"{source}: {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, source: str = "panelsynth.toml") -> PanelsynthConfig:
+    """Validate a dict into a config, raising :class:`ConfigError` with one line per problem."""
+    try:
+        return PanelsynthConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None) -> PanelsynthConfig:
+    """Read ``panelsynth.toml``; a missing file gives the defaults.
+
+    Raises:
+        ConfigError: the file is not TOML or does not validate (one line per error).
+    """
+    if path is None:
+        return PanelsynthConfig()
+    p = Path(path)
+    if not p.exists():
+        return PanelsynthConfig()
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{p.name}: not valid TOML ({err}) — fix the syntax") from None
+    return parse_config(data, p.name)

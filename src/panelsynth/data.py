@@ -1,0 +1,344 @@
+"""Load, clean and check wave data (SPEC §2, §3.1).
+
+Reads CSV (any common encoding and separator), SPSS ``.sav`` and Stata ``.dta`` (through
+pyreadstat, keeping question text and value labels), replaces survey missing codes with NA, and
+checks a wave against its dictionaries. Every error names the file and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from panelsynth.dictionaries import (
+    CODED_TYPES,
+    VariableMeta,
+    check_metadata_covers,
+    load_context,
+    load_metadata,
+    load_var_types,
+)
+from panelsynth.errors import DataError
+from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
+
+log = logging.getLogger("panelsynth")
+
+READABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".sav", ".zsav", ".dta")
+
+
+def _decode(raw: bytes) -> str:
+    for enc in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")  # pragma: no cover - latin-1 decodes every byte
+
+
+def read_csv_any(path: Path) -> pd.DataFrame:
+    """Read a CSV whatever its encoding (UTF-8 with or without BOM, Latin-1) and separator."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}", path=str(path)) from None
+    text = _decode(raw)
+    if not text.strip():
+        raise DataError(f"{path.name} is empty — export the wave again", path=str(path))
+    head = "\n".join(text.splitlines()[:20])
+    try:
+        sep = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+    except csv.Error:
+        sep = ","
+    try:
+        return pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
+    except (pd.errors.ParserError, ValueError) as err:
+        msg = str(err).splitlines()[0]
+        raise DataError(f"{path.name}: cannot parse as CSV ({msg}) — check the file", path=str(path)) from None
+
+
+def read_labelled(path: Path) -> tuple[pd.DataFrame, Any]:
+    """Read ``.sav``/``.zsav``/``.dta`` with pyreadstat; returns (frame, pyreadstat metadata)."""
+    import pyreadstat
+
+    suffix = path.suffix.lower()
+    reader = pyreadstat.read_dta if suffix == ".dta" else pyreadstat.read_sav
+    if not path.exists():
+        raise DataError(f"file not found: {path}", path=str(path))
+    try:
+        return reader(str(path), user_missing=False)
+    except Exception as err:  # pyreadstat raises its own ReadstatError and others
+        raise DataError(f"{path.name}: cannot read ({err}) — check the file", path=str(path)) from None
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one wave file (.csv/.tsv/.txt, .sav/.zsav, .dta) into a DataFrame."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".sav", ".zsav", ".dta"):
+        df, _ = read_labelled(p)
+        return df
+    if suffix in (".csv", ".txt", ".tsv"):
+        return read_csv_any(p)
+    raise DataError(
+        f"{p.name}: unsupported file type {suffix!r} — use .csv, .sav or .dta", path=str(p)
+    )
+
+
+def clean_missing(df: pd.DataFrame, codes: Iterable[int | float | str]) -> pd.DataFrame:
+    """Replace survey missing codes (numbers and strings) with NA; numeric-looking text becomes numeric."""
+    codes = list(codes)
+    num_codes = {float(c) for c in codes if isinstance(c, int | float) and not isinstance(c, bool)}
+    str_codes = {str(c).strip().lower() for c in codes if isinstance(c, str)}
+    str_codes |= {_fmt(c) for c in num_codes}
+    out = {}
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            if num_codes:
+                s = s.mask(s.isin(num_codes))
+        else:
+            lowered = s.astype("string").str.strip().str.lower()
+            s = s.mask(lowered.isin(str_codes) & s.notna())
+            as_num = pd.to_numeric(s, errors="coerce")
+            if s.notna().any() and as_num.notna().sum() == s.notna().sum():
+                s = as_num
+        out[col] = s
+    return pd.DataFrame(out, index=df.index)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass
+class WaveData:
+    """One wave, cleaned and checked against its dictionaries."""
+
+    wave: str
+    mode: Mode
+    frame: pd.DataFrame
+    var_types: dict[str, str]
+    metadata: dict[str, VariableMeta]
+    context: str
+    cluster_column: str = "cluster"
+    prev_cluster_column: str | None = None
+    source: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def variables(self) -> list[str]:
+        return list(self.var_types)
+
+    @property
+    def columns(self) -> list[str]:
+        """Output columns: the wave's variables, cluster, and prev_cluster where present."""
+        cols = [*self.var_types, self.cluster_column]
+        if self.prev_cluster_column:
+            cols.append(self.prev_cluster_column)
+        return cols
+
+    @property
+    def clusters(self) -> list[int]:
+        return sorted(int(c) for c in self.frame[self.cluster_column].dropna().unique())
+
+
+def is_first_wave(wave: str, waves: Sequence[str]) -> bool:
+    """Whether ``wave`` is the first of the study (it then has no previous cluster)."""
+    ordered = sorted(waves, key=wave_sort_key) if waves else []
+    return not ordered or ordered[0] == wave
+
+
+def load_wave(
+    ws: Workspace,
+    wave: str,
+    *,
+    mode: Mode = "dense",
+    missing_codes: Iterable[int | float | str] = (),
+    study_waves: Sequence[str] = (),
+    cluster_column: str = "cluster",
+    prev_cluster_column: str = "prev_cluster",
+    k: int = 2,
+) -> WaveData:
+    """Load ``Original data/wave{W}.csv`` with its metadata, var types and context, and check them.
+
+    Raises:
+        DataError / MetadataError / WorkspaceError: one line naming the file, the column and the fix.
+    """
+    wave = check_wave_id(wave)
+    waves = list(study_waves) or ws.waves_with_data()
+    path = ws.original_data(wave)
+    if not path.exists():
+        known = ", ".join(ws.waves_with_data()) or "none"
+        raise DataError(
+            f"unknown wave {wave!r}: {ws.rel(path)} does not exist (waves with data: {known}) — "
+            f"check --wave or run `panelsynth prepare`",
+            path=str(path),
+        )
+    types_path = ws.var_types(wave, mode)
+    meta_path = ws.metadata_json(wave, mode)
+    var_types = load_var_types(types_path)
+    metadata = load_metadata(meta_path)
+    check_metadata_covers(metadata, var_types, ws.rel(meta_path), ws.rel(types_path))
+    context = load_context(ws.wave_context(wave))
+
+    df = clean_missing(read_csv_any(path), missing_codes)
+    name = ws.rel(path)
+    check_wave_frame(
+        df,
+        var_types,
+        metadata,
+        source=name,
+        cluster_column=cluster_column,
+        prev_cluster_column=None if is_first_wave(wave, waves) else prev_cluster_column,
+        k=k,
+    )
+    prev = prev_cluster_column if prev_cluster_column in df.columns else None
+    keep = [*var_types, cluster_column] + ([prev] if prev else [])
+    frame = df[keep].copy()
+    frame[cluster_column] = frame[cluster_column].astype(int)
+    if prev:
+        frame[prev] = frame[prev].astype("Int64")
+    return WaveData(
+        wave=wave,
+        mode=mode,
+        frame=frame,
+        var_types=var_types,
+        metadata=metadata,
+        context=context,
+        cluster_column=cluster_column,
+        prev_cluster_column=prev,
+        source=path,
+    )
+
+
+def check_wave_frame(
+    df: pd.DataFrame,
+    var_types: dict[str, str],
+    metadata: dict[str, VariableMeta],
+    *,
+    source: str,
+    cluster_column: str = "cluster",
+    prev_cluster_column: str | None = None,
+    k: int = 2,
+) -> None:
+    """Check columns, cluster labels and response codes of a cleaned wave frame."""
+    if df.empty:
+        raise DataError(f"{source} has no rows — export the wave again", path=source)
+    if cluster_column not in df.columns:
+        raise DataError(
+            f"{source} has no {cluster_column!r} column — add cluster labels (1/2) or run "
+            f"`panelsynth prepare` to compute them",
+            path=source,
+            column=cluster_column,
+        )
+    labels = df[cluster_column]
+    if labels.isna().any():
+        n = int(labels.isna().sum())
+        raise DataError(
+            f"{source}: column {cluster_column!r} has {n} empty labels — every respondent needs a "
+            f"cluster (1..{k})",
+            path=source,
+            column=cluster_column,
+        )
+    allowed = set(range(1, k + 1))
+    bad = sorted({str(v) for v in labels.unique() if _num(v) not in allowed})
+    if bad:
+        raise DataError(
+            f"{source}: column {cluster_column!r} has labels {', '.join(bad[:5])} — use "
+            f"{', '.join(map(str, sorted(allowed)))} (same meaning in every wave)",
+            path=source,
+            column=cluster_column,
+        )
+    present = {int(_num(v)) for v in labels.unique()}
+    empty = sorted(allowed - present)
+    if empty:
+        raise DataError(
+            f"{source}: cluster {empty[0]} has no respondents — every one of the {k} clusters "
+            f"needs rows (re-run clustering or set clustering.k)",
+            path=source,
+            column=cluster_column,
+        )
+    if prev_cluster_column is not None:
+        if prev_cluster_column not in df.columns:
+            raise DataError(
+                f"{source} has no {prev_cluster_column!r} column — a wave after the first needs "
+                f"each respondent's previous-wave cluster (run `panelsynth prepare`)",
+                path=source,
+                column=prev_cluster_column,
+            )
+        prev = df[prev_cluster_column].dropna()
+        badp = sorted({str(v) for v in prev.unique() if _num(v) not in allowed})
+        if badp:
+            raise DataError(
+                f"{source}: column {prev_cluster_column!r} has labels {', '.join(badp[:5])} — use "
+                f"{', '.join(map(str, sorted(allowed)))} or leave empty",
+                path=source,
+                column=prev_cluster_column,
+            )
+    missing = [v for v in var_types if v not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source} lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)} listed "
+            f"in the var types — add {'them' if len(missing) > 1 else 'it'} or remove "
+            f"{'them' if len(missing) > 1 else 'it'} from types and metadata",
+            path=source,
+            column=missing[0],
+        )
+    for var, vtype in var_types.items():
+        s = df[var]
+        if s.notna().sum() == 0:
+            raise DataError(
+                f"{source}: column {var!r} has no answers (all NA) — drop it from the var types "
+                f"and metadata",
+                path=source,
+                column=var,
+            )
+        nums = pd.to_numeric(s, errors="coerce")
+        nonnum = s[s.notna() & nums.isna()]
+        meta = metadata.get(var)
+        if vtype in CODED_TYPES:
+            codes = meta.codes() if meta else []
+            numeric_codes = all(isinstance(c, int | float) for c in codes)
+            if numeric_codes and len(nonnum):
+                raise DataError(
+                    f"{source}: column {var!r} ({vtype}) has non-numeric values such as "
+                    f"{str(nonnum.iloc[0])!r} — recode them to the metadata codes or add them to "
+                    f"study.missing_codes",
+                    path=source,
+                    column=var,
+                )
+            if codes:
+                allowed_codes = {float(c) if isinstance(c, int | float) else c for c in codes}
+                vals = nums.dropna() if numeric_codes else s.dropna().astype(str)
+                outside = sorted({v for v in vals.unique() if v not in allowed_codes}, key=str)
+                if outside:
+                    shown = ", ".join(_fmt(v) if isinstance(v, float) else str(v) for v in outside[:5])
+                    raise DataError(
+                        f"{source}: column {var!r} has values {shown} that the metadata does not "
+                        f"list — add them to its responses or to study.missing_codes",
+                        path=source,
+                        column=var,
+                    )
+        elif vtype == "a continuous" and len(nonnum):
+            raise DataError(
+                f"{source}: column {var!r} (a continuous) has non-numeric values such as "
+                f"{str(nonnum.iloc[0])!r} — recode them or add them to study.missing_codes",
+                path=source,
+                column=var,
+            )
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(f) else f

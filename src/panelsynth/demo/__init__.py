@@ -1,0 +1,1 @@
+"""Demo workspace: a deterministic simulator of a FluPaths-like panel (SPEC §7)."""

@@ -1,0 +1,1 @@
+"""Evaluation of synthetic waves (SPEC §3.6)."""

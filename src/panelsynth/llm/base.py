@@ -1,0 +1,192 @@
+"""The client seam shared by every provider, and a fake that replays queued responses.
+
+A client turns chat ``messages`` plus a Pydantic ``response_model`` into a validated instance and
+the token usage of the call (retries and re-asks included). Transport failures are retried inside
+the client; what is left when the retries are exhausted surfaces as :class:`LLMCallError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
+
+T = TypeVar("T", bound=BaseModel)
+
+Message = dict[str, str]
+
+
+@dataclass
+class Usage:
+    """Token usage of one logical call, summed over its retries and re-asks."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    attempts: int = 1
+    retries: int = 0
+    reasks: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.attempts += other.attempts
+        self.retries += other.retries
+        self.reasks += other.reasks
+        for k, v in other.faults.items():
+            self.faults[k] = self.faults.get(k, 0) + v
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "reasks": self.reasks,
+            "faults": dict(self.faults),
+        }
+
+
+@dataclass
+class Completion(Generic[T]):
+    """A validated response and what it cost."""
+
+    value: T
+    usage: Usage
+    finish_reason: str | None = None
+
+
+class LLMCallError(Exception):
+    """A call failed for good (retries/re-asks exhausted, or a non-retryable error).
+
+    ``kind`` is one of ``rate_limit``, ``server_error``, ``timeout``, ``connection``,
+    ``invalid_output``, ``truncated``, ``auth``, ``bad_request``, ``other``. ``usage`` holds the
+    tokens spent before giving up, so a run's totals stay exact.
+    """
+
+    def __init__(self, kind: str, message: str, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.usage = usage or Usage(attempts=0)
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """What every provider client offers."""
+
+    label: str
+    is_local: bool
+
+    def create(
+        self,
+        messages: list[Message],
+        response_model: type[T],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> Completion[T]: ...
+
+    async def acreate(
+        self,
+        messages: list[Message],
+        response_model: type[T],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> Completion[T]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+Responder = Callable[[list[Message], type[BaseModel]], Any]
+
+
+class FakeClient:
+    """Replays queued responses; for tests and dry runs.
+
+    Each queued item is a ``BaseModel`` instance, a ``dict`` (validated against the requested
+    model), an ``Exception`` (raised), or a callable ``(messages, response_model) -> item``. When
+    the queue is empty, ``default`` (if given) answers. Every call is recorded in ``calls``.
+    """
+
+    def __init__(
+        self,
+        responses: list[Any] | None = None,
+        *,
+        default: Responder | None = None,
+        label: str = "fake/fake",
+        is_local: bool = False,
+        tokens_per_char: float = 0.25,
+    ) -> None:
+        self.label = label
+        self.is_local = is_local
+        self._queue: deque[Any] = deque(responses or [])
+        self._default = default
+        self._lock = threading.Lock()
+        self._tpc = tokens_per_char
+        self.calls: list[dict[str, Any]] = []
+
+    def enqueue(self, *items: Any) -> FakeClient:
+        with self._lock:
+            self._queue.extend(items)
+        return self
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, int(len(text) * self._tpc))
+
+    def _next(self, messages: list[Message], response_model: type[T]) -> Any:
+        with self._lock:
+            self.calls.append({"messages": messages, "response_model": response_model})
+            if self._queue:
+                item = self._queue.popleft()
+            elif self._default is not None:
+                item = self._default
+            else:
+                raise AssertionError("FakeClient: no queued response left")
+        if callable(item) and not isinstance(item, BaseModel | type):
+            item = item(messages, response_model)
+        return item
+
+    def create(
+        self,
+        messages: list[Message],
+        response_model: type[T],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> Completion[T]:
+        item = self._next(messages, response_model)
+        if isinstance(item, BaseException):
+            raise item
+        value = item if isinstance(item, response_model) else response_model.model_validate(item)
+        prompt = "".join(m["content"] for m in messages)
+        usage = Usage(
+            input_tokens=self.count_tokens(prompt),
+            output_tokens=self.count_tokens(value.model_dump_json()),
+        )
+        return Completion(value=value, usage=usage, finish_reason="stop")
+
+    async def acreate(
+        self,
+        messages: list[Message],
+        response_model: type[T],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> Completion[T]:
+        await asyncio.sleep(0)
+        return self.create(
+            messages, response_model, max_tokens=max_tokens, temperature=temperature, seed=seed
+        )

@@ -1,0 +1,1 @@
+"""Structured-output models (SPEC §4.4)."""
