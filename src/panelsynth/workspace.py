@@ -127,6 +127,14 @@ class Workspace:
         name = f"types_wave{check_wave_id(wave)}.json"
         return self.root / VAR_TYPES / (mode if mode == "full" else "") / name
 
+    def study_dictionary(self) -> Path:
+        """CSV dictionary of every raw variable (variable, question, responses), read by prepare."""
+        return self.root / DICTIONARIES / "dictionary.csv"
+
+    def ground_truth_dir(self) -> Path:
+        """Simulator truth of the demo workspace (true classes, posteriors, parameters)."""
+        return self.root / "Ground truth"
+
     def user_models_dir(self) -> Path:
         return self.root / PYDANTIC_MODELS
 
