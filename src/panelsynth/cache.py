@@ -1,0 +1,47 @@
+"""Content-addressed cache of step 1/2 results, keyed by a hash of everything that determines them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from panelsynth.scaffold import atomic_write_text
+
+log = logging.getLogger("panelsynth")
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable SHA-256 of JSON-serialisable parts (dict keys sorted)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class StepCache:
+    """Stores one JSON document per key under ``<workspace>/.panelsynth/cache/``."""
+
+    def __init__(self, folder: Path, enabled: bool = True) -> None:
+        self.folder = folder
+        self.enabled = enabled
+
+    def _path(self, stage: str, key: str) -> Path:
+        return self.folder / f"{stage}-{key}.json"
+
+    def get(self, stage: str, key: str) -> Any | None:
+        if not self.enabled:
+            return None
+        p = self._path(stage, key)
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            log.warning("ignoring unreadable cache entry %s", p.name)
+            return None
+
+    def put(self, stage: str, key: str, value: Any) -> None:
+        if not self.enabled:
+            return
+        atomic_write_text(self._path(stage, key), json.dumps(value, ensure_ascii=False, indent=1))

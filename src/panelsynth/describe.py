@@ -1,0 +1,273 @@
+"""Step 1: per-cluster summary statistics, qualitative descriptions and few-shot examples (SPEC §3.2)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from panelsynth.cache import StepCache, fingerprint
+from panelsynth.data import WaveData
+from panelsynth.dictionaries import CODED_TYPES
+from panelsynth.llm.base import LLMClient, Message, Usage
+from panelsynth.pydantic_models import ClusterDescription, VariableDescription
+
+log = logging.getLogger("panelsynth")
+
+DEFAULT_N_EXAMPLES = {"dense": 4, "full": 30}
+
+
+# ----------------------------------------------------------------------------------------------
+# statistics
+def variable_statistics(values: pd.Series, vtype: str, codes: Sequence[Any] = ()) -> dict[str, Any]:
+    """Summary statistics of one variable within one cluster (SPEC §3.2)."""
+    n = int(len(values))
+    na_share = float(values.isna().mean()) if n else 0.0
+    observed = values.dropna()
+    if vtype in ("an ordinal", "a continuous"):
+        x = pd.to_numeric(observed, errors="coerce").dropna().astype(float)
+        if len(x) == 0:
+            return {"n": n, "na_share": na_share}
+        q = np.quantile(x, [0.0, 0.25, 0.5, 0.75, 1.0])
+        stats: dict[str, Any] = {
+            "n": n,
+            "min": float(q[0]),
+            "q1": float(q[1]),
+            "median": float(q[2]),
+            "mean": float(x.mean()),
+            "q3": float(q[3]),
+            "max": float(q[4]),
+            "variance": float(x.var(ddof=1)) if len(x) > 1 else 0.0,
+            "na_share": na_share,
+        }
+        if vtype == "an ordinal" and codes:
+            stats["shares"] = _shares(observed, codes, n)
+        return stats
+    return {"n": n, "shares": _shares(observed, codes, n), "na_share": na_share}
+
+
+def _shares(observed: pd.Series, codes: Sequence[Any], n: int) -> dict[str, float]:
+    """Share of each category among all respondents of the cluster (NA is separate)."""
+    if n == 0:
+        return {}
+    keys = [str(c) for c in codes] if codes else sorted({str(v) for v in observed})
+    as_text = observed.map(_code_text)
+    counts = as_text.value_counts()
+    return {k: float(counts.get(k, 0) / n) for k in keys}
+
+
+def _code_text(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return str(int(f)) if f.is_integer() else str(f)
+
+
+def cluster_statistics(wave: WaveData) -> dict[int, dict[str, dict[str, Any]]]:
+    """Statistics of every variable in every cluster: ``{cluster: {variable: stats}}``."""
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    df = wave.frame
+    for c in wave.clusters:
+        sub = df[df[wave.cluster_column] == c]
+        out[c] = {
+            v: variable_statistics(
+                sub[v], t, wave.metadata[v].codes() if v in wave.metadata else ()
+            )
+            for v, t in wave.var_types.items()
+        }
+    return out
+
+
+def format_statistics(stats: dict[str, Any]) -> str:
+    """Compact one-line rendering of a variable's statistics for a prompt."""
+    parts = []
+    for key in ("min", "q1", "median", "mean", "q3", "max", "variance"):
+        if key in stats:
+            parts.append(f"{key} {stats[key]:.3g}")
+    if "shares" in stats:
+        parts.append("shares " + ", ".join(f"{k}: {v:.0%}" for k, v in stats["shares"].items()))
+    parts.append(f"NA {stats.get('na_share', 0.0):.0%}")
+    parts.append(f"n {stats.get('n', 0)}")
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# examples
+def sample_examples(
+    wave: WaveData, n_examples: int, seed: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """Sample ``n_examples`` rows per cluster with a fixed seed.
+
+    A cluster with fewer rows than asked gives all its rows and a warning, never a crash.
+    Returns the examples (wave columns, ordered by cluster) and the warnings.
+    """
+    warnings: list[str] = []
+    parts = []
+    for c in wave.clusters:
+        sub = wave.frame[wave.frame[wave.cluster_column] == c]
+        if len(sub) < n_examples:
+            msg = (
+                f"wave {wave.wave}: cluster {c} has only {len(sub)} respondents, fewer than "
+                f"n_examples={n_examples}; using all of them"
+            )
+            log.warning(msg)
+            warnings.append(msg)
+            parts.append(sub)
+        else:
+            parts.append(sub.sample(n=n_examples, random_state=seed))
+    examples = pd.concat(parts)[wave.columns]
+    return examples, warnings
+
+
+def encode_table(frame: pd.DataFrame) -> str:
+    """Compact CSV-like table: one header, one line per row, NA written as ``NA``."""
+    lines = [",".join(frame.columns)]
+    for row in frame.itertuples(index=False):
+        lines.append(",".join(_cell(v) for v in row))
+    return "\n".join(lines)
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return "NA"
+    return _code_text(v)
+
+
+# ----------------------------------------------------------------------------------------------
+# LLM descriptions
+SYSTEM_DESCRIBE = (
+    "You are a survey methodologist. You describe distributions of survey answers in plain words, "
+    "never with numbers."
+)
+
+
+def describe_messages(wave: WaveData, stats: dict[int, dict[str, dict[str, Any]]]) -> list[Message]:
+    """The step-1 prompt: statistics of every variable in every cluster, one call for the wave."""
+    full = wave.mode == "full"
+    lines = [
+        f"Summary statistics of survey variables in wave {wave.wave}, for each of "
+        f"{len(stats)} clusters of respondents.",
+        "",
+    ]
+    for c, per_var in stats.items():
+        lines.append(f"Cluster {c}:")
+        for v, s in per_var.items():
+            meta = wave.metadata.get(v)
+            codebook = f" [{meta.responses_text()}]" if meta else ""
+            lines.append(f"- {v} ({wave.var_types[v]} variable{codebook}): {format_statistics(s)}")
+        lines.append("")
+    ask = "skewness, spread and shape"
+    if full:
+        ask += ", and how often it is missing (NA frequency)"
+    lines.append(
+        f"For every variable in every cluster, describe its distribution's {ask} in purely "
+        f"qualitative terms. Do not use any numbers or digits. Be brief: a few words per field."
+    )
+    return [{"role": "system", "content": SYSTEM_DESCRIBE}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def describe_response_model(variables: Sequence[str], clusters: Sequence[int], full: bool) -> type[BaseModel]:
+    """A response model with one required entry per (cluster, variable): nothing can be skipped."""
+    desc_fields: dict[str, Any] = {
+        "skew": (str, Field(..., description="Skewness in words")),
+        "spread": (str, Field(..., description="Spread in words")),
+        "shape": (str, Field(..., description="Shape in words")),
+    }
+    if full:
+        desc_fields["na_frequency"] = (str, Field(..., description="How often it is missing, in words"))
+    cfg = ConfigDict(extra="ignore")
+    var_model = create_model("Description", __config__=cfg, **desc_fields)
+    cluster_model = create_model(
+        "ClusterVariables", __config__=cfg, **{v: (var_model, ...) for v in variables}
+    )
+    return create_model(
+        "ClusterDescriptionsByVariable",
+        __config__=cfg,
+        **{f"cluster_{c}": (cluster_model, ...) for c in clusters},
+    )
+
+
+@dataclass
+class Step1Result:
+    """Statistics, descriptions and examples of a wave."""
+
+    statistics: dict[int, dict[str, dict[str, Any]]]
+    descriptions: list[ClusterDescription]
+    examples: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=lambda: Usage(attempts=0))
+    calls: int = 0
+    cached: bool = False
+
+
+def describe_wave(
+    client: LLMClient,
+    wave: WaveData,
+    *,
+    n_examples: int,
+    seed: int,
+    cache: StepCache | None = None,
+    temperature: float = 0.2,
+) -> Step1Result:
+    """Run step 1 for a wave: one LLM call (or none when cached) plus seeded examples."""
+    stats = cluster_statistics(wave)
+    examples, warnings = sample_examples(wave, n_examples, seed)
+    messages = describe_messages(wave, stats)
+    full = wave.mode == "full"
+    model = describe_response_model(wave.variables, wave.clusters, full)
+    key = fingerprint("step1", client.label, messages, model.model_json_schema())
+    cached = cache.get("step1", key) if cache else None
+    usage = Usage(attempts=0)
+    calls = 0
+    if cached is not None:
+        raw = cached
+        log.info("wave %s: step 1 descriptions from cache", wave.wave)
+    else:
+        comp = client.create(messages, model, temperature=temperature, max_tokens=_describe_budget(wave))
+        usage = comp.usage
+        calls = 1
+        raw = comp.value.model_dump()
+        if cache:
+            cache.put("step1", key, raw)
+    descriptions = [
+        ClusterDescription(
+            cluster=c,
+            variables=[
+                VariableDescription(variable=v, **raw[f"cluster_{c}"][v]) for v in wave.variables
+            ],
+        )
+        for c in wave.clusters
+    ]
+    for d in descriptions:
+        for vd in d.variables:
+            if any(ch.isdigit() for ch in (vd.skew + vd.spread + vd.shape + (vd.na_frequency or ""))):
+                log.debug("wave %s: description of %s uses digits", wave.wave, vd.variable)
+    return Step1Result(stats, descriptions, examples, warnings, usage, calls, cached is not None)
+
+
+def _describe_budget(wave: WaveData) -> int:
+    per = 60 if wave.mode == "full" else 45
+    return 200 + per * len(wave.variables) * len(wave.clusters)
+
+
+def format_descriptions(descriptions: Sequence[ClusterDescription]) -> str:
+    """Readable text of the descriptions (prompt of step 3 and the step-1 log)."""
+    lines = []
+    for d in descriptions:
+        lines.append(f"Cluster {d.cluster}:")
+        for vd in d.variables:
+            text = f"skew: {vd.skew}; spread: {vd.spread}; shape: {vd.shape}"
+            if vd.na_frequency:
+                text += f"; missing: {vd.na_frequency}"
+            lines.append(f"- {vd.variable}: {text}")
+    return "\n".join(lines)
+
+
+def is_coded(vtype: str) -> bool:
+    return vtype in CODED_TYPES

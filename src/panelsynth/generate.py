@@ -1,0 +1,498 @@
+"""Step 3: synthetic respondents, validated row by row, checkpointed call by call (SPEC §3.4).
+
+The prompt is a static prefix (formatted metadata, cluster descriptions, compact example tables,
+rules) identical for every call, so provider prompt caching and llama.cpp prefix reuse apply, and a
+short per-batch suffix. Calls run concurrently (bounded); every finished call is appended to the
+checkpoint at once; rows are ordered by batch index, so the CSV does not depend on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from panelsynth.checkpoint import Checkpoint
+from panelsynth.data import WaveData
+from panelsynth.describe import encode_table
+from panelsynth.errors import GenerationExhaustedError, PanelsynthError
+from panelsynth.llm.base import LLMCallError, LLMClient, Message, Usage
+from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
+from panelsynth.scaffold import atomic_write_text
+
+log = logging.getLogger("panelsynth")
+
+SYSTEM_GENERATE = (
+    "You generate synthetic respondents for a longitudinal survey. Each respondent belongs to one "
+    "of the clusters described below and answers like the members of that cluster. Reply with JSON "
+    "only."
+)
+
+
+@dataclass
+class GenerationSettings:
+    """How step 3 runs for one wave."""
+
+    n_outputs: int = 10
+    n_batches: int = 70
+    seed: int = 42
+    temperature: float = 0.7
+    max_tokens: int | None = None
+    concurrency: int = 1
+    max_attempts_factor: float = 3.0
+    breaker_threshold: int = 8
+    requests_per_minute: float | None = None
+
+    @property
+    def wanted(self) -> int:
+        return self.n_outputs * self.n_batches
+
+    @property
+    def max_calls(self) -> int:
+        return max(self.n_batches + 2, math.ceil(self.n_batches * self.max_attempts_factor))
+
+
+@dataclass
+class GenerationPrompt:
+    """The static prefix of every step-3 call and the pieces it was built from."""
+
+    prefix: list[Message]
+    n_examples_used: int
+    notes: list[str] = field(default_factory=list)
+
+    def for_batch(self, batch: int, n_rows: int) -> list[Message]:
+        """The prefix plus the per-batch request (after the shared prefix)."""
+        msgs = [dict(m) for m in self.prefix]
+        msgs[-1]["content"] += (
+            f"\n\nRequest {batch + 1}: generate exactly {n_rows} new, distinct respondents as "
+            f'{{"rows": [...]}}. Do not copy the examples.'
+        )
+        return msgs
+
+
+def cluster_shares(wave: WaveData) -> dict[int, float]:
+    counts = wave.frame[wave.cluster_column].value_counts(normalize=True)
+    return {int(c): float(counts.get(c, 0.0)) for c in wave.clusters}
+
+
+def build_prompt(
+    wave: WaveData,
+    metadata_text: str,
+    descriptions_text: str,
+    examples: pd.DataFrame,
+    specs: Sequence[RowSpec],
+) -> list[Message]:
+    """Messages of the static prefix of step 3."""
+    shares = cluster_shares(wave)
+    full = wave.mode == "full"
+    parts = [
+        metadata_text,
+        "",
+        "Clusters of respondents (labels mean the same group in every wave):",
+        descriptions_text,
+        "",
+        "Share of respondents in each cluster: "
+        + ", ".join(f"cluster {c}: {s:.0%}" for c, s in shares.items())
+        + ".",
+    ]
+    if wave.prev_cluster_column:
+        parts.append(
+            f"`{wave.prev_cluster_column}` is the respondent's cluster in the previous wave; most "
+            f"respondents stay in the same cluster."
+        )
+    parts += ["", "Examples of respondents (CSV; NA = no answer):"]
+    for c in wave.clusters:
+        sub = examples[examples[wave.cluster_column] == c]
+        parts += [f"Cluster {c}:", encode_table(sub)]
+    rules = [
+        "",
+        "Rules:",
+        "- Use only the codes listed for each variable; numbers stay inside their range.",
+        "- `" + wave.cluster_column + "` is the cluster the respondent belongs to; keep the cluster "
+        "shares above and answer like that cluster.",
+    ]
+    if full:
+        rules.append(
+            "- A respondent may leave questions unanswered: write null, about as often as the "
+            "cluster descriptions say."
+        )
+    else:
+        rules.append("- Every field must have a value (no null).")
+    rules.append("- Vary the respondents; do not repeat rows.")
+    parts += rules
+    return [
+        {"role": "system", "content": SYSTEM_GENERATE},
+        {"role": "user", "content": "\n".join(parts)},
+    ]
+
+
+def estimate_output_tokens(client: LLMClient, examples: pd.DataFrame, n_rows: int) -> int:
+    """Output budget for a batch: the JSON of ``n_rows`` rows like the examples, with headroom."""
+    sample = examples.head(3)
+    if len(sample) == 0:
+        per_row = 20 * max(1, examples.shape[1])
+    else:
+        text = json.dumps(
+            [{k: _json_cell(v) for k, v in r.items()} for r in sample.to_dict("records")]
+        )
+        per_row = client.count_tokens(text) / len(sample)
+    return int(60 + n_rows * per_row * 1.6)
+
+
+def _json_cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def fit_prompt(
+    client: LLMClient,
+    build: Callable[[pd.DataFrame], list[Message]],
+    examples: pd.DataFrame,
+    cluster_column: str,
+    n_rows: int,
+    max_tokens: int,
+) -> GenerationPrompt:
+    """Fit the prompt into the model's context, dropping examples (with a warning) if needed.
+
+    Raises:
+        PanelsynthError: even one example per cluster does not fit.
+    """
+    window = getattr(client, "context_window", None)
+    per_cluster = int(examples.groupby(cluster_column).size().max()) if len(examples) else 0
+    notes: list[str] = []
+    current = examples
+    while True:
+        prefix = build(current)
+        if not window:
+            return GenerationPrompt(prefix, per_cluster, notes)
+        probe = GenerationPrompt(prefix, per_cluster).for_batch(0, n_rows)
+        used = client.count_tokens("\n".join(m["content"] for m in probe)) + 16 * len(probe)
+        if used + max_tokens <= window:
+            return GenerationPrompt(prefix, per_cluster, notes)
+        if per_cluster <= 1:
+            raise PanelsynthError(
+                f"the step-3 prompt needs {used} + {max_tokens} tokens but {client.label} has a "
+                f"context of {window} even with one example per cluster — use fewer variables, "
+                f"fewer --n-outputs, or a model with a longer context"
+            )
+        new = max(1, per_cluster // 2)
+        msg = (
+            f"prompt of {used} tokens + {max_tokens} for the answer exceeds the {window}-token "
+            f"context of {client.label}: using {new} examples per cluster instead of {per_cluster}"
+        )
+        log.warning(msg)
+        notes.append(msg)
+        per_cluster = new
+        current = examples.groupby(cluster_column, group_keys=False).head(new)
+
+
+@dataclass
+class CallRecord:
+    stage: str
+    batch: int | None
+    usage: Usage
+    ok: bool
+    kind: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    rows: pd.DataFrame
+    calls: list[CallRecord]
+    invalid_rows: int
+    returned_rows: int
+    failed_calls: int
+    faults: dict[str, int]
+    resumed_batches: int
+    wall_seconds: float
+    batches_used: int
+
+
+class _Breaker(Exception):
+    pass
+
+
+class _Runner:
+    """Runs the batches of one wave concurrently and keeps the books."""
+
+    def __init__(
+        self,
+        client: LLMClient,
+        prompt: GenerationPrompt,
+        row_model: type[BaseModel],
+        columns: Sequence[str],
+        settings: GenerationSettings,
+        checkpoint: Checkpoint,
+        progress: Callable[[dict[str, Any]], None] | None,
+        wave: str,
+    ) -> None:
+        self.client = client
+        self.prompt = prompt
+        self.row_model = row_model
+        self.columns = list(columns)
+        self.s = settings
+        self.ckpt = checkpoint
+        self.progress = progress
+        self.wave = wave
+        self.response_model = batch_model(row_model, settings.n_outputs)
+        self.max_tokens = settings.max_tokens or estimate_output_tokens(
+            client, pd.DataFrame(columns=self.columns), settings.n_outputs
+        )
+        self.done: dict[int, list[dict[str, Any]]] = {}
+        self.calls: list[CallRecord] = []
+        self.invalid = 0
+        self.returned = 0
+        self.failed = 0
+        self.faults: dict[str, int] = {}
+        self.consecutive_failures = 0
+        self.next_batch = 0
+        self._last_start = 0.0
+        self._rate_lock = asyncio.Lock()
+
+    # -- books -------------------------------------------------------------------------------
+    def restore(self, records: list[dict[str, Any]]) -> int:
+        restored = 0
+        for r in records:
+            usage = Usage(**{k: v for k, v in r.get("usage", {}).items() if k in Usage.__dataclass_fields__})
+            b = int(r["batch"])
+            self.next_batch = max(self.next_batch, b + 1)
+            if r.get("failed"):
+                self.failed += 1
+                self.faults[r["failed"]] = self.faults.get(r["failed"], 0) + 1
+                self.calls.append(CallRecord("generate", b, usage, False, r["failed"]))
+                continue
+            self.done[b] = r["rows"]
+            self.invalid += int(r.get("invalid", 0))
+            self.returned += int(r.get("returned", len(r["rows"])))
+            self.calls.append(CallRecord("generate", b, usage, True))
+            restored += 1
+            for k, v in usage.faults.items():
+                self.faults[k] = self.faults.get(k, 0) + v
+        return restored
+
+    @property
+    def accepted(self) -> int:
+        return sum(len(v) for v in self.done.values())
+
+    def _emit(self) -> None:
+        if self.progress:
+            self.progress(
+                {
+                    "rows": min(self.accepted, self.s.wanted),
+                    "wanted": self.s.wanted,
+                    "calls": len(self.calls),
+                    "input_tokens": sum(c.usage.input_tokens for c in self.calls),
+                    "output_tokens": sum(c.usage.output_tokens for c in self.calls),
+                    "invalid_rows": self.invalid,
+                }
+            )
+
+    # -- calls -------------------------------------------------------------------------------
+    async def _pace(self) -> None:
+        if not self.s.requests_per_minute:
+            return
+        gap = 60.0 / self.s.requests_per_minute
+        async with self._rate_lock:
+            wait = self._last_start + gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_start = time.monotonic()
+
+    async def _one(self, batch: int, sem: asyncio.Semaphore) -> None:
+        async with sem:
+            if self.consecutive_failures >= self.s.breaker_threshold:
+                return
+            await self._pace()
+            messages = self.prompt.for_batch(batch, self.s.n_outputs)
+            try:
+                comp = await self.client.acreate(
+                    messages,
+                    self.response_model,
+                    max_tokens=self.max_tokens,
+                    temperature=self.s.temperature,
+                    seed=self.s.seed + batch,
+                )
+            except LLMCallError as err:
+                self.failed += 1
+                self.consecutive_failures += 1
+                self.faults[err.kind] = self.faults.get(err.kind, 0) + 1
+                self.calls.append(CallRecord("generate", batch, err.usage, False, err.kind))
+                self.ckpt.append({"batch": batch, "failed": err.kind, "usage": err.usage.to_dict()})
+                log.warning("wave %s: call %d failed (%s): %s", self.wave, batch + 1, err.kind, err)
+                self._emit()
+                return
+            rows = list(getattr(comp.value, "rows", []) or [])
+            good, errors = validate_rows(rows, self.row_model, self.columns)
+            for k, v in comp.usage.faults.items():
+                self.faults[k] = self.faults.get(k, 0) + v
+            if len(rows) != self.s.n_outputs:
+                key = "too_few_rows" if len(rows) < self.s.n_outputs else "too_many_rows"
+                self.faults[key] = self.faults.get(key, 0) + 1
+            if errors:
+                self.faults["invalid_rows"] = self.faults.get("invalid_rows", 0) + len(errors)
+                log.debug("wave %s: call %d: %s", self.wave, batch + 1, "; ".join(errors[:3]))
+            good = good[: self.s.n_outputs]
+            self.consecutive_failures = 0 if good else self.consecutive_failures + 1
+            record = {
+                "batch": batch,
+                "rows": good,
+                "returned": len(rows),
+                "invalid": len(errors),
+                "errors": errors[:5],
+                "usage": comp.usage.to_dict(),
+                "finish_reason": comp.finish_reason,
+            }
+            self.ckpt.append(record)
+            self.done[batch] = good
+            self.invalid += len(errors)
+            self.returned += len(rows)
+            self.calls.append(CallRecord("generate", batch, comp.usage, True))
+            self._emit()
+
+    async def run(self) -> None:
+        sem = asyncio.Semaphore(max(1, self.s.concurrency))
+        planned = [b for b in range(self.s.n_batches) if b not in self.done]
+        await self._gather([self._one(b, sem) for b in planned])
+        self.next_batch = max(self.next_batch, self.s.n_batches)
+        while self.accepted < self.s.wanted:
+            if self.consecutive_failures >= self.s.breaker_threshold:
+                raise _Breaker()
+            remaining_calls = self.s.max_calls - len(self.calls)
+            if remaining_calls <= 0:
+                return
+            deficit = self.s.wanted - self.accepted
+            n = min(remaining_calls, math.ceil(deficit / self.s.n_outputs), max(1, self.s.concurrency))
+            batches = list(range(self.next_batch, self.next_batch + n))
+            self.next_batch += n
+            await self._gather([self._one(b, sem) for b in batches])
+        if self.consecutive_failures >= self.s.breaker_threshold and self.accepted < self.s.wanted:
+            raise _Breaker()
+
+    @staticmethod
+    async def _gather(coros: list) -> None:
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+
+
+def generate_rows(
+    client: LLMClient,
+    prompt: GenerationPrompt,
+    row_model: type[BaseModel],
+    columns: Sequence[str],
+    settings: GenerationSettings,
+    checkpoint: Checkpoint,
+    *,
+    header: dict[str, Any],
+    resume: bool,
+    wave: str,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    max_tokens: int | None = None,
+) -> GenerationResult:
+    """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
+
+    Raises:
+        GenerationExhaustedError: the call budget ran out, or failures persisted (circuit breaker);
+            the checkpoint keeps every finished call and ``--resume`` continues.
+    """
+    started = time.monotonic()
+    runner = _Runner(client, prompt, row_model, columns, settings, checkpoint, progress, wave)
+    if max_tokens:
+        runner.max_tokens = max_tokens
+    resumed = 0
+    if resume and checkpoint.exists():
+        old_header, records = checkpoint.load()
+        if old_header is not None and old_header.get("fingerprint") != header["fingerprint"]:
+            raise PanelsynthError(
+                f"the checkpoint {checkpoint.path.name} was made with other settings or inputs "
+                f"({_diff(old_header, header)}) — rerun with the same settings, or pass --restart "
+                f"to set it aside and start over"
+            )
+        resumed = runner.restore(records)
+        log.info("wave %s: resuming with %d finished calls (%d rows)", wave, resumed, runner.accepted)
+        # rewrite cleanly (drops a torn last line) by appending to a fresh copy
+        checkpoint.start(header)
+        for r in records:
+            checkpoint.append(r)
+    else:
+        checkpoint.start(header)
+    runner._emit()
+    try:
+        asyncio.run(runner.run())
+    except _Breaker:
+        raise GenerationExhaustedError(
+            wave=wave,
+            wanted=settings.wanted,
+            accepted=min(runner.accepted, settings.wanted),
+            attempts=len(runner.calls),
+            hint=(
+                f"{runner.consecutive_failures} calls in a row failed or gave no valid row "
+                f"(faults: {_faults_text(runner.faults)}); stopped early — fix the cause and "
+                f"rerun with --resume"
+            ),
+        ) from None
+    if runner.accepted < settings.wanted:
+        raise GenerationExhaustedError(
+            wave=wave,
+            wanted=settings.wanted,
+            accepted=runner.accepted,
+            attempts=len(runner.calls),
+            hint=(
+                f"the call budget ({settings.max_calls} calls) is used up (faults: "
+                f"{_faults_text(runner.faults)}); rerun with --resume, or raise "
+                f"generation.max_attempts_factor"
+            ),
+        )
+    ordered = [row for b in sorted(runner.done) for row in runner.done[b]][: settings.wanted]
+    frame = pd.DataFrame(ordered, columns=list(columns))
+    return GenerationResult(
+        rows=frame,
+        calls=runner.calls,
+        invalid_rows=runner.invalid,
+        returned_rows=runner.returned,
+        failed_calls=runner.failed,
+        faults=runner.faults,
+        resumed_batches=resumed,
+        wall_seconds=time.monotonic() - started,
+        batches_used=len(runner.done),
+    )
+
+
+def _faults_text(faults: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = [k for k in sorted(set(old) | set(new)) if k != "fingerprint" and old.get(k) != new.get(k)]
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:4]) or "prompt or data changed"
+
+
+def write_csv_atomic(frame: pd.DataFrame, path) -> None:
+    """Write the final CSV through a temporary file and a rename: never half-written."""
+    buf = io.StringIO()
+    out = frame.copy()
+    for col in out.columns:
+        s = out[col]
+        num = pd.to_numeric(s, errors="coerce")
+        if s.notna().sum() == num.notna().sum() and len(num.dropna()) and (num.dropna() % 1 == 0).all():
+            out[col] = num.astype("Int64")
+    out.to_csv(buf, index=False)
+    atomic_write_text(path, buf.getvalue())

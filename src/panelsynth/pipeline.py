@@ -1,0 +1,342 @@
+"""One wave through the three steps, with logs, checkpoint, lock and manifest (SPEC §3.2-§3.5)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from panelsynth.cache import StepCache, fingerprint
+from panelsynth.checkpoint import Checkpoint, RunLock
+from panelsynth.config import PanelsynthConfig, load_config
+from panelsynth.data import WaveData, load_wave
+from panelsynth.describe import (
+    DEFAULT_N_EXAMPLES,
+    Step1Result,
+    describe_wave,
+    encode_table,
+    format_descriptions,
+    format_statistics,
+)
+from panelsynth.errors import GenerationExhaustedError, PanelsynthError, WorkspaceError
+from panelsynth.generate import (
+    GenerationResult,
+    GenerationSettings,
+    build_prompt,
+    estimate_output_tokens,
+    fit_prompt,
+    generate_rows,
+    write_csv_atomic,
+)
+from panelsynth.llm.base import LLMClient, Usage
+from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
+from panelsynth.pydantic_models.rows import build_specs, row_model_for_wave
+from panelsynth.scaffold import atomic_write_text
+from panelsynth.workspace import Mode, Workspace
+
+log = logging.getLogger("panelsynth")
+
+Progress = Callable[[dict[str, Any]], None]
+
+DEFAULT_CONCURRENCY_HOSTED = 8
+
+
+@dataclass
+class RunOptions:
+    """Settings of ``panelsynth run``; ``None`` means: take the config's value."""
+
+    mode: Mode | None = None
+    n_examples: int | None = None
+    n_outputs: int | None = None
+    n_batches: int | None = None
+    seed: int | None = None
+    concurrency: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    requests_per_minute: float | None = None
+    resume: bool = False
+    restart: bool = False
+    use_cache: bool = True
+
+
+@dataclass
+class RunResult:
+    wave: str
+    model_dir: str
+    output: Path
+    manifest: Path
+    rows: int
+    wanted: int
+    manifest_data: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_settings(config: PanelsynthConfig, opts: RunOptions, client: LLMClient) -> tuple[Mode, int, GenerationSettings]:
+    g = config.generation
+    mode: Mode = opts.mode or g.mode
+    n_examples = opts.n_examples or g.n_examples or DEFAULT_N_EXAMPLES[mode]
+    concurrency = opts.concurrency or g.concurrency or (1 if client.is_local else DEFAULT_CONCURRENCY_HOSTED)
+    settings = GenerationSettings(
+        n_outputs=opts.n_outputs or g.n_outputs,
+        n_batches=opts.n_batches or g.n_batches,
+        seed=g.seed if opts.seed is None else opts.seed,
+        temperature=g.temperature if opts.temperature is None else opts.temperature,
+        max_tokens=opts.max_tokens or g.max_tokens,
+        concurrency=concurrency,
+        max_attempts_factor=g.max_attempts_factor,
+        requests_per_minute=opts.requests_per_minute or g.requests_per_minute,
+    )
+    return mode, n_examples, settings
+
+
+def load_wave_for_run(ws: Workspace, wave: str, config: PanelsynthConfig, mode: Mode) -> WaveData:
+    s = config.study
+    return load_wave(
+        ws,
+        wave,
+        mode=mode,
+        missing_codes=s.missing_codes,
+        study_waves=s.waves,
+        cluster_column=s.cluster_column,
+        prev_cluster_column=s.prev_cluster_column,
+        k=config.clustering.k,
+    )
+
+
+def run_wave(
+    workspace: str | Path,
+    wave: str,
+    client: LLMClient,
+    model_dir: str,
+    options: RunOptions | None = None,
+    *,
+    config: PanelsynthConfig | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run steps 1-3 for one wave and write the outputs of SPEC §2.
+
+    Raises:
+        PanelsynthError: any user-fixable problem (data, metadata, lock, exhausted budget).
+    """
+    opts = options or RunOptions()
+    ws = Workspace(workspace)
+    if not ws.root.is_dir():
+        raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    config = config or load_config(ws.config_path)
+    mode, n_examples, settings = resolve_settings(config, opts, client)
+    wd = load_wave_for_run(ws, wave, config, mode)
+    out_csv = ws.output_csv(model_dir, wd.wave)
+    ckpt = Checkpoint(ws.checkpoint(model_dir, wd.wave))
+    if opts.restart and opts.resume:
+        raise PanelsynthError("--resume and --restart exclude each other — pick one")
+    if out_csv.exists() and not (opts.resume or opts.restart):
+        raise PanelsynthError(
+            f"{ws.rel(out_csv)} already exists — pass --restart to generate it again (the old "
+            f"checkpoint is kept aside) or use another --model-dir"
+        )
+    if ckpt.exists() and not (opts.resume or opts.restart):
+        _, recs = ckpt.load()
+        raise PanelsynthError(
+            f"an unfinished run of wave {wd.wave} for {model_dir} has {len(recs)} finished calls "
+            f"in {ws.rel(ckpt.path)} — pass --resume to continue it or --restart to start over"
+        )
+    started = time.time()
+    with RunLock(ws.lock(model_dir, wd.wave), f"wave {wd.wave} of {model_dir}"):
+        if opts.restart and ckpt.exists():
+            moved = ckpt.archive()
+            log.info("previous checkpoint kept as %s", ws.rel(moved))
+        cache = StepCache(ws.cache_dir(), enabled=opts.use_cache)
+        _emit(progress, {"stage": "step1"})
+        s1 = describe_wave(client, wd, n_examples=n_examples, seed=settings.seed, cache=cache)
+        _write_step1_logs(ws, model_dir, wd, s1)
+        _emit(progress, {"stage": "step2"})
+        s2 = format_metadata(client, wd, cache=cache, preferred_target=config.study.outcome)
+        _write_step2_log(ws, model_dir, wd, s2)
+
+        specs = build_specs(
+            wd.var_types,
+            wd.metadata,
+            nullable=mode == "full",
+            frame=wd.frame,
+            cluster_column=wd.cluster_column,
+            prev_cluster_column=wd.prev_cluster_column,
+            clusters=wd.clusters,
+        )
+        row_model, row_source = row_model_for_wave(specs, ws.user_models_dir(), wd.wave)
+        columns = [s.name for s in specs]
+        metadata_text = format_wave_description(s2.description, wd)
+        descriptions_text = format_descriptions(s1.descriptions)
+        max_tokens = settings.max_tokens or estimate_output_tokens(client, s1.examples, settings.n_outputs)
+        prompt = fit_prompt(
+            client,
+            lambda ex: build_prompt(wd, metadata_text, descriptions_text, ex, specs),
+            s1.examples,
+            wd.cluster_column,
+            settings.n_outputs,
+            max_tokens,
+        )
+        header = {
+            "wave": wd.wave,
+            "mode": mode,
+            "model": client.label,
+            "n_outputs": settings.n_outputs,
+            "n_batches": settings.n_batches,
+            "seed": settings.seed,
+        }
+        header["fingerprint"] = fingerprint(header, prompt.prefix, row_model.model_json_schema())
+        _emit(progress, {"stage": "step3", "wanted": settings.wanted})
+        manifest_path = ws.manifest(model_dir, wd.wave)
+        base = {
+            "wave": wd.wave,
+            "model": client.label,
+            "model_dir": model_dir,
+            "mode": mode,
+            "row_model": row_source,
+            "target_variable": s2.description.target_variable,
+            "settings": {
+                "n_examples": n_examples,
+                "n_examples_used": prompt.n_examples_used,
+                "n_outputs": settings.n_outputs,
+                "n_batches": settings.n_batches,
+                "seed": settings.seed,
+                "temperature": settings.temperature,
+                "max_tokens": max_tokens,
+                "concurrency": settings.concurrency,
+                "requests_per_minute": settings.requests_per_minute,
+                "max_calls": settings.max_calls,
+            },
+            "warnings": s1.warnings + s2.notes + prompt.notes,
+        }
+        try:
+            gen = generate_rows(
+                client,
+                prompt,
+                row_model,
+                columns,
+                settings,
+                ckpt,
+                header=header,
+                resume=opts.resume,
+                wave=wd.wave,
+                progress=progress,
+                max_tokens=max_tokens,
+            )
+        except GenerationExhaustedError as err:
+            _write_manifest(
+                manifest_path, {**base, "status": "incomplete", "error": str(err)}, s1, s2, None,
+                config, client, started,
+            )
+            raise
+        write_csv_atomic(gen.rows, out_csv)
+        data = _write_manifest(
+            manifest_path, {**base, "status": "complete", "output": ws.rel(out_csv)}, s1, s2, gen,
+            config, client, started,
+        )
+    return RunResult(wd.wave, model_dir, out_csv, manifest_path, len(gen.rows), settings.wanted, data)
+
+
+def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
+    if progress:
+        progress(event)
+
+
+def _write_step1_logs(ws: Workspace, model_dir: str, wd: WaveData, s1: Step1Result) -> None:
+    lines = [f"Wave {wd.wave} cluster descriptions ({wd.mode} mode)", ""]
+    lines.append("Summary statistics:")
+    for c, per_var in s1.statistics.items():
+        lines.append(f"Cluster {c}:")
+        lines += [f"- {v}: {format_statistics(s)}" for v, s in per_var.items()]
+    lines += ["", "Descriptions:", format_descriptions(s1.descriptions), ""]
+    atomic_write_text(ws.cluster_descriptions_log(model_dir, wd.wave), "\n".join(lines))
+    ex_lines = [f"Wave {wd.wave} examples ({len(s1.examples)} rows)", ""]
+    for c in wd.clusters:
+        sub = s1.examples[s1.examples[wd.cluster_column] == c]
+        ex_lines += [f"Cluster {c} ({len(sub)} examples):", encode_table(sub), ""]
+    ex_lines += [f"Warning: {w}" for w in s1.warnings]
+    atomic_write_text(ws.examples_log(model_dir, wd.wave), "\n".join(ex_lines) + "\n")
+    atomic_write_text(ws.examples_csv(model_dir, wd.wave), s1.examples.to_csv(index=False))
+
+
+def _write_step2_log(ws: Workspace, model_dir: str, wd: WaveData, s2: Step2Result) -> None:
+    text = (
+        f"Wave {wd.wave} generated metadata\n\n"
+        + format_wave_description(s2.description, wd)
+        + "\n\nStructured output (WaveDescription):\n"
+        + s2.description.model_dump_json(indent=2)
+        + "\n"
+    )
+    atomic_write_text(ws.gen_metadata_log(model_dir, wd.wave), text)
+
+
+def _stage_usage(usage: Usage, calls: int, cached: bool) -> dict[str, Any]:
+    d = usage.to_dict()
+    d.update({"calls": calls, "cached": cached})
+    return d
+
+
+def _write_manifest(
+    path: Path,
+    base: dict[str, Any],
+    s1: Step1Result,
+    s2: Step2Result,
+    gen: GenerationResult | None,
+    config: PanelsynthConfig,
+    client: LLMClient,
+    started: float,
+) -> dict[str, Any]:
+    calls = []
+    if s1.calls:
+        calls.append({"stage": "step1", "batch": None, "ok": True, **s1.usage.to_dict()})
+    if s2.calls:
+        calls.append({"stage": "step2", "batch": None, "ok": True, **s2.usage.to_dict()})
+    step3 = Usage(attempts=0)
+    if gen is not None:
+        for c in sorted(gen.calls, key=lambda c: c.batch or 0):
+            calls.append({"stage": "step3", "batch": c.batch, "ok": c.ok, "kind": c.kind, **c.usage.to_dict()})
+            step3.add(c.usage)
+    stages = {
+        "step1": _stage_usage(s1.usage, s1.calls, s1.cached),
+        "step2": _stage_usage(s2.usage, s2.calls, s2.cached),
+        "step3": _stage_usage(step3, len(gen.calls) if gen else 0, False),
+    }
+    total_in = sum(c["input_tokens"] for c in calls)
+    total_out = sum(c["output_tokens"] for c in calls)
+    price = config.prices.get(client.label)
+    cost: dict[str, Any]
+    if client.is_local:
+        cost = {"usd": 0.0, "basis": "local model"}
+    elif price is not None:
+        per_stage = {
+            k: (v["input_tokens"] * price.input_per_mtok + v["output_tokens"] * price.output_per_mtok) / 1e6
+            for k, v in stages.items()
+        }
+        cost = {"usd": sum(per_stage.values()), "per_stage": per_stage, "basis": "config prices"}
+    else:
+        cost = {"usd": None, "basis": f"no price for {client.label} in [prices] of panelsynth.toml"}
+    data = {
+        **base,
+        "rows": int(len(gen.rows)) if gen else None,
+        "wanted": base["settings"]["n_outputs"] * base["settings"]["n_batches"],
+        "invalid_rows": gen.invalid_rows if gen else None,
+        "returned_rows": gen.returned_rows if gen else None,
+        "failed_calls": gen.failed_calls if gen else None,
+        "faults": gen.faults if gen else {},
+        "resumed_batches": gen.resumed_batches if gen else 0,
+        "retries": sum(c["retries"] for c in calls),
+        "reasks": sum(c["reasks"] for c in calls),
+        "tokens": {"input": total_in, "output": total_out, "per_stage": stages},
+        "cost": cost,
+        "wall_seconds": round(time.time() - started, 3),
+        "calls": calls,
+    }
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    return data
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
