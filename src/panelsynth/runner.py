@@ -1,0 +1,98 @@
+"""What ``panelsynth run``, the demo and the seed script share: model dirs, clients, confirmation."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from panelsynth.config import PanelsynthConfig
+from panelsynth.errors import PanelsynthError, ProviderError
+from panelsynth.llm.base import LLMClient
+
+
+def default_model_dir(label: str, config: PanelsynthConfig | None = None) -> str:
+    """The config's folder for a model label, else a folder name derived from the label."""
+    if config is not None:
+        d = config.model_dir_for(label)
+        if d:
+            return d
+    name = label.split("/", 1)[-1]
+    name = re.sub(r"\.gguf$", "", os.path.basename(name), flags=re.IGNORECASE)
+    name = re.sub(r"[^0-9A-Za-z._-]+", "-", name).strip("-.") or "model"
+    return name
+
+
+def open_client(
+    label: str,
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    config: PanelsynthConfig | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+) -> LLMClient:
+    """Build the client for ``label``; a missing key or unknown provider fails here, before work."""
+    if "/" not in label:
+        raise ProviderError(
+            f"model {label!r} is not of the form provider/model — e.g. local/smollm2, "
+            f"anthropic/claude-sonnet-4-20250514, openai/gpt-5"
+        )
+    from panelsynth.llm import make_client
+
+    entry = config.model_entry(label) if config else None
+    if entry is not None:
+        base_url = base_url or entry.base_url
+        if api_key is None and entry.api_key_env:
+            api_key = os.environ.get(entry.api_key_env) or None
+    g = config.generation if config else None
+    return make_client(
+        label,
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout or (g.timeout if g else 120.0),
+        max_retries=max_retries if max_retries is not None else (g.max_retries if g else 5),
+    )
+
+
+@dataclass
+class Confirmation:
+    """Asks "Continue? [y/N]" on a terminal; never blocks on a non-interactive stdin."""
+
+    assume_yes: bool = False
+    timeout: float = 2.0
+
+    def __call__(self, question: str, echo: Callable[[str], None]) -> bool:
+        if self.assume_yes:
+            return True
+        stdin = sys.stdin
+        if stdin is None or stdin.closed:
+            echo(f"{question} [y/N] (no input: continuing)")
+            return True
+        if stdin.isatty():
+            try:
+                answer = input(f"{question} [y/N] ")
+            except EOFError:
+                return False
+            return answer.strip().lower() in ("y", "yes")
+        # Piped or redirected stdin: read an answer if one is there, never wait for one.
+        try:
+            ready, _, _ = select.select([stdin], [], [], self.timeout)
+        except (OSError, ValueError):
+            ready = [stdin]
+        line = stdin.readline() if ready else ""
+        if not line:
+            echo(f"{question} [y/N] (non-interactive: continuing)")
+            return True
+        ok = line.strip().lower() in ("y", "yes")
+        echo(f"{question} [y/N] {line.strip()}")
+        return ok
+
+
+def check_mode(mode: str | None) -> str | None:
+    if mode is not None and mode not in ("dense", "full"):
+        raise PanelsynthError(f"--mode must be dense or full, not {mode!r}")
+    return mode
