@@ -1,0 +1,71 @@
+"""Step 1: statistics, prompt content, seeded examples, one call per wave, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from panelsynth.cache import StepCache
+from panelsynth.config import load_config
+from panelsynth.describe import cluster_statistics, describe_messages, describe_wave, sample_examples
+from panelsynth.llm.base import FakeClient
+from panelsynth.pipeline import load_wave_for_run
+from panelsynth.workspace import Workspace
+from conftest import fake_answer
+
+
+def _wave(ws_root: Path, mode: str = "dense"):
+    ws = Workspace(ws_root)
+    return load_wave_for_run(ws, "2", load_config(ws.config_path), mode)
+
+
+def test_statistics_match_pandas(tiny_workspace: Path) -> None:
+    wd = _wave(tiny_workspace)
+    stats = cluster_statistics(wd)
+    sub = wd.frame[wd.frame.cluster == 2]["worryflu"]
+    s = stats[2]["worryflu"]
+    assert s["mean"] == pytest.approx(sub.mean())
+    assert s["median"] == pytest.approx(sub.median())
+    assert s["variance"] == pytest.approx(sub.var())
+    assert s["na_share"] == pytest.approx(sub.isna().mean()) and s["na_share"] > 0
+    assert {"min", "q1", "q3", "max"} <= set(s)
+    assert sum(stats[2]["sex"]["shares"].values()) == pytest.approx(1 - stats[2]["sex"]["na_share"])
+
+
+def test_prompt_has_statistics_and_asks_for_no_numbers(tiny_workspace: Path) -> None:
+    wd = _wave(tiny_workspace)
+    text = describe_messages(wd, cluster_statistics(wd))[-1]["content"]
+    for v in wd.variables:
+        assert v in text
+    assert "Cluster 1" in text and "Cluster 2" in text
+    assert "skewness, spread and shape" in text and "no" in text.lower()
+    assert "Do not use any numbers" in text
+    assert "missing" not in text.split("describe")[-1]  # dense mode: no NA frequency asked
+    full = describe_messages(_wave(tiny_workspace, "full"), cluster_statistics(wd))[-1]["content"]
+    assert "NA frequency" in full
+
+
+def test_examples_seeded_and_small_cluster_warns(tiny_workspace: Path) -> None:
+    wd = _wave(tiny_workspace)
+    a, _ = sample_examples(wd, 4, seed=42)
+    b, _ = sample_examples(wd, 4, seed=42)
+    c, _ = sample_examples(wd, 4, seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+    assert a.groupby("cluster").size().tolist() == [4, 4]
+    big, warnings = sample_examples(wd, 10_000, seed=42)
+    assert len(big) == len(wd.frame) and len(warnings) == 2 and "fewer than" in warnings[0]
+
+
+def test_one_call_per_wave_and_none_when_cached(tiny_workspace: Path) -> None:
+    wd = _wave(tiny_workspace, "full")
+    cache = StepCache(Workspace(tiny_workspace).cache_dir())
+    client = FakeClient(default=fake_answer)
+    r1 = describe_wave(client, wd, n_examples=3, seed=1, cache=cache)
+    assert r1.calls == 1 and len(client.calls) == 1
+    assert [d.cluster for d in r1.descriptions] == [1, 2]
+    assert all(vd.na_frequency for d in r1.descriptions for vd in d.variables)
+    r2 = describe_wave(client, wd, n_examples=3, seed=1, cache=cache)
+    assert r2.cached and r2.calls == 0 and len(client.calls) == 1

@@ -1,0 +1,53 @@
+"""Step 2: prompt content, target variable, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import fake_answer
+
+from panelsynth.cache import StepCache
+from panelsynth.config import load_config
+from panelsynth.llm.base import FakeClient
+from panelsynth.metadata import format_metadata, metadata_messages, target_from_context
+from panelsynth.pipeline import load_wave_for_run
+from panelsynth.workspace import Workspace
+
+
+def test_prompt_has_context_and_raw_metadata(tiny_workspace: Path) -> None:
+    ws = Workspace(tiny_workspace)
+    wd = load_wave_for_run(ws, "1", load_config(ws.config_path), "dense")
+    text = metadata_messages(wd)[-1]["content"]
+    assert "flu vaccination panel" in text
+    assert "How safe are vaccines?" in text and "1 = level 1" in text and "18 to 90" in text
+
+
+def test_target_named_in_context_wins(tiny_workspace: Path) -> None:
+    ws = Workspace(tiny_workspace)
+    wd = load_wave_for_run(ws, "1", load_config(ws.config_path), "dense")
+
+    def answer(messages, model):
+        a = fake_answer(messages, model)
+        a["target_variable"] = "age"
+        return a
+
+    res = format_metadata(FakeClient(default=answer), wd)
+    assert res.description.target_variable == "vaccimportant"
+    assert [f.name for f in res.description.features] == wd.variables
+    assert res.notes
+
+
+def test_target_from_context_parsing() -> None:
+    assert target_from_context("The target variable is x1.", ["x1", "x2"]) == "x1"
+    assert target_from_context("Target: `x2`", ["x1", "x2"]) == "x2"
+    assert target_from_context("No target here.", ["x1"]) is None
+
+
+def test_cached_rerun_makes_no_call(tiny_workspace: Path) -> None:
+    ws = Workspace(tiny_workspace)
+    wd = load_wave_for_run(ws, "1", load_config(ws.config_path), "dense")
+    cache = StepCache(ws.cache_dir())
+    client = FakeClient(default=fake_answer)
+    format_metadata(client, wd, cache=cache)
+    again = format_metadata(client, wd, cache=cache)
+    assert again.cached and len(client.calls) == 1

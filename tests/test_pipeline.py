@@ -1,0 +1,69 @@
+"""run_wave end to end with a fake client: seed paths, refusal to overwrite, lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from panelsynth.checkpoint import RunLock
+from panelsynth.errors import PanelsynthError, RunLockedError
+from panelsynth.llm.base import FakeClient
+from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.workspace import Workspace
+from conftest import fake_answer
+
+
+def test_logs_at_seed_paths_and_manifest(tiny_workspace: Path) -> None:
+    res = run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=3, n_batches=2))
+    ws = Workspace(tiny_workspace)
+    assert (tiny_workspace / "Dictionaries/cluster_descriptions/m1/Wave 1 cluster descriptions.txt").exists()
+    assert (tiny_workspace / "Examples/m1/Wave 1 examples.txt").exists()
+    assert (tiny_workspace / "Gen_metadata/m1/Wave 1 generated metadata.txt").exists()
+    assert (tiny_workspace / "Final_gen_data/m1/gen_data_wave1.csv") == res.output
+    m = json.loads(ws.manifest("m1", "1").read_text())
+    assert m["status"] == "complete" and m["rows"] == 6 and m["target_variable"] == "vaccimportant"
+    assert m["settings"]["n_examples"] == 4  # dense default
+    examples_log = ws.examples_log("m1", "1").read_text()
+    assert "Cluster 1 (4 examples)" in examples_log and "vaccimportant,vaccsafe" in examples_log
+
+
+def test_existing_output_is_not_overwritten(tiny_workspace: Path) -> None:
+    opts = RunOptions(n_outputs=2, n_batches=1)
+    res = run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", opts)
+    before = res.output.read_bytes()
+    with pytest.raises(PanelsynthError, match="already exists"):
+        run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", opts)
+    assert res.output.read_bytes() == before
+    run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1, restart=True))
+    kept = list(res.output.parent.glob(".checkpoints/wave1.*.jsonl"))
+    assert len(kept) == 1  # the old checkpoint is set aside, not deleted
+
+
+def test_second_run_is_refused_while_locked(tiny_workspace: Path) -> None:
+    ws = Workspace(tiny_workspace)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock = ws.lock("m1", "1")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename}))
+        with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
+            run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1))
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead now: its stale lock is taken over
+    res = run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1))
+    assert res.rows == 2 and not ws.lock("m1", "1").exists()
+
+
+def test_lock_released_after_failure(tmp_path: Path) -> None:
+    lock = RunLock(tmp_path / "x.lock", "test")
+    with pytest.raises(ValueError):
+        with lock:
+            raise ValueError("boom")
+    assert not (tmp_path / "x.lock").exists()
