@@ -22,7 +22,7 @@ def _wave(ws_root: Path, mode: str = "dense"):
 
 
 def test_statistics_match_pandas(tiny_workspace: Path) -> None:
-    wd = _wave(tiny_workspace)
+    wd = _wave(tiny_workspace, "full")
     stats = cluster_statistics(wd)
     sub = wd.frame[wd.frame.cluster == 2]["worryflu"]
     s = stats[2]["worryflu"]
@@ -37,6 +37,7 @@ def test_statistics_match_pandas(tiny_workspace: Path) -> None:
 def test_prompt_has_statistics_and_asks_for_no_numbers(tiny_workspace: Path) -> None:
     wd = _wave(tiny_workspace)
     text = describe_messages(wd, cluster_statistics(wd))[-1]["content"]
+    assert _wave(tiny_workspace, "dense").frame.notna().all().all()  # dense: complete cases
     for v in wd.variables:
         assert v in text
     assert "Cluster 1" in text and "Cluster 2" in text

@@ -95,8 +95,13 @@ def resolve_settings(config: PanelsynthConfig, opts: RunOptions, client: LLMClie
 
 
 def load_wave_for_run(ws: Workspace, wave: str, config: PanelsynthConfig, mode: Mode) -> WaveData:
+    """Load and check a wave; in the dense mode keep complete cases only.
+
+    The dense mode asks for rows without NA (as the seed's dense datasets had none), so its
+    statistics and examples come from respondents who answered every dense variable.
+    """
     s = config.study
-    return load_wave(
+    wd = load_wave(
         ws,
         wave,
         mode=mode,
@@ -106,6 +111,24 @@ def load_wave_for_run(ws: Workspace, wave: str, config: PanelsynthConfig, mode: 
         prev_cluster_column=s.prev_cluster_column,
         k=config.clustering.k,
     )
+    if mode == "dense":
+        before = len(wd.frame)
+        wd.frame = wd.frame.dropna(subset=wd.columns)
+        dropped = before - len(wd.frame)
+        if dropped:
+            note = (
+                f"wave {wd.wave}: dense mode uses the {len(wd.frame)} complete cases; {dropped} "
+                f"respondents with a missing answer or previous cluster were left out"
+            )
+            log.info(note)
+            wd.notes.append(note)
+        missing = [c for c in range(1, config.clustering.k + 1) if c not in set(wd.frame[wd.cluster_column])]
+        if missing:
+            raise PanelsynthError(
+                f"wave {wd.wave}: cluster {missing[0]} has no complete case in the dense mode — "
+                f"use --mode full or choose variables with fewer missing answers"
+            )
+    return wd
 
 
 def run_wave(
@@ -210,7 +233,8 @@ def run_wave(
                 "requests_per_minute": settings.requests_per_minute,
                 "max_calls": settings.max_calls,
             },
-            "warnings": s1.warnings + s2.notes + prompt.notes,
+            "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes,
+            "real_rows_used": int(len(wd.frame)),
         }
         try:
             gen = generate_rows(
