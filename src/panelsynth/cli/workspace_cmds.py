@@ -33,15 +33,40 @@ def demo(
         bool, typer.Option("--build-only", help="Only build the demo workspace; do not run.")
     ] = False,
 ) -> None:
-    """Build the demo workspace (a simulated FluPaths-like panel) and run the pipeline on it."""
-    from panelsynth.demo import build_demo
-
-    result = build_demo(directory, seed=seed, n_respondents=respondents)
-    for wave, acc in result.bayes_accuracy.items():
-        echo(f"wave {wave}: Bayes-optimal class accuracy {acc:.3f}")
-    echo(f"Demo workspace written to {result.workspace.root}")
+    """Build the demo workspace (a simulated FluPaths-like panel), run the pipeline on it with
+    the embedded local model, and evaluate the result."""
     if build_only:
+        from panelsynth.demo import build_demo
+
+        result = build_demo(directory, seed=seed, n_respondents=respondents)
+        for wave, acc in result.bayes_accuracy.items():
+            echo(f"wave {wave}: Bayes-optimal class accuracy {acc:.3f}")
+        echo(f"Demo workspace written to {result.workspace.root}")
         return
+
+    from panelsynth.cli.run_cmd import run_waves_with_progress
+    from panelsynth.config import load_config
+    from panelsynth.demo.pipeline import DEMO_PLAN, run_demo
+
+    def hook(root, wave, client, model_dir, options):
+        cfg = load_config(Path(root) / "panelsynth.toml")
+        return run_waves_with_progress(root, [wave], client, model_dir, options, config=cfg)[0]
+
+    plan = ", ".join(f"wave {p.wave} {p.mode} ({p.n_outputs * p.n_batches} rows)" for p in DEMO_PLAN)
+    echo(f"Building the demo panel in {directory} and generating {plan} with local/smollm2 ...")
+    outcome = run_demo(directory, seed=seed, n_respondents=respondents, run=hook)
+    ws = outcome.demo.workspace
+    for wave, acc in outcome.demo.bayes_accuracy.items():
+        echo(f"wave {wave}: Bayes-optimal class accuracy {acc:.3f}")
+    echo("")
+    echo(f"Demo workspace: {ws.root}")
+    for r in outcome.runs:
+        echo(f"  synthetic wave {r.wave} ({r.model_dir}): {ws.rel(r.output)}")
+    if outcome.evaluation is not None:
+        report = ws.report_html()
+        echo(f"  evaluation tables: {ws.rel(ws.eval_table('density_overall').parent)}")
+        if report.exists():
+            echo(f"  report: {report}")
 
 
 @metadata_app.command("from-csv")
