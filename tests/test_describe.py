@@ -13,7 +13,7 @@ from panelsynth.describe import cluster_statistics, describe_messages, describe_
 from panelsynth.llm.base import FakeClient
 from panelsynth.pipeline import load_wave_for_run
 from panelsynth.workspace import Workspace
-from conftest import fake_answer
+from fakes import fake_answer
 
 
 def _wave(ws_root: Path, mode: str = "dense"):

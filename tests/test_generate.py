@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import fake_answer
+from fakes import fake_answer
 
 from panelsynth.errors import GenerationExhaustedError, PanelsynthError
 from panelsynth.llm.base import FakeClient, LLMCallError, Usage
@@ -150,7 +150,7 @@ def test_torn_checkpoint_line_is_ignored(tiny_workspace: Path) -> None:
 
 
 def test_concurrent_run_equals_sequential_run(tmp_path: Path) -> None:
-    from conftest import write_tiny_workspace
+    from fakes import write_tiny_workspace
 
     outs = []
     for conc in (1, 4):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import fake_answer
+from fakes import fake_answer
 
 from panelsynth.cache import StepCache
 from panelsynth.config import load_config
