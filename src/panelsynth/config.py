@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from panelsynth.errors import ConfigError
 
 DEFAULT_MISSING_CODES: list[int | float | str] = [
     -99, -98, -97, -9, -8, -1, "Refused", "Don't know", "Don't Know", "DK", "NA", "",
+]
+
+
+#: A wave id that can name a file (same rule as ``workspace.check_wave_id``).
+WaveId = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
 ]
 
 
@@ -26,7 +39,7 @@ class _Section(BaseModel):
 
 class StudyConfig(_Section):
     name: str = Field("panel study", min_length=1, max_length=200, description="Name of the study.")
-    waves: list[str] = Field(
+    waves: list[WaveId] = Field(
         default_factory=list,
         max_length=500,
         description="Wave ids in study order (strings: '1', '8a'). Empty: every Original data/wave*.csv.",

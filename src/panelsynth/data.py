@@ -97,6 +97,7 @@ def clean_missing(df: pd.DataFrame, codes: Iterable[int | float | str]) -> pd.Da
     codes = list(codes)
     num_codes = {float(c) for c in codes if isinstance(c, int | float) and not isinstance(c, bool)}
     str_codes = {str(c).strip().lower() for c in codes if isinstance(c, str)}
+    num_codes |= {f for c in str_codes if (f := _num(c)) is not None}  # "-99" written as text
     str_codes |= {_fmt(c) for c in num_codes}
     out = {}
     for col in df.columns:
@@ -197,7 +198,10 @@ def load_wave(
         metadata,
         source=name,
         cluster_column=cluster_column,
-        prev_cluster_column=None if is_first_wave(wave, waves) else prev_cluster_column,
+        # required after the first wave; checked wherever present (wave 1 may carry an empty one)
+        prev_cluster_column=prev_cluster_column
+        if prev_cluster_column in df.columns or not is_first_wave(wave, waves)
+        else None,
         k=k,
     )
     prev = prev_cluster_column if prev_cluster_column in df.columns else None

@@ -103,6 +103,11 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
                 f"as '1=Label; 2=Label' or a range '18-90'"
             )
         code = str(_as_number(pm.group(1)))
+        if code in responses:
+            raise MetadataError(
+                f"{source}: variable {variable!r}: response code {code} appears twice — give each "
+                f"code one label"
+            )
         responses[code] = pm.group(2)
     return {"responses": responses}
 
@@ -134,6 +139,11 @@ def metadata_from_csv(path: str | Path) -> dict[str, VariableMeta]:
     meta: dict[str, VariableMeta] = {}
     for i, row in enumerate(rows, start=2):
         name = (row.get(cols["variable"]) or "").strip()
+        if any((c or "").strip() for c in row.get(None) or []):  # cells beyond the header
+            raise MetadataError(
+                f"{p.name}: line {i} (variable {name!r}) has more cells than the header — put "
+                f"double quotes around cells that contain the separator"
+            )
         if not name:
             raise MetadataError(f"{p.name}: line {i} has no variable name — fill it in or delete it")
         if name in meta:
@@ -189,8 +199,9 @@ def load_metadata(path: Path) -> dict[str, VariableMeta]:
         except ValidationError as err:
             first = err.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])
+            where = f"{loc}: " if loc else ""
             raise MetadataError(
-                f"{path.name}: variable {name!r}: {loc}: {first['msg']} — expected "
+                f"{path.name}: variable {name!r}: {where}{first['msg']} — expected "
                 f'{{"question": ..., "responses": {{"1": "label"}}}} or {{"question": ..., "range": [lo, hi]}}'
             ) from None
     return out
@@ -265,8 +276,11 @@ def _read_text(path: Path) -> str:
     return raw.decode("latin-1")
 
 
-def _sniff_dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+def _sniff_dialect(text: str) -> type[csv.Dialect]:
+    """Excel dialect with the sniffed separator; only the separator is taken from the sniffer,
+    whose quote guess mistakes apostrophes in question text ("'best' option") for quotes."""
     try:
-        return csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
     except csv.Error:
         return csv.excel
+    return type("_Dictionary", (csv.excel,), {"delimiter": delimiter})

@@ -71,6 +71,8 @@ def write_metadata(
 ) -> Path:
     """Convert a CSV dictionary or a labelled data file to ``metadata_wave{W}.json``."""
     ws = Workspace(workspace)
+    if not ws.root.is_dir():
+        raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
     wave = check_wave_id(wave)
     if mode not in (None, "dense", "full"):
         raise WorkspaceError(f"--mode must be dense or full, not {mode!r}")

@@ -58,7 +58,7 @@ EVAL_TABLES: tuple[str, ...] = ("c2st", "density_overall", "density_shape", "den
 def check_wave_id(wave: str | int) -> str:
     """Return the wave id as a string, or raise if it cannot name a file."""
     w = str(wave).strip()
-    if not _WAVE_RE.match(w):
+    if not _WAVE_RE.fullmatch(w):
         raise WorkspaceError(
             f"wave id {wave!r} is not valid — use letters, digits, '-' or '_' (e.g. 1, 8a)"
         )
@@ -67,7 +67,7 @@ def check_wave_id(wave: str | int) -> str:
 
 def check_model_dir(model_dir: str) -> str:
     """Return the model dir name, or raise if it cannot be a folder name."""
-    if not _MODEL_DIR_RE.match(model_dir or ""):
+    if not _MODEL_DIR_RE.fullmatch(model_dir or ""):
         raise WorkspaceError(
             f"model dir {model_dir!r} is not a valid folder name — use letters, digits, '.', '-', '_'"
         )
@@ -207,7 +207,7 @@ class Workspace:
         """Wave ids that have ``Original data/wave{W}.csv``, in study order."""
         folder = self.root / ORIGINAL_DATA
         waves = [p.stem[len("wave") :] for p in folder.glob("wave*.csv")] if folder.is_dir() else []
-        return sorted((w for w in waves if _WAVE_RE.match(w)), key=wave_sort_key)
+        return sorted((w for w in waves if _WAVE_RE.fullmatch(w)), key=wave_sort_key)
 
     def model_dirs_with_output(self) -> list[str]:
         folder = self.root / FINAL_GEN_DATA
