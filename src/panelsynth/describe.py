@@ -20,6 +20,7 @@ from panelsynth.pydantic_models import ClusterDescription, VariableDescription
 log = logging.getLogger("panelsynth")
 
 DEFAULT_N_EXAMPLES = {"dense": 4, "full": 30}
+MAX_DESCRIPTION_CHARS = 80
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,13 +175,18 @@ def describe_messages(wave: WaveData, stats: dict[int, dict[str, dict[str, Any]]
 
 def describe_response_model(variables: Sequence[str], clusters: Sequence[int], full: bool) -> type[BaseModel]:
     """A response model with one required entry per (cluster, variable): nothing can be skipped."""
+    # maxLength lives in the schema only: it bounds constrained decoding (local models) without
+    # making a verbose hosted model's answer invalid.
+    short = {"maxLength": MAX_DESCRIPTION_CHARS}
     desc_fields: dict[str, Any] = {
-        "skew": (str, Field(..., description="Skewness in words")),
-        "spread": (str, Field(..., description="Spread in words")),
-        "shape": (str, Field(..., description="Shape in words")),
+        "skew": (str, Field(..., description="Skewness in words", json_schema_extra=short)),
+        "spread": (str, Field(..., description="Spread in words", json_schema_extra=short)),
+        "shape": (str, Field(..., description="Shape in words", json_schema_extra=short)),
     }
     if full:
-        desc_fields["na_frequency"] = (str, Field(..., description="How often it is missing, in words"))
+        desc_fields["na_frequency"] = (
+            str, Field(..., description="How often it is missing, in words", json_schema_extra=short)
+        )
     cfg = ConfigDict(extra="ignore")
     var_model = create_model("Description", __config__=cfg, **desc_fields)
     cluster_model = create_model(

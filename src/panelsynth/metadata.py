@@ -49,14 +49,17 @@ def metadata_response_model(variables: Sequence[str]) -> type[BaseModel]:
     feature = create_model(
         "Feature",
         __config__=cfg,
-        meaning=(str, Field(..., description="What the variable measures, one sentence")),
-        values=(str, Field(..., description="Its possible values and what they mean")),
+        meaning=(str, Field(..., description="What the variable measures, one sentence",
+                            json_schema_extra={"maxLength": 160})),
+        values=(str, Field(..., description="Its possible values and what they mean",
+                           json_schema_extra={"maxLength": 160})),
     )
     features = create_model("Features", __config__=cfg, **{v: (feature, ...) for v in variables})
     return create_model(
         "FormattedMetadata",
         __config__=cfg,
-        description=(str, Field(..., description="One-sentence description of the dataset")),
+        description=(str, Field(..., description="One-sentence description of the dataset",
+                                json_schema_extra={"maxLength": 240})),
         target_variable=(Literal[tuple(variables)], Field(..., description="The target variable")),  # type: ignore[valid-type]
         features=(features, ...),
     )
