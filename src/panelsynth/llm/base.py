@@ -68,8 +68,9 @@ class LLMCallError(Exception):
     """A call failed for good (retries/re-asks exhausted, or a non-retryable error).
 
     ``kind`` is one of ``rate_limit``, ``server_error``, ``timeout``, ``connection``,
-    ``invalid_output``, ``truncated``, ``auth``, ``bad_request``, ``other``. ``usage`` holds the
-    tokens spent before giving up, so a run's totals stay exact.
+    ``invalid_output``, ``truncated``, ``context_overflow``, ``auth``, ``bad_request``, ``other``.
+    ``usage`` holds the tokens spent before giving up, so a run's totals stay exact. The message
+    is one line and never contains an API key.
     """
 
     def __init__(self, kind: str, message: str, usage: Usage | None = None) -> None:
