@@ -101,7 +101,7 @@ def _prepare_labels(root: Path) -> None:
     except ImportError:
         log.info("clustering not available: the demo keeps the simulator's true classes")
         return
-    prepare_workspace(root)
+    prepare_workspace(root, force=True)
 
 
 def _evaluate(root: Path) -> Any:
