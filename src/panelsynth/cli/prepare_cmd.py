@@ -1,1 +1,127 @@
-"""Command module (filled in by its issue)."""
+"""``panelsynth prepare``: raw waves -> Original data/ with aligned cluster labels (SPEC §3.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from panelsynth.cli.app import app, echo
+
+
+@app.command("prepare")
+def prepare(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path(
+        "."
+    ),
+    method: Annotated[
+        str | None,
+        typer.Option(help="lca (latent class analysis), kmodes or kmeans; overrides the config."),
+    ] = None,
+    k: Annotated[int | None, typer.Option(help="Number of clusters; overrides the config.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Clustering seed; overrides the config.")] = None,
+    missing: Annotated[
+        str,
+        typer.Option(
+            help="Missing answers in the latent class model: auto (own category for items "
+            "missing <= 25%, FIML otherwise), fiml or category."
+        ),
+    ] = "auto",
+    engine: Annotated[
+        str, typer.Option(help="LCA estimator: numpy (fast) or stepmix (reference, slow).")
+    ] = "numpy",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace Original data/, var types and metadata files not written by prepare "
+            "(old files are copied to Prepare/replaced/ first).",
+        ),
+    ] = False,
+) -> None:
+    """Clean raw waves, cluster respondents into latent classes aligned across waves, and write
+    Original data/, the dense and full var types and metadata, and reports in Prepare/."""
+    from panelsynth.config import load_config
+    from panelsynth.errors import ConfigError
+    from panelsynth.prepare import prepare_workspace
+    from panelsynth.workspace import Workspace
+
+    ws = Workspace(workspace)
+    cfg = load_config(ws.config_path)
+    for flag, value, choices in (
+        ("--method", method, ("lca", "kmodes", "kmeans")),
+        ("--missing", missing, ("auto", "fiml", "category")),
+        ("--engine", engine, ("numpy", "stepmix")),
+    ):
+        if value is not None and value not in choices:
+            raise ConfigError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    from pydantic import ValidationError
+
+    try:
+        if method is not None:
+            cfg.clustering.method = method  # type: ignore[assignment]
+        if k is not None:
+            cfg.clustering.k = k
+        if seed is not None:
+            cfg.clustering.seed = seed
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"clustering.{first['loc'][-1]}: {first['msg']}") from None
+
+    from rich.progress import Progress
+
+    console = _console()
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("stage") == "wave":
+                bar.update(
+                    task,
+                    total=event["total"],
+                    completed=event["done"],
+                    description=f"wave {event['wave']}",
+                )
+            elif event.get("stage") == "write":
+                bar.update(task, completed=event["done"], description="writing")
+
+        result = prepare_workspace(
+            ws,
+            cfg,
+            progress=on_event,
+            force=force,
+            engine=engine,
+            missing=missing,  # type: ignore[arg-type]
+        )
+
+    for r in result.waves:
+        sizes = "/".join(str(n) for n in r.class_sizes.values())
+        post = "/".join(f"{a:.2f}" for a in r.average_posterior.values())
+        best = min(r.bic, key=r.bic.get) if r.bic else "-"
+        echo(
+            f"wave {r.wave}: {r.n_respondents} respondents, {len(r.items)} items, "
+            f"clusters {sizes}, avg posterior {post}, entropy {r.entropy:.2f}, "
+            f"best k by BIC {best}, dense: {', '.join(r.dense_vars)}"
+        )
+        if r.truth is not None:
+            t = r.truth
+            echo(
+                f"  truth: ARI {t.ari:.3f} (Bayes {t.ari_bayes:.3f}, ratio {t.ari_ratio:.2f}), "
+                f"accuracy {t.accuracy:.3f} (Bayes {t.accuracy_bayes:.3f}, ratio "
+                f"{t.accuracy_ratio:.2f}) — {'ok' if t.passed else 'BELOW 0.8 x Bayes'}"
+            )
+    if result.replaced:
+        echo(f"Backed up {len(result.replaced)} replaced files to Prepare/replaced/.")
+    if result.warnings:
+        echo(f"{len(result.warnings)} warnings — see Prepare/warnings.txt.")
+    echo(
+        f"Wrote Original data/ for {len(result.waves)} waves; reports in "
+        f"{ws.rel(ws.prepare_dir())}/ (fit_report.csv, item_ranking.csv, transitions.csv)."
+    )
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -1,0 +1,144 @@
+"""``panelsynth prepare`` through the CLI runner: summary, exit codes and exact error lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from panelsynth.cli import app
+from panelsynth.scaffold import init_workspace
+
+runner = CliRunner()
+
+
+def write_panel(
+    root: Path, *, n: int = 300, waves: tuple[str, ...] = ("1", "2"), seed: int = 1
+) -> Path:
+    """Two latent classes answering three ordinal items (1..5, -99 = refused), plus age."""
+    init_workspace(root)
+    rng = np.random.default_rng(seed)
+    positive = rng.random(n) < 0.5
+    (root / "Raw data").mkdir(exist_ok=True)
+    for w in waves:
+        df = pd.DataFrame({"respondent_id": np.arange(n)})
+        for item in ("vaccimportant", "vaccsafe", "trust"):
+            hi = rng.integers(3, 6, n)
+            lo = rng.integers(1, 4, n)
+            x = np.where(positive, hi, lo)
+            x[rng.random(n) < 0.08] = -99
+            df[item] = x
+        df["age"] = rng.integers(18, 90, n)
+        df.to_csv(root / "Raw data" / f"wave{w}.csv", index=False)
+    rows = [
+        f'{item},{item}?,"1=Low; 2=2; 3=3; 4=4; 5=High"'
+        for item in ("vaccimportant", "vaccsafe", "trust")
+    ]
+    (root / "Dictionaries" / "dictionary.csv").write_text(
+        "variable,question,responses\n" + "\n".join(rows) + "\nage,Age,18-90\n", encoding="utf-8"
+    )
+    (root / "panelsynth.toml").write_text(
+        '[study]\nmissing_codes = [-99]\n[prepare]\ndemographics = ["age"]\n'
+        '[clustering]\norientation_item = "vaccimportant"\n',
+        encoding="utf-8",
+    )
+    return root
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, ["prepare", *args])
+
+
+def test_prepare_prints_a_summary_per_wave(tmp_path):
+    root = write_panel(tmp_path / "ws")
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("wave 1: 300 respondents, 3 items, clusters ")
+    assert "best k by BIC" in lines[0]
+    assert lines[1].startswith("wave 2: 300 respondents")
+    assert lines[-1].startswith("Wrote Original data/ for 2 waves; reports in Prepare/")
+    df = pd.read_csv(root / "Original data" / "wave2.csv")
+    assert list(df.columns) == [
+        "respondent_id",
+        "vaccimportant",
+        "vaccsafe",
+        "trust",
+        "age",
+        "cluster",
+        "prev_cluster",
+    ]
+    # cluster 1 answers higher on the orientation item
+    assert df.groupby("cluster")["vaccimportant"].mean().idxmax() == 1
+
+
+def test_overrides_reach_the_fit_report(tmp_path):
+    root = write_panel(tmp_path / "ws", waves=("1",))
+    res = _invoke("--workspace", str(root), "--method", "kmeans", "--k", "3", "--seed", "7")
+    assert res.exit_code == 0, res.output
+    fit = (root / "Prepare" / "fit_wave1.json").read_text()
+    assert '"method": "kmeans"' in fit and '"k": 3' in fit and '"seed": 7' in fit
+    assert set(pd.read_csv(root / "Original data" / "wave1.csv")["cluster"]) == {1, 2, 3}
+
+
+def test_missing_id_column_exits_2_with_one_line(tmp_path):
+    root = write_panel(tmp_path / "ws")
+    path = root / "Raw data" / "wave2.csv"
+    pd.read_csv(path).rename(columns={"respondent_id": "id"}).to_csv(path, index=False)
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "Error: Raw data/wave2.csv has no id column 'respondent_id' (columns: id, vaccimportant, "
+        "vaccsafe, trust, age) — add it or set study.id_column in panelsynth.toml\n"
+    )
+    assert not (root / "Original data" / "wave1.csv").exists()
+
+
+def test_refuses_user_files_unless_forced(tmp_path):
+    root = write_panel(tmp_path / "ws")
+    mine = root / "Original data" / "wave1.csv"
+    mine.write_text("respondent_id,cluster\n0,1\n", encoding="utf-8")
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 2
+    assert res.stderr.startswith("Error: Original data/wave1.csv exists and was not written by ")
+    assert mine.read_text(encoding="utf-8") == "respondent_id,cluster\n0,1\n"
+    res = _invoke("--workspace", str(root), "--force")
+    assert res.exit_code == 0, res.output
+    assert "Backed up 1 replaced files to Prepare/replaced/." in res.stdout
+    saved = root / "Prepare" / "replaced" / "Original data" / "wave1.csv"
+    assert saved.read_text(encoding="utf-8") == "respondent_id,cluster\n0,1\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--method", "dbscan"),
+            "Error: --method must be one of lca, kmodes, kmeans, not 'dbscan'\n",
+        ),
+        (("--k", "0"), "Error: clustering.k: Input should be greater than or equal to 1\n"),
+        (
+            ("--missing", "drop"),
+            "Error: --missing must be one of auto, fiml, category, not 'drop'\n",
+        ),
+    ],
+)
+def test_bad_options_exit_2(tmp_path, args, message):
+    root = write_panel(tmp_path / "ws", waves=("1",))
+    res = _invoke("--workspace", str(root), *args)
+    assert res.exit_code == 2
+    assert res.stderr == message
+
+
+def test_no_raw_folder_exits_2(tmp_path):
+    root = tmp_path / "empty"
+    init_workspace(root)
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "Error: raw data folder not found: Raw data — put the raw wave files there or set "
+        "prepare.raw_dir in panelsynth.toml\n"
+    )
