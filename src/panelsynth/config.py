@@ -98,6 +98,17 @@ class ClusteringConfig(_Section):
     )
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed of the clustering.")
     n_init: int = Field(4, ge=1, le=100, description="Random restarts of the latent class model.")
+    missing: Literal["auto", "fiml", "category"] = Field(
+        "auto",
+        description="Missing answers in the latent class model: auto (own category for items "
+        "missing <= 25%, FIML otherwise), fiml, or category.",
+    )
+    engine: Literal["numpy", "stepmix"] = Field(
+        "numpy", description="LCA estimator: numpy (fast) or stepmix (reference implementation)."
+    )
+    max_fit_rows: int | None = Field(
+        20000, ge=100, le=10_000_000, description="Fit on a seeded subsample of this many rows."
+    )
 
 
 class GenerationConfig(_Section):

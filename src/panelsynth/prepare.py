@@ -766,9 +766,9 @@ def prepare_workspace(
     *,
     progress: Progress | None = None,
     force: bool = False,
-    engine: cl.Engine = "numpy",
-    missing: cl.MissingMode = "auto",
-    max_fit_rows: int | None = cl.DEFAULT_MAX_FIT_ROWS,
+    engine: cl.Engine | None = None,
+    missing: cl.MissingMode | None = None,
+    max_fit_rows: int | None = -1,
 ) -> PrepareResult:
     """Prepare a workspace from its raw waves (SPEC §3.1); see the module docstring.
 
@@ -779,10 +779,11 @@ def prepare_workspace(
             "total": 7}``, ``{"stage": "write"}``).
         force: Replace ``Original data/``, var types and metadata files that ``prepare`` did not
             write (they are copied to ``Prepare/replaced/`` first).
-        engine: LCA estimator (``numpy`` or ``stepmix``).
+        engine: LCA estimator (``numpy`` or ``stepmix``); default: ``clustering.engine``.
         missing: ``auto``, ``fiml`` or ``category`` (see
-            :func:`panelsynth.clustering.fit_clusters`).
-        max_fit_rows: Fit on a seeded subsample of at most this many respondents per wave.
+            :func:`panelsynth.clustering.fit_clusters`); default: ``clustering.missing``.
+        max_fit_rows: Fit on a seeded subsample of at most this many respondents per wave;
+            default (-1): ``clustering.max_fit_rows``; ``None``: fit on everyone.
 
     Returns:
         Per-wave reports, the item ranking, the transitions and the files written.
@@ -795,6 +796,10 @@ def prepare_workspace(
         raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
     cfg = config if config is not None else load_config(ws.config_path)
     st, pr, cc = cfg.study, cfg.prepare, cfg.clustering
+    engine = engine or cc.engine
+    missing = missing or cc.missing
+    if max_fit_rows == -1:
+        max_fit_rows = cc.max_fit_rows
     warnings: list[str] = []
 
     def warn(msg: str) -> None:

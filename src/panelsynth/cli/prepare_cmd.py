@@ -22,15 +22,15 @@ def prepare(
     k: Annotated[int | None, typer.Option(help="Number of clusters; overrides the config.")] = None,
     seed: Annotated[int | None, typer.Option(help="Clustering seed; overrides the config.")] = None,
     missing: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Missing answers in the latent class model: auto (own category for items "
             "missing <= 25%, FIML otherwise), fiml or category."
         ),
-    ] = "auto",
+    ] = None,
     engine: Annotated[
-        str, typer.Option(help="LCA estimator: numpy (fast) or stepmix (reference, slow).")
-    ] = "numpy",
+        str | None, typer.Option(help="LCA estimator: numpy (fast) or stepmix (reference, slow).")
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
