@@ -1,0 +1,361 @@
+"""``Evaluation/report.html``: one self-contained page (plots embedded as base64) built from every
+``wave{W}_metrics.json``, the model x wave tables and the per-variable PNGs of a workspace."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from panelsynth.evaluate._io import atomic_write_text
+from panelsynth.evaluate.reading import headline, verdict
+from panelsynth.workspace import Workspace, wave_sort_key
+
+log = logging.getLogger("panelsynth")
+
+CAND_LABELS = {
+    "synthetic": "LLM synthetic",
+    "_real_holdout": "real half (floor)",
+    "_baseline_marginal": "marginal baseline",
+    "_baseline_cart": "CART baseline",
+}
+TABLE_TITLES = {
+    "density_shape": "Column Shapes (sdmetrics QualityReport)",
+    "density_trend": "Column Pair Trends (sdmetrics, pairs above its association threshold)",
+    "density_overall": "Overall quality (mean of shapes and trends, sdmetrics)",
+    "c2st": "C2ST — sdmetrics LogisticDetection (1 = indistinguishable)",
+    "density_trend_unthresholded": "Pair Trends over every pair (unthresholded)",
+    "c2st_gb": "C2ST — gradient boosting (1 = indistinguishable)",
+}
+
+PCT_KEYS = frozenset(
+    {
+        "na_mean_abs_diff",
+        "duplicate_share",
+        "exact_copy_share",
+        "exact_copy_share_half",
+        "example_copy_share",
+    }
+)
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;
+max-width:1200px;
+color:#222;line-height:1.45;padding:0 16px}
+h1{font-size:24px;margin-bottom:4px}
+h2{font-size:19px;border-bottom:2px solid #4C72B0;padding-bottom:3px;margin-top:34px}
+h3{font-size:16px;margin-top:26px;background:#f1f4f9;padding:6px 8px;border-radius:4px}
+h4{font-size:14px;margin:16px 0 6px}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:12.5px}
+th,td{border:1px solid #d5d9e0;padding:3px 8px;text-align:right}th{background:#eef1f6}
+td.l,th.l{text-align:left}.good{background:#dff3e3}.mid{background:#fff4d6}.bad{background:#fbe0df}
+.na{color:#999}.muted{color:#666;font-size:12px}ul.reading li{margin:2px 0}
+img{max-width:100%;border:1px solid #ddd;margin-top:6px}
+.legend span{display:inline-block;padding:1px 8px;margin-right:6px;border-radius:3px;font-size:12px}
+details{margin:6px 0}summary{cursor:pointer;color:#4C72B0}
+.grid{display:flex;flex-wrap:wrap;gap:18px}.grid>div{flex:0 1 auto}
+"""
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, int | float):
+        return f"{v:.1%}" if pct else f"{v:.3f}"
+    return html.escape(str(v))
+
+
+def _cls(score: float | None, floor: float | None, higher: bool = True) -> str:
+    if score is None or floor is None:
+        return ""
+    gap = (floor - score) if higher else (score - floor)
+    if gap <= 0.02:
+        return "good"
+    if gap <= 0.15:
+        return "mid"
+    return "bad"
+
+
+def _table_html(df: pd.DataFrame, title: str) -> str:
+    refs = [c for c in CAND_LABELS if c != "synthetic" and c in df.columns]
+    head = "".join(f"<th>{html.escape(CAND_LABELS.get(c, c))}</th>" for c in df.columns)
+    rows = []
+    for wave, row in df.iterrows():
+        floor = row.get("_real_holdout")
+        floor = None if floor is None or pd.isna(floor) else float(floor)
+        cells = []
+        for c in df.columns:
+            v = row[c]
+            v = None if pd.isna(v) else float(v)
+            cls = "" if c in refs else _cls(v, floor)
+            if v is None:
+                cells.append('<td class="na" title="NaN — see the metrics JSON">—</td>')
+            else:
+                cells.append(f'<td class="{cls}">{v:.3f}</td>')
+        rows.append(f'<tr><td class="l">wave {html.escape(str(wave))}</td>{"".join(cells)}</tr>')
+    return (
+        f"<h4>{html.escape(title)}</h4><table><tr><th class='l'>wave</th>{head}</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _png(path: Path) -> str:
+    if not path.exists():
+        return '<p class="muted">plot not found</p>'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def _summary_table(doc: dict[str, Any]) -> str:
+    summary = doc["summary"]
+    labels = doc.get("labels", {})
+    hib = doc.get("higher_is_better", {})
+    cands = list(CAND_LABELS)
+    head = "".join(f"<th>{CAND_LABELS[c]}</th>" for c in cands)
+    rows = []
+    for key, per in summary.items():
+        if key.startswith("cluster_"):
+            continue
+        higher = hib.get(key, True)
+        pct = key in PCT_KEYS
+        cells = []
+        for c in cands:
+            v = per.get(c)
+            cls = _cls(v, per.get("_real_holdout"), higher) if c == "synthetic" else ""
+            cells.append(f'<td class="{cls}">{_fmt(v, pct)}</td>')
+        arrow = "↑" if higher else "↓"
+        rows.append(
+            f'<tr><td class="l">{html.escape(labels.get(key, key))} '
+            f'<span class="muted">{arrow}</span></td>{"".join(cells)}</tr>'
+        )
+    return (
+        f"<table><tr><th class='l'>figure (↑ higher is better, ↓ lower)</th>{head}</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _per_cluster_table(doc: dict[str, Any]) -> str:
+    syn = doc["candidates"]["synthetic"].get("per_cluster", {})
+    hold = doc["candidates"].get("_real_holdout", {}).get("per_cluster", {})
+    shares = {
+        d["cluster"]: d
+        for d in doc["candidates"]["synthetic"].get("cluster_shares", {}).get("details", [])
+    }
+    if not syn:
+        return '<p class="muted">no cluster column</p>'
+    rows = []
+    for lab, e in syn.items():
+        h = hold.get(lab, {})
+        s_shape = e["column_shapes"].get("score")
+        h_shape = h.get("column_shapes", {}).get("score")
+        s_tr = e["pair_trends_unthresholded"].get("score")
+        h_tr = h.get("pair_trends_unthresholded", {}).get("score")
+        sh = shares.get(lab, {})
+        rows.append(
+            f"<tr><td class='l'>cluster {html.escape(lab)}</td>"
+            f"<td>{_fmt(sh.get('real_share'), True)}</td>"
+            f"<td>{_fmt(sh.get('synthetic_share'), True)}</td>"
+            f"<td>{e['rows_real']}</td><td>{e['rows_candidate']}</td>"
+            f"<td class='{_cls(s_shape, h_shape)}'>{_fmt(s_shape)}</td><td>{_fmt(h_shape)}</td>"
+            f"<td class='{_cls(s_tr, h_tr)}'>{_fmt(s_tr)}</td><td>{_fmt(h_tr)}</td></tr>"
+        )
+    return (
+        "<table><tr><th class='l'>cluster</th><th>real share</th><th>synthetic share</th>"
+        "<th>real n</th><th>synthetic n</th><th>shapes (LLM)</th><th>shapes (real half)</th>"
+        "<th>trends (LLM)</th><th>trends (real half)</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _transition_table(doc: dict[str, Any]) -> str:
+    t = doc["candidates"]["synthetic"].get("transition_similarity", {})
+    det = t.get("details")
+    if not det:
+        return f'<p class="muted">{html.escape(t.get("error", "no transition table"))}</p>'
+    rows = "".join(
+        f"<tr><td class='l'>{html.escape(str(d.get('prev_cluster')))} → "
+        f"{html.escape(str(d.get('cluster')))}</td><td>{_fmt(d.get('real_share'), True)}</td>"
+        f"<td>{_fmt(d.get('synthetic_share'), True)}</td>"
+        f"<td>{_fmt(d.get('real_transition_prob'), True)}</td>"
+        f"<td>{_fmt(d.get('synthetic_transition_prob'), True)}</td></tr>"
+        for d in det
+    )
+    return (
+        "<table><tr><th class='l'>previous → current</th><th>real share</th>"
+        "<th>synthetic share</th>"
+        "<th>real P(current | prev)</th><th>synthetic P(current | prev)</th></tr>"
+        + rows
+        + "</table>"
+    )
+
+
+def _na_table(doc: dict[str, Any]) -> str:
+    syn = doc["candidates"]["synthetic"].get("na_share_similarity", {})
+    hold = doc["candidates"].get("_real_holdout", {}).get("na_share_similarity", {})
+    det = syn.get("details", [])
+    if not det:
+        return f'<p class="muted">{html.escape(syn.get("error", "no NA figures"))}</p>'
+    hmap = {d["variable"]: d for d in hold.get("details", [])}
+    rows = []
+    for d in det:
+        h = hmap.get(d["variable"], {})
+        hd = h.get("abs_diff")
+        rows.append(
+            f"<tr><td class='l'>{html.escape(d['variable'])}</td>"
+            f"<td>{_fmt(d.get('real_na_share'), True)}</td>"
+            f"<td>{_fmt(d.get('synthetic_na_share'), True)}</td>"
+            f"<td class='{_cls(d.get('abs_diff'), hd, higher=False)}'>"
+            f"{_fmt(d.get('abs_diff'), True)}</td>"
+            f"<td>{_fmt(hd, True)}</td></tr>"
+        )
+    per = syn.get("per_cluster", {})
+    per_txt = "; ".join(
+        f"cluster {k}: mean |Δ| {_fmt(v.get('mean_abs_diff'), True)}" for k, v in per.items()
+    )
+    return (
+        "<table><tr><th class='l'>variable</th><th>real NA</th><th>synthetic NA</th>"
+        "<th>|Δ| (LLM)</th>"
+        "<th>|Δ| real half vs half</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + (f"<p class='muted'>{html.escape(per_txt)}</p>" if per_txt else "")
+    )
+
+
+def _pair_section(ws: Workspace, doc: dict[str, Any]) -> str:
+    md, wave = doc["model_dir"], doc["wave"]
+    rows = doc.get("rows", {})
+    parts = [
+        f"<h3 id='{html.escape(md)}-w{html.escape(wave)}'>{html.escape(md)} — wave "
+        f"{html.escape(wave)} <span class='muted'>({html.escape(doc.get('mode', '?'))} mode, "
+        f"real n={rows.get('real')}, synthetic n={rows.get('synthetic')}, "
+        f"halves {rows.get('real_half_a')}/{rows.get('real_half_b')})"
+        "</span></h3>"
+    ]
+    parts.append(
+        "<h4>Reading</h4><ul class='reading'>"
+        + "".join(f"<li>{html.escape(s)}</li>" for s in doc.get("reading", []))
+        + "</ul>"
+    )
+    parts.append("<h4>Every figure next to its real-vs-real reference and the baselines</h4>")
+    parts.append(_summary_table(doc))
+    parts.append("<div class='grid'><div><h4>Per cluster</h4>" + _per_cluster_table(doc) + "</div>")
+    parts.append(
+        "<div><h4>Previous → current cluster</h4>" + _transition_table(doc) + "</div></div>"
+    )
+    parts.append("<h4>Missing answers (NA share per variable)</h4>" + _na_table(doc))
+    parts.append("<h4>Distributions, real vs synthetic (NA as its own bar)</h4>")
+    parts.append(_png(ws.eval_plot(md, wave)))
+    notes = doc.get("notes", [])
+    nans = doc.get("nan_explanations", [])
+    if notes or nans:
+        parts.append(
+            "<details><summary>Notes and why some figures are missing "
+            f"({len(nans)} explained NaN)</summary><ul>"
+            + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+            + "".join(
+                f"<li><code>{html.escape(n['path'])}</code>: {html.escape(n['reason'])}</li>"
+                for n in nans[:200]
+            )
+            + "</ul></details>"
+        )
+    return "".join(parts)
+
+
+def collect_docs(ws: Workspace) -> list[dict[str, Any]]:
+    """Every metrics JSON of the workspace, in model-dir and wave order."""
+    docs = []
+    for md in ws.model_dirs_with_output():
+        for w in ws.generated_waves(md):
+            p = ws.eval_metrics_json(md, w)
+            if p.exists():
+                try:
+                    docs.append(json.loads(p.read_text(encoding="utf-8")))
+                except json.JSONDecodeError:
+                    log.warning("skipping unreadable %s", p)
+    docs.sort(key=lambda d: (d["model_dir"], wave_sort_key(d["wave"])))
+    return docs
+
+
+def write_report(ws: Workspace) -> Path:
+    """Write ``Evaluation/report.html`` from what is on disk; returns its path."""
+    from panelsynth.evaluate.runner import EXTRA_TABLE_KEYS, TABLE_KEYS, extra_table_path
+
+    docs = collect_docs(ws)
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>panelsynth evaluation — {html.escape(ws.root.name)}</title>"
+        f"<style>{CSS}</style></head><body>"
+    ]
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    versions = docs[0]["versions"] if docs else {}
+    parts.append(
+        f"<h1>Synthetic data evaluation — {html.escape(ws.root.name)}</h1>"
+        f"<p class='muted'>{html.escape(str(ws.root))} · generated {now} · panelsynth "
+        f"{html.escape(str(versions.get('panelsynth', '?')))} · sdmetrics "
+        f"{html.escape(str(versions.get('sdmetrics', '?')))}</p>"
+    )
+    parts.append(
+        "<p>Every score is in [0, 1] and higher is better unless marked ↓. Each LLM figure is "
+        "shown next to the <b>real half</b> column: a random half of the real wave scored against "
+        "the other half with the same code — the sampling-noise floor, the best a synthetic set "
+        "can expect. Two statistical baselines (independent per-cluster marginals; sequential "
+        "CART as in synthpop) show what simple methods reach. "
+        "<span class='legend'><span class='good'>within 0.02 of the floor</span>"
+        "<span class='mid'>within 0.15</span><span class='bad'>further</span></span></p>"
+    )
+    if docs:
+        parts.append("<h2>At a glance</h2><ul class='reading'>")
+        for d in docs:
+            first = headline(d["summary"])
+            parts.append(
+                f"<li><a href='#{html.escape(d['model_dir'])}-w{html.escape(d['wave'])}'>"
+                f"{html.escape(d['model_dir'])}, wave {html.escape(d['wave'])}</a>: "
+                f"{html.escape(first)}</li>"
+            )
+        parts.append("</ul>")
+    parts.append(
+        "<h2>Model × wave tables</h2><p class='muted'>Files in Evaluation/Evaluation "
+        "results/. Rows are waves; columns the model dirs, then the references.</p>"
+    )
+    specs = [(n, ws.eval_table(n)) for n in TABLE_KEYS] + [
+        (n, extra_table_path(ws, n)) for n in EXTRA_TABLE_KEYS
+    ]
+    for name, path in specs:
+        if path.exists():
+            df = pd.read_csv(path, dtype={"wave": str}).set_index("wave")
+            parts.append(_table_html(df, TABLE_TITLES.get(name, name)))
+    trend_nan = [d for d in docs if d["summary"].get("density_trend", {}).get("synthetic") is None]
+    if trend_nan:
+        parts.append(
+            "<p class='muted'>sdmetrics Column Pair Trends is empty for "
+            + ", ".join(
+                f"{html.escape(d['model_dir'])} wave {html.escape(d['wave'])}" for d in trend_nan
+            )
+            + ": no column pair's real association exceeds sdmetrics' threshold (Cramér's "
+            "V &gt; 0.3, |r| &gt; 0.5). The unthresholded table scores every pair.</p>"
+        )
+    parts.append("<h2>Per model and wave</h2>")
+    for d in docs:
+        parts.append(_pair_section(ws, d))
+    parts.append("<h2>Method notes</h2><ul>")
+    if docs:
+        for k, v in docs[0].get("protocol", {}).items():
+            if isinstance(v, str):
+                parts.append(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>")
+        parts.append(f"<li><b>sdtypes</b>: {html.escape(docs[0].get('sdtype_choice', ''))}</li>")
+    parts.append("</ul></body></html>")
+    path = ws.report_html()
+    atomic_write_text(path, "".join(parts))
+    return path
+
+
+__all__ = ["collect_docs", "verdict", "write_report"]

@@ -1,0 +1,676 @@
+"""Evaluate every (model dir, wave) of a workspace: tables, metrics JSON, plots and the report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from panelsynth.config import PanelsynthConfig, load_config
+from panelsynth.data import WaveData, clean_missing, load_wave, read_csv_any
+from panelsynth.dictionaries import load_var_types
+from panelsynth.errors import PanelsynthError, WorkspaceError
+from panelsynth.evaluate._io import atomic_write_text
+from panelsynth.evaluate.columns import (
+    ORDINAL_SDTYPE_NOTE,
+    EvalColumns,
+    columns_from_var_types,
+    eval_meta_dict,
+    harmonise,
+    read_eval_meta,
+    resolve_columns,
+)
+from panelsynth.evaluate.metrics import MetricResult
+from panelsynth.evaluate.reading import read_summary
+from panelsynth.evaluate.suite import (
+    CANDIDATES,
+    HOLDOUT,
+    PROTOCOL,
+    SUMMARY_METRICS,
+    SYNTHETIC,
+    Reference,
+    Scorecard,
+    build_reference,
+    duplicate_share_sample,
+    score_candidate,
+    summary_values,
+    wave_rng,
+)
+from panelsynth.workspace import (
+    EVAL_RESULTS,
+    MODES,
+    Mode,
+    Workspace,
+    check_model_dir,
+    check_wave_id,
+    wave_sort_key,
+)
+
+log = logging.getLogger("panelsynth")
+
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(description, completed, total)`` — called before and after each (model dir, wave)."""
+
+#: The four tables of the reference study -> summary key.
+TABLE_KEYS: dict[str, str] = {
+    "c2st": "c2st",
+    "density_overall": "density_overall",
+    "density_shape": "density_shape",
+    "density_trend": "density_trend",
+}
+#: Extra tables (same layout) so that no table is silently empty and the non-linear C2ST is kept.
+EXTRA_TABLE_KEYS: dict[str, str] = {
+    "density_trend_unthresholded": "density_trend_unthresholded",
+    "c2st_gb": "c2st_gb",
+}
+
+
+def extra_table_path(ws: Workspace, name: str) -> Path:
+    """Path of an extra evaluation table (local helper until workspace.py has it)."""
+    if name not in EXTRA_TABLE_KEYS:
+        raise ValueError(f"unknown extra table {name!r}")
+    return ws.root / EVAL_RESULTS / f"{name}.csv"
+
+
+@dataclass
+class PairOutcome:
+    """Result of one (model dir, wave)."""
+
+    model_dir: str
+    wave: str
+    metrics_json: Path | None = None
+    plot: Path | None = None
+    summary: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class EvaluationSummary:
+    """What :func:`evaluate_workspace` produced."""
+
+    workspace: Path
+    outcomes: list[PairOutcome]
+    tables: dict[str, Path]
+    report: Path | None
+    seconds: float
+
+    @property
+    def failures(self) -> list[PairOutcome]:
+        return [o for o in self.outcomes if o.error]
+
+    @property
+    def evaluated(self) -> list[tuple[str, str]]:
+        return [(o.model_dir, o.wave) for o in self.outcomes if not o.error]
+
+    def scores(self) -> pd.DataFrame:
+        """Long table: model_dir, wave, metric, candidate, value."""
+        rows = []
+        for o in self.outcomes:
+            for metric, per in o.summary.items():
+                for cand, v in per.items():
+                    rows.append(
+                        {
+                            "model_dir": o.model_dir,
+                            "wave": o.wave,
+                            "metric": metric,
+                            "candidate": cand,
+                            "value": v,
+                        }
+                    )
+        return pd.DataFrame(rows, columns=["model_dir", "wave", "metric", "candidate", "value"])
+
+
+# --------------------------------------------------------------------------- discovery
+def plan_evaluations(
+    ws: Workspace, model_dirs: Sequence[str] | None, waves: Sequence[str] | None
+) -> list[tuple[str, str]]:
+    """The (model dir, wave) pairs to evaluate; raises one actionable line when there are none."""
+    if not ws.root.is_dir():
+        raise WorkspaceError(
+            f"workspace not found: {ws.root} — pass the folder made by `panelsynth init` or "
+            f"`panelsynth demo` with --workspace"
+        )
+    available = ws.model_dirs_with_output()
+    if model_dirs:
+        for md in model_dirs:
+            check_model_dir(md)
+            if md not in available:
+                known = ", ".join(available) or "none"
+                raise WorkspaceError(
+                    f"model dir {md!r} has no synthetic data "
+                    f"(Final_gen_data/{md}/gen_data_wave*.csv) — model dirs with output: {known}"
+                )
+        dirs = list(dict.fromkeys(model_dirs))
+    else:
+        dirs = available
+    if not dirs:
+        raise WorkspaceError(
+            f"nothing to evaluate: no Final_gen_data/<model_dir>/gen_data_wave{{W}}.csv in "
+            f"{ws.root} — run `panelsynth run` first"
+        )
+    wanted = [check_wave_id(w) for w in waves] if waves else None
+    pairs = []
+    for md in dirs:
+        for w in ws.generated_waves(md):
+            if wanted is None or w in wanted:
+                pairs.append((md, w))
+    if wanted:
+        for w in wanted:
+            if not any(p[1] == w for p in pairs):
+                gen = sorted(
+                    {w2 for md in dirs for w2 in ws.generated_waves(md)}, key=wave_sort_key
+                )
+                raise WorkspaceError(
+                    f"unknown wave {w!r}: no synthetic data for it in "
+                    f"{', '.join(dirs)} (generated waves: {', '.join(gen) or 'none'})"
+                )
+    for _, w in pairs:
+        if not ws.original_data(w).exists():
+            raise WorkspaceError(
+                f"unknown wave {w!r}: {ws.rel(ws.original_data(w))} does not exist — the real "
+                f"wave is needed to evaluate its synthetic data"
+            )
+    return sorted(pairs, key=lambda p: (p[0], wave_sort_key(p[1])))
+
+
+# --------------------------------------------------------------------------- main entry
+def evaluate_workspace(
+    workspace: str | Path,
+    *,
+    model_dirs: Sequence[str] | None = None,
+    waves: Sequence[str] | None = None,
+    seed: int = 42,
+    progress: ProgressCallback | None = None,
+) -> EvaluationSummary:
+    """Evaluate the synthetic waves of a workspace (SPEC §3.6).
+
+    For every (model dir, wave) writes ``Evaluation/<model_dir>/wave{W}_metrics.json`` and
+    ``<model_dir>_wave{W}_results.png``; updates the four model x wave tables in
+    ``Evaluation/Evaluation results/`` (plus ``density_trend_unthresholded.csv`` and
+    ``c2st_gb.csv``), with columns ``<model_dir>``, ``_real_holdout``, ``_baseline_marginal`` and
+    ``_baseline_cart``; and rewrites ``Evaluation/report.html`` from every metrics JSON present.
+
+    Args:
+        workspace: the study folder.
+        model_dirs: model dirs to evaluate (default: every one with output).
+        waves: waves to evaluate (default: every generated wave).
+        seed: seed of the real halves, baselines, samples and classifiers.
+        progress: optional ``progress(description, completed, total)`` callback.
+
+    Raises:
+        PanelsynthError: nothing to evaluate, unknown model dir or wave, or every evaluation
+            failed (the first failure's message).
+    """
+    from panelsynth.evaluate.metrics import single_thread
+
+    t0 = time.perf_counter()
+    ws = Workspace(workspace)
+    pairs = plan_evaluations(ws, model_dirs, waves)
+    cfg = load_config(ws.config_path)
+    with single_thread():  # see single_thread(): many small models, no OpenMP spin-waiting
+        return _evaluate_pairs(ws, cfg, pairs, seed, progress, t0)
+
+
+def _evaluate_pairs(
+    ws: Workspace,
+    cfg: PanelsynthConfig,
+    pairs: list[tuple[str, str]],
+    seed: int,
+    progress: ProgressCallback | None,
+    t0: float,
+) -> EvaluationSummary:
+    ctx = _Context(ws, cfg, seed)
+    outcomes: list[PairOutcome] = []
+    total = len(pairs)
+    for i, (md, w) in enumerate(pairs):
+        if progress:
+            progress(f"{md} · wave {w}", i, total)
+        t1 = time.perf_counter()
+        try:
+            outcome = ctx.evaluate_pair(md, w)
+        except PanelsynthError as err:
+            log.warning("%s wave %s: %s", md, w, err)
+            outcome = PairOutcome(md, w, error=str(err))
+        except Exception as err:  # keep going: one broken pair must not lose the others
+            log.exception("%s wave %s failed", md, w)
+            outcome = PairOutcome(md, w, error=f"{type(err).__name__}: {err}")
+        outcome.seconds = time.perf_counter() - t1
+        outcomes.append(outcome)
+        if progress:
+            progress(f"{md} · wave {w}", i + 1, total)
+    good = [o for o in outcomes if not o.error]
+    if not good:
+        raise PanelsynthError(outcomes[0].error or "evaluation failed")
+    tables = write_tables(ws, good)
+    from panelsynth.evaluate.report import write_report
+
+    report = write_report(ws)
+    return EvaluationSummary(ws.root, outcomes, tables, report, time.perf_counter() - t0)
+
+
+class _Context:
+    """Caches real waves, evaluation metadata and per-wave references across model dirs."""
+
+    def __init__(self, ws: Workspace, cfg: PanelsynthConfig, seed: int) -> None:
+        self.ws = ws
+        self.cfg = cfg
+        self.seed = seed
+        self.waves: dict[tuple[str, str], WaveData] = {}
+        self.meta: dict[str, dict[str, str]] = {}
+        self.refs: dict[tuple, Reference] = {}
+
+    # ---- inputs
+    def real_wave(self, wave: str, mode: Mode) -> WaveData:
+        key = (wave, mode)
+        if key not in self.waves:
+            study = self.cfg.study
+            self.waves[key] = load_wave(
+                self.ws,
+                wave,
+                mode=mode,
+                missing_codes=study.missing_codes,
+                study_waves=study.waves or self.ws.waves_with_data(),
+                cluster_column=study.cluster_column,
+                prev_cluster_column=study.prev_cluster_column,
+                k=self.cfg.clustering.k,
+            )
+        return self.waves[key]
+
+    def var_types(self, wave: str, mode: Mode) -> dict[str, str] | None:
+        p = self.ws.var_types(wave, mode)
+        return load_var_types(p) if p.exists() else None
+
+    def infer_mode(self, wave: str, columns: Sequence[str], manifest: dict) -> tuple[Mode, str]:
+        m = manifest.get("mode")
+        if m in MODES:
+            return m, "manifest"
+        cols = set(columns)
+        best: tuple[float, Mode] | None = None
+        for mode in MODES:
+            vt = self.var_types(wave, mode)
+            if not vt:
+                continue
+            inside = sum(v in cols for v in vt)
+            score = inside / len(vt) + (0.5 if inside == len(vt) else 0) + 1e-3 * len(vt)
+            if best is None or score > best[0]:
+                best = (score, mode)
+        if best is None:
+            return "dense", "default (no var types found)"
+        return best[1], "inferred from the synthetic CSV's columns"
+
+    def eval_meta(self, wave: str, real: WaveData) -> tuple[dict[str, str], str]:
+        if wave in self.meta:
+            return self.meta[wave], "cached"
+        path = self.ws.eval_meta(wave)
+        if path.exists():
+            self.meta[wave] = read_eval_meta(path)
+            return self.meta[wave], "read"
+        merged: dict[str, str] = {}
+        for mode in MODES:
+            vt = self.var_types(wave, mode)
+            if vt:
+                merged.update({k: v for k, v in vt.items() if k not in merged})
+        cols = columns_from_var_types(
+            merged, cluster_column=real.cluster_column, prev_cluster_column=real.prev_cluster_column
+        )
+        atomic_write_text(path, json.dumps(eval_meta_dict(cols), indent=2) + "\n")
+        log.info("wrote %s (from the var types)", self.ws.rel(path))
+        self.meta[wave] = {c.name: c.sdtype for c in cols}
+        return self.meta[wave], "created from the var types"
+
+    def read_frame(self, path: Path) -> pd.DataFrame:
+        return clean_missing(read_csv_any(path), self.cfg.study.missing_codes)
+
+    # ---- one pair
+    def evaluate_pair(self, md: str, wave: str) -> PairOutcome:
+        ws = self.ws
+        synth_path = ws.output_csv(md, wave)
+        synth_raw = self.read_frame(synth_path)
+        if synth_raw.empty:
+            raise WorkspaceError(f"{ws.rel(synth_path)} has no rows — re-run generation")
+        manifest = _read_json(ws.manifest(md, wave))
+        mode, mode_source = self.infer_mode(wave, list(synth_raw.columns), manifest)
+        real = self.real_wave(wave, mode)
+        meta, meta_source = self.eval_meta(wave, real)
+        available = set(real.frame.columns) & set(synth_raw.columns)
+        columns = resolve_columns(
+            meta,
+            real.var_types,
+            available,
+            cluster_column=real.cluster_column,
+            prev_cluster_column=real.prev_cluster_column,
+        )
+        if not columns.variables:
+            raise WorkspaceError(
+                f"{ws.rel(synth_path)} has none of the wave's variables "
+                f"({', '.join(real.var_types)}) — check the file or the var types"
+            )
+        ex_path = ws.examples_csv(md, wave)
+        frames = {"real": real.frame, "synthetic": synth_raw}
+        if ex_path.exists():
+            frames["examples"] = self.read_frame(ex_path)
+        h = harmonise(frames, columns)
+        target, target_source = self.target(columns, manifest)
+        key = (wave, tuple((c.name, c.sdtype) for c in columns), target)
+        if key not in self.refs:
+            self.refs[key] = build_reference(
+                h["real"], columns, wave=wave, seed=self.seed, target=target
+            )
+        ref = self.refs[key]
+        card = score_candidate(
+            SYNTHETIC,
+            h["synthetic"],
+            columns,
+            fidelity_real=h["real"],
+            copy_ref=h["real"],
+            copy_ref_half=ref.half_b,
+            dcr_ref=h["real"],
+            utility_test=ref.half_b,
+            holdout_dcr=ref.holdout_dcr,
+            target=target,
+            seed=self.seed,
+            examples=h.get("examples"),
+        )
+        dup_matched = duplicate_share_sample(
+            h["real"], columns, len(h["synthetic"]), wave_rng(self.seed + 1, wave)
+        )
+        doc = build_metrics_doc(
+            md=md,
+            wave=wave,
+            mode=mode,
+            mode_source=mode_source,
+            meta_source=meta_source,
+            columns=columns,
+            card=card,
+            ref=ref,
+            dup_matched=dup_matched,
+            target=target,
+            target_source=target_source,
+            examples_path=ws.rel(ex_path),
+            has_examples="examples" in h,
+            n_real=len(h["real"]),
+            coerced=h["synthetic"].attrs.get("coerced_to_na", {}),
+            extra_synth_cols=sorted(set(synth_raw.columns) - set(columns.names)),
+        )
+        out_json = ws.eval_metrics_json(md, wave)
+        atomic_write_text(out_json, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        from panelsynth.evaluate.plots import plot_wave
+
+        shapes = {
+            c["column"]: c.get("score", math.nan)
+            for c in card.metrics["column_shapes"].to_json().get("details", [])
+        }
+        plot = plot_wave(
+            h["real"],
+            h["synthetic"],
+            columns,
+            ws.eval_plot(md, wave),
+            shapes=shapes,
+            title=f"{md} — wave {wave} ({mode} mode): real n={len(h['real'])} vs synthetic "
+            f"n={len(h['synthetic'])}",
+        )
+        return PairOutcome(md, wave, out_json, plot, doc["summary"])
+
+    def target(self, columns: EvalColumns, manifest: dict) -> tuple[str | None, str]:
+        outcome = self.cfg.study.outcome
+        tv = manifest.get("target_variable")
+        for name, source in (
+            (outcome, "panelsynth.toml study.outcome"),
+            (tv, "manifest target_variable"),
+        ):
+            if name and name in columns.variables:
+                col = columns.get(name)
+                if not col.discrete:
+                    return None, (
+                        f"{name!r} ({source}) is continuous; TSTR uses a classifier — skipped"
+                    )
+                return name, source
+        tried = [
+            f"study.outcome={outcome!r}" if outcome else "no study.outcome in panelsynth.toml",
+            f"manifest target_variable={tv!r}" if tv else "no manifest target_variable",
+        ]
+        return None, "TSTR skipped: no target variable in this wave's data (" + "; ".join(
+            tried
+        ) + ")"
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("ignoring unreadable %s", path)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# --------------------------------------------------------------------------- metrics JSON
+def build_metrics_doc(
+    *,
+    md: str,
+    wave: str,
+    mode: str,
+    mode_source: str,
+    meta_source: str,
+    columns: EvalColumns,
+    card: Scorecard,
+    ref: Reference,
+    dup_matched: float,
+    target: str | None,
+    target_source: str,
+    examples_path: str,
+    has_examples: bool,
+    n_real: int,
+    coerced: dict[str, int],
+    extra_synth_cols: list[str],
+) -> dict[str, Any]:
+    """The machine-readable record of one (model dir, wave); every null is explained."""
+    from panelsynth import __version__ as ps_version
+    from panelsynth.evaluate.sdm import sdmetrics_version
+
+    cards = {SYNTHETIC: card, **ref.cards}
+    values = {name: summary_values(c) for name, c in cards.items()}
+    # size-matched diversity floor for this synthetic set
+    values[HOLDOUT]["duplicate_share"] = (
+        dup_matched,
+        None if not math.isnan(dup_matched) else "no real rows",
+    )
+    keys = [k for k, _, _ in SUMMARY_METRICS] + sorted(
+        {k for v in values.values() for k in v if k.startswith("cluster_")}
+    )
+    summary: dict[str, dict[str, float | None]] = {}
+    explanations: list[dict[str, str]] = []
+    for k in keys:
+        row: dict[str, float | None] = {}
+        for cand in CANDIDATES:
+            v, why = values[cand].get(k, (math.nan, "not computed for this candidate"))
+            row[cand] = _clean(v)
+            if row[cand] is None:
+                explanations.append(
+                    {"path": f"summary.{k}.{cand}", "reason": why or "not computed"}
+                )
+        if all(x is None for x in row.values()) and k == "tstr_auc":
+            continue
+        summary[k] = row
+    if target is None:
+        explanations.append({"path": "summary.tstr_auc", "reason": target_source})
+    candidates_json = {}
+    for name, c in cards.items():
+        entry: dict[str, Any] = {"rows": c.rows}
+        for key, res in c.metrics.items():
+            with_details = name == SYNTHETIC or key in (
+                "column_shapes",
+                "cluster_shares",
+                "transition_similarity",
+                "na_share_similarity",
+            )
+            entry[key] = _metric_json(res, with_details)
+        entry["per_cluster"] = {
+            lab: {
+                "rows_real": e["rows_real"],
+                "rows_candidate": e["rows_candidate"],
+                "column_shapes": _metric_json(e["column_shapes"], name == SYNTHETIC),
+                "pair_trends_unthresholded": _metric_json(e["pair_trends_unthresholded"], False),
+            }
+            for lab, e in c.per_cluster.items()
+        }
+        candidates_json[name] = entry
+    notes = list(columns.notes)
+    if coerced:
+        notes.append(
+            "synthetic values that are not numbers in numeric columns were read as NA: "
+            + ", ".join(f"{k} ({v})" for k, v in coerced.items())
+        )
+    if extra_synth_cols:
+        notes.append("synthetic columns not evaluated: " + ", ".join(extra_synth_cols))
+    if not has_examples:
+        notes.append(
+            f"no few-shot examples file ({examples_path}): example-copy share not computed"
+        )
+    doc: dict[str, Any] = {
+        "model_dir": md,
+        "wave": wave,
+        "mode": mode,
+        "mode_source": mode_source,
+        "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "versions": {"panelsynth": ps_version, "sdmetrics": sdmetrics_version()},
+        "rows": {
+            "real": n_real,
+            "synthetic": card.rows,
+            "real_half_a": len(ref.half_a),
+            "real_half_b": len(ref.half_b),
+        },
+        "columns": columns.describe(),
+        "evaluation_metadata": meta_source,
+        "sdtype_choice": ORDINAL_SDTYPE_NOTE,
+        "notes": notes,
+        "target": {"variable": target, "source": target_source}
+        if target
+        else {"skipped": target_source},
+        "protocol": PROTOCOL,
+        "higher_is_better": {k: hib for k, _, hib in SUMMARY_METRICS},
+        "labels": {k: lab for k, lab, _ in SUMMARY_METRICS},
+        "summary": summary,
+        "reading": read_summary(summary),
+        "candidates": candidates_json,
+    }
+    explanations.extend(_explain_nulls(doc["candidates"], "candidates"))
+    doc["nan_explanations"] = explanations
+    return doc
+
+
+def _metric_json(res: MetricResult, with_details: bool) -> dict[str, Any]:
+    d = res.to_json(with_details=with_details)
+    return _strip(d)
+
+
+def _strip(obj: Any) -> Any:
+    """NaN -> None in metric scores; drop other None/NaN leaves (they mean 'not applicable')."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            v2 = _strip(v)
+            if v2 is None and k != "score":
+                continue
+            out[k] = v2
+        return out
+    if isinstance(obj, list | tuple):
+        return [_strip(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return None if not math.isfinite(obj) else round(obj, 6)
+    return obj
+
+
+def _clean(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), 6)
+
+
+def _explain_nulls(obj: Any, path: str) -> list[dict[str, str]]:
+    """Every null below ``obj`` with the reason found next to it (its ``error``)."""
+    out: list[dict[str, str]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            p = f"{path}.{k}"
+            if v is None:
+                out.append({"path": p, "reason": str(obj.get("error") or "unexplained")})
+            else:
+                out.extend(_explain_nulls(v, p))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_explain_nulls(v, f"{path}[{i}]"))
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+def write_tables(ws: Workspace, outcomes: Sequence[PairOutcome]) -> dict[str, Path]:
+    """Merge this run's figures into the model x wave tables (other cells are kept)."""
+    paths: dict[str, Path] = {}
+    specs = [(name, ws.eval_table(name), key) for name, key in TABLE_KEYS.items()]
+    specs += [(name, extra_table_path(ws, name), key) for name, key in EXTRA_TABLE_KEYS.items()]
+    for name, path, key in specs:
+        table = _read_table(path)
+        for o in outcomes:
+            row = o.summary.get(key, {})
+            table.loc[o.wave, o.model_dir] = _nan(row.get(SYNTHETIC))
+            for cand in CANDIDATES[1:]:
+                table.loc[o.wave, cand] = _nan(row.get(cand))
+        table = _order(table)
+        buf = io.StringIO()
+        table.to_csv(buf, index_label="wave", float_format="%.4f")
+        atomic_write_text(path, buf.getvalue())
+        paths[name] = path
+    return paths
+
+
+def _nan(v: float | None) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(dtype="float64")
+    try:
+        t = pd.read_csv(path, dtype={"wave": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        log.warning("rewriting unreadable table %s", path)
+        return pd.DataFrame(dtype="float64")
+    if "wave" not in t.columns:
+        return pd.DataFrame(dtype="float64")
+    return t.set_index("wave").astype("float64")
+
+
+def _order(table: pd.DataFrame) -> pd.DataFrame:
+    refs = [c for c in CANDIDATES[1:] if c in table.columns]
+    models = sorted(c for c in table.columns if c not in refs)
+    rows = sorted(table.index.astype(str), key=wave_sort_key)
+    table.index = table.index.astype(str)
+    return table.loc[rows, models + refs]
+
+
+# re-exported for the report and tests
+__all__ = [
+    "EXTRA_TABLE_KEYS",
+    "EvaluationSummary",
+    "PairOutcome",
+    "ProgressCallback",
+    "TABLE_KEYS",
+    "build_metrics_doc",
+    "evaluate_workspace",
+    "extra_table_path",
+    "plan_evaluations",
+    "write_tables",
+]

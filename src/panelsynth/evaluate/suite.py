@@ -1,0 +1,381 @@
+"""Score a candidate data set (LLM output, real holdout half, baseline) with every metric.
+
+Protocol (also written into every metrics JSON, see :data:`PROTOCOL`): the real wave R is split at
+random, stratified by cluster, into two halves A and B of equal size.
+
+- LLM synthetic S: fidelity against the full wave R (as the reference study); exact copies against
+  R (and against B, size-matched to the holdout); DCR against R; TSTR tested on B.
+- ``_real_holdout``: the half A treated as if it were synthetic, scored against B — the
+  sampling-noise floor ("what a second sample of real respondents would score").
+- baselines: fitted on A, |B| rows drawn, scored against B; exact copies and DCR against A, the
+  data they were fitted on.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from panelsynth.evaluate.baselines import cart_baseline, marginal_baseline
+from panelsynth.evaluate.columns import EvalColumns
+from panelsynth.evaluate.metrics import (
+    C2ST_MAX_ROWS,
+    DCR_MAX_REFERENCE,
+    DCR_MAX_ROWS,
+    AssociationSimilarity,
+    ClusterShares,
+    ColumnShapes,
+    DCRRatio,
+    GradientBoostingC2ST,
+    MetricResult,
+    NAShareSimilarity,
+    NewRowShare,
+    PairTrends,
+    TrainSyntheticTestReal,
+    TransitionSimilarity,
+    UniqueRowShare,
+    safe_compute,
+)
+from panelsynth.evaluate.sdm import QUALITY_MAX_ROWS, LogisticDetectionC2ST, SDMetricsQuality
+
+SYNTHETIC = "synthetic"
+HOLDOUT = "_real_holdout"
+MARGINAL = "_baseline_marginal"
+CART = "_baseline_cart"
+REFERENCES: tuple[str, ...] = (HOLDOUT, MARGINAL, CART)
+CANDIDATES: tuple[str, ...] = (SYNTHETIC, *REFERENCES)
+
+PROTOCOL: dict[str, Any] = {
+    "split": "The real wave R is split at random, stratified by cluster, into halves A and B of "
+    "equal size (one row dropped when the count is odd).",
+    SYNTHETIC: "LLM output S. Fidelity (shapes, trends, C2ST, per cluster, NA) against the full "
+    "wave R, as in the reference study; exact copies against R and, size-matched to "
+    "the holdout, against B; DCR against R (conservative: twice the reference rows of "
+    "the holdout's figure, so copies of any real row count); TSTR: trained on S, "
+    "tested on B.",
+    HOLDOUT: "Real-vs-real reference: half A scored as if it were synthetic against half B (same "
+    "code). It is the sampling-noise floor: what a second sample of real respondents "
+    "scores. TSTR here is train-on-real-test-on-real (trained on A, tested on B).",
+    MARGINAL: "Independent per-cluster marginals with NA, fitted on A, |B| rows; fidelity and "
+    "TSTR against B; exact copies and DCR against A (its training data).",
+    CART: "Sequential CART (synthpop-style donor sampling, min leaf 5), fitted on A, |B| rows; "
+    "scored like the marginal baseline.",
+    "floor": "The real-half figure is the noise of two independent real samples of n/2 rows. "
+    "For S (m rows) scored against the full wave (n rows) the sampling noise is of the "
+    "same size when 1/m + 1/n is close to 4/n (e.g. m = 700, n = 2000); with many more "
+    "synthetic rows the floor is conservative. A method fitted on the full wave (as the "
+    "LLM prompt's statistics and examples are) can score above the floor in-sample.",
+    "caps": {
+        "c2st_rows_per_side": C2ST_MAX_ROWS,
+        "quality_report_rows_per_side": QUALITY_MAX_ROWS,
+        "dcr_candidate_rows": DCR_MAX_ROWS,
+        "dcr_reference_rows": DCR_MAX_REFERENCE,
+        "note": "above a cap a seeded random sample is used",
+    },
+    "diversity": "duplicate share is size-dependent; the holdout figure in the summary is computed "
+    "on a random real sample of the synthetic data's size (size-matched).",
+    "dcr": "Gower distance over the wave's variables: ordered items scaled by the real range (+1 "
+    "when exactly one side is missing), nominal items 0/1, averaged over variables.",
+    "privacy_records": "Copies and distances compare the wave's variables (not cluster labels).",
+}
+
+
+@dataclass
+class Scorecard:
+    """Every metric of one candidate."""
+
+    name: str
+    metrics: dict[str, MetricResult] = field(default_factory=dict)
+    per_cluster: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: int = 0
+
+    def score(self, key: str) -> float:
+        m = self.metrics.get(key)
+        return m.score if m is not None else math.nan
+
+
+@dataclass
+class Reference:
+    """The per-wave references: real halves, baselines and their scorecards."""
+
+    columns: EvalColumns
+    half_a: pd.DataFrame
+    half_b: pd.DataFrame
+    baselines: dict[str, pd.DataFrame]
+    holdout_dcr: dict[str, Any] | None
+    cards: dict[str, Scorecard]
+    target: str | None
+
+
+def wave_rng(seed: int, wave: str) -> np.random.Generator:
+    """A generator seeded by the run seed and the wave id (stable across runs and platforms)."""
+    return np.random.default_rng([seed, zlib.crc32(str(wave).encode())])
+
+
+def split_halves(
+    real: pd.DataFrame, columns: EvalColumns, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random halves A, B of equal size, stratified by cluster."""
+    c = columns.cluster
+    a_idx: list[np.ndarray] = []
+    b_idx: list[np.ndarray] = []
+    groups = (
+        [np.arange(len(real))]
+        if c is None
+        else [np.flatnonzero((real[c] == lab).to_numpy()) for lab in pd.unique(real[c])]
+    )
+    carry = 0
+    for g in groups:
+        g = rng.permutation(g)
+        h = len(g) // 2
+        if len(g) % 2:  # alternate which half receives the odd row
+            h += carry
+            carry = 1 - carry
+        a_idx.append(g[:h])
+        b_idx.append(g[h:])
+    a = np.sort(np.concatenate(a_idx))
+    b = np.sort(np.concatenate(b_idx))
+    m = min(len(a), len(b))
+    a = np.sort(rng.permutation(a)[:m])
+    b = np.sort(rng.permutation(b)[:m])
+    return real.iloc[a].reset_index(drop=True), real.iloc[b].reset_index(drop=True)
+
+
+def build_reference(
+    real: pd.DataFrame, columns: EvalColumns, *, wave: str, seed: int, target: str | None
+) -> Reference:
+    """Split the real wave, fit the baselines on half A and score the references."""
+    rng = wave_rng(seed, wave)
+    a, b = split_halves(real, columns, rng)
+    baselines = {
+        MARGINAL: marginal_baseline(a, columns, len(b), rng),
+        CART: cart_baseline(a, columns, len(b), rng, seed=seed),
+    }
+    try:
+        holdout_dcr = DCRRatio(columns, seed=seed).distances(real=b, candidate=a)
+    except Exception:  # recorded as NaN with a reason by DCRRatio below
+        holdout_dcr = None
+    cards = {
+        HOLDOUT: score_candidate(
+            HOLDOUT,
+            a,
+            columns,
+            fidelity_real=b,
+            copy_ref=b,
+            dcr_ref=b,
+            utility_test=b,
+            holdout_dcr=holdout_dcr,
+            target=target,
+            seed=seed,
+        ),
+    }
+    for name, frame in baselines.items():
+        cards[name] = score_candidate(
+            name,
+            frame,
+            columns,
+            fidelity_real=b,
+            copy_ref=a,
+            dcr_ref=a,
+            utility_test=b,
+            holdout_dcr=holdout_dcr,
+            target=target,
+            seed=seed,
+        )
+    return Reference(columns, a, b, baselines, holdout_dcr, cards, target)
+
+
+def score_candidate(
+    name: str,
+    candidate: pd.DataFrame,
+    columns: EvalColumns,
+    *,
+    fidelity_real: pd.DataFrame,
+    copy_ref: pd.DataFrame,
+    dcr_ref: pd.DataFrame,
+    utility_test: pd.DataFrame,
+    holdout_dcr: dict[str, Any] | None,
+    target: str | None,
+    seed: int,
+    copy_ref_half: pd.DataFrame | None = None,
+    examples: pd.DataFrame | None = None,
+) -> Scorecard:
+    """Run every metric on one candidate (see the module docstring for the roles of the frames)."""
+    card = Scorecard(name, rows=len(candidate))
+    m = card.metrics
+    m["sdmetrics_quality"] = safe_compute(SDMetricsQuality(columns, seed), fidelity_real, candidate)
+    m["c2st_logistic"] = safe_compute(
+        LogisticDetectionC2ST(columns, seed), fidelity_real, candidate
+    )
+    m["c2st_gradient_boosting"] = safe_compute(
+        GradientBoostingC2ST(columns, seed), fidelity_real, candidate
+    )
+    m["column_shapes"] = safe_compute(ColumnShapes(columns), fidelity_real, candidate)
+    m["pair_trends_unthresholded"] = safe_compute(PairTrends(columns), fidelity_real, candidate)
+    m["association_similarity"] = safe_compute(
+        AssociationSimilarity(columns), fidelity_real, candidate
+    )
+    m["cluster_shares"] = safe_compute(ClusterShares(columns), fidelity_real, candidate)
+    m["transition_similarity"] = safe_compute(
+        TransitionSimilarity(columns), fidelity_real, candidate
+    )
+    m["na_share_similarity"] = safe_compute(NAShareSimilarity(columns), fidelity_real, candidate)
+    m["unique_row_share"] = safe_compute(UniqueRowShare(columns), fidelity_real, candidate)
+    m["new_row_share"] = safe_compute(NewRowShare(columns), copy_ref, candidate)
+    if copy_ref_half is not None:
+        r = safe_compute(NewRowShare(columns), copy_ref_half, candidate)
+        r.name = "new_row_share_half"
+        m["new_row_share_half"] = r
+    if examples is not None:
+        r = safe_compute(NewRowShare(columns), examples, candidate)
+        r.name = "example_new_row_share"
+        m["example_new_row_share"] = r
+    m["dcr_ratio"] = safe_compute(DCRRatio(columns, holdout_dcr, seed), dcr_ref, candidate)
+    if target is not None:
+        m["tstr_auc"] = safe_compute(
+            TrainSyntheticTestReal(columns, target, seed), utility_test, candidate
+        )
+    card.per_cluster = per_cluster_scores(fidelity_real, candidate, columns)
+    return card
+
+
+def per_cluster_scores(
+    real: pd.DataFrame, candidate: pd.DataFrame, columns: EvalColumns
+) -> dict[str, dict[str, Any]]:
+    """Column Shapes and unthresholded Pair Trends within each cluster."""
+    c = columns.cluster
+    if c is None:
+        return {}
+    inner = columns.without([c])
+    out: dict[str, dict[str, Any]] = {}
+    labels = sorted(set(real[c].dropna()) | set(candidate[c].dropna()), key=str)
+    for lab in labels:
+        r, s = real[real[c] == lab], candidate[candidate[c] == lab]
+        key = str(int(lab)) if isinstance(lab, float) and lab.is_integer() else str(lab)
+        entry: dict[str, Any] = {"rows_real": int(len(r)), "rows_candidate": int(len(s))}
+        if len(r) == 0 or len(s) == 0:
+            why = f"cluster {key} has no {'real' if len(r) == 0 else 'candidate'} rows"
+            entry["column_shapes"] = MetricResult("column_shapes", math.nan, error=why)
+            entry["pair_trends_unthresholded"] = MetricResult(
+                "pair_trends_unthresholded", math.nan, error=why
+            )
+        else:
+            entry["column_shapes"] = safe_compute(ColumnShapes(inner), r, s)
+            entry["pair_trends_unthresholded"] = safe_compute(PairTrends(inner), r, s)
+        out[key] = entry
+    return out
+
+
+def duplicate_share_sample(
+    real: pd.DataFrame, columns: EvalColumns, size: int, rng: np.random.Generator
+) -> float:
+    """Duplicate share of a random real sample of ``size`` rows (size-matched diversity floor)."""
+    size = min(size, len(real))
+    if size == 0:
+        return math.nan
+    sample = real.iloc[rng.choice(len(real), size, replace=False)]
+    r = UniqueRowShare(columns).compute(sample, sample)
+    return float(r.extra.get("duplicate_share", math.nan))
+
+
+# --------------------------------------------------------------------------- summary figures
+#: (key, label, higher_is_better, how to read it) of the flat comparison table.
+SUMMARY_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("density_shape", "Column Shapes (sdmetrics)", True),
+    ("density_trend", "Column Pair Trends (sdmetrics, thresholded)", True),
+    ("density_overall", "Overall quality (sdmetrics)", True),
+    ("density_trend_unthresholded", "Pair Trends, every pair (unthresholded)", True),
+    ("association_similarity", "Association similarity (Cramér's V / r)", True),
+    ("c2st", "C2ST logistic (sdmetrics LogisticDetection)", True),
+    ("c2st_gb", "C2ST gradient boosting", True),
+    ("cluster_shares", "Cluster shares (1 - TV)", True),
+    ("transition_similarity", "prev→current cluster table (1 - TV)", True),
+    ("na_share_similarity", "NA shares (1 - mean |Δ|)", True),
+    ("na_mean_abs_diff", "NA share mean |Δ|", False),
+    ("duplicate_share", "Duplicate rows share", False),
+    ("exact_copy_share", "Rows identical to a row of the real wave", False),
+    ("exact_copy_share_half", "Rows identical to a row of a real half (size-matched)", False),
+    ("example_copy_share", "Rows identical to a few-shot example", False),
+    ("dcr_mean", "Mean distance to closest real record", True),
+    ("dcr_ratio", "DCR ratio to real holdout (capped at 1)", True),
+    ("tstr_auc", "TSTR AUC (holdout: TRTR)", True),
+)
+
+
+def summary_values(card: Scorecard) -> dict[str, tuple[float, str | None]]:
+    """Flat ``key -> (value, reason-if-NaN)`` of a scorecard."""
+    m = card.metrics
+
+    def res(key: str) -> MetricResult | None:
+        return m.get(key)
+
+    def val(key: str, extra: str | None = None, transform=None) -> tuple[float, str | None]:
+        r = res(key)
+        if r is None:
+            return math.nan, "not computed for this candidate"
+        v = r.score if extra is None else r.extra.get(extra, math.nan)
+        if isinstance(v, dict):
+            v = math.nan
+        v = math.nan if v is None else float(v)
+        if transform is not None and not math.isnan(v):
+            v = transform(v)
+        reason = None
+        if math.isnan(v):
+            reason = r.error or r.extra.get("pair_nan_reason") or "not computed"
+        return v, reason
+
+    q = res("sdmetrics_quality")
+    out: dict[str, tuple[float, str | None]] = {}
+    out["density_shape"] = val("sdmetrics_quality", "column_shapes")
+    trend = val("sdmetrics_quality", "column_pair_trends")
+    if math.isnan(trend[0]) and q is not None and q.extra.get("pair_nan_reason"):
+        trend = (trend[0], "sdmetrics Column Pair Trends is NaN: " + q.extra["pair_nan_reason"])
+    out["density_trend"] = trend
+    out["density_overall"] = val("sdmetrics_quality", "overall")
+    out["density_trend_unthresholded"] = val("pair_trends_unthresholded")
+    out["association_similarity"] = val("association_similarity")
+    out["c2st"] = val("c2st_logistic")
+    out["c2st_gb"] = val("c2st_gradient_boosting")
+    out["cluster_shares"] = val("cluster_shares")
+    out["transition_similarity"] = val("transition_similarity")
+    out["na_share_similarity"] = val("na_share_similarity")
+    out["na_mean_abs_diff"] = val("na_share_similarity", "mean_abs_diff")
+    out["duplicate_share"] = val("unique_row_share", "duplicate_share")
+    if card.name == SYNTHETIC:
+        out["exact_copy_share"] = val("new_row_share", "copy_share")
+        out["exact_copy_share_half"] = val("new_row_share_half", "copy_share")
+    else:
+        out["exact_copy_share"] = (
+            math.nan,
+            "references are compared with a real half, not the "
+            "full wave: see exact_copy_share_half",
+        )
+        out["exact_copy_share_half"] = val("new_row_share", "copy_share")
+    out["example_copy_share"] = (
+        val("example_new_row_share", "copy_share")
+        if "example_new_row_share" in m
+        else (
+            math.nan,
+            "not applicable: only LLM output is built from few-shot examples"
+            if card.name != SYNTHETIC
+            else "no few-shot examples file for this model dir and wave",
+        )
+    )
+    dcr = res("dcr_ratio")
+    if dcr is not None and isinstance(dcr.extra.get("dcr"), dict):
+        out["dcr_mean"] = (float(dcr.extra["dcr"]["mean"]), None)
+    else:
+        out["dcr_mean"] = (math.nan, (dcr.error if dcr is not None else None) or "not computed")
+    out["dcr_ratio"] = val("dcr_ratio")
+    if "tstr_auc" in m:
+        out["tstr_auc"] = val("tstr_auc")
+    for lab, entry in card.per_cluster.items():
+        for key, short in (("column_shapes", "shape"), ("pair_trends_unthresholded", "trend")):
+            r = entry[key]
+            out[f"cluster_{lab}_{short}"] = (r.score, r.error if math.isnan(r.score) else None)
+    return out
