@@ -53,6 +53,8 @@ SCAFFOLD_DIRS: tuple[str, ...] = (
 )
 
 EVAL_TABLES: tuple[str, ...] = ("c2st", "density_overall", "density_shape", "density_trend")
+#: Tables beyond the original study's four: every pair scored, and the non-linear C2ST.
+EXTRA_EVAL_TABLES: tuple[str, ...] = ("density_trend_unthresholded", "c2st_gb")
 
 
 def check_wave_id(wave: str | int) -> str:
@@ -141,7 +143,12 @@ class Workspace:
     # ----- step logs and outputs (per model dir) -------------------------------------------
     def cluster_descriptions_log(self, model_dir: str, wave: str) -> Path:
         d = check_model_dir(model_dir)
-        return self.root / CLUSTER_DESCRIPTIONS / d / f"Wave {check_wave_id(wave)} cluster descriptions.txt"
+        return (
+            self.root
+            / CLUSTER_DESCRIPTIONS
+            / d
+            / f"Wave {check_wave_id(wave)} cluster descriptions.txt"
+        )
 
     def examples_log(self, model_dir: str, wave: str) -> Path:
         d = check_model_dir(model_dir)
@@ -185,8 +192,9 @@ class Workspace:
         return self.root / EVAL_METADATA / f"wave{check_wave_id(wave)}_eval_meta.json"
 
     def eval_table(self, name: str) -> Path:
-        if name not in EVAL_TABLES:
-            raise ValueError(f"unknown evaluation table {name!r}; expected one of {EVAL_TABLES}")
+        if name not in EVAL_TABLES + EXTRA_EVAL_TABLES:
+            known = EVAL_TABLES + EXTRA_EVAL_TABLES
+            raise ValueError(f"unknown evaluation table {name!r}; expected one of {known}")
         return self.root / EVAL_RESULTS / f"{name}.csv"
 
     def eval_dir(self, model_dir: str) -> Path:
@@ -213,7 +221,9 @@ class Workspace:
         folder = self.root / FINAL_GEN_DATA
         if not folder.is_dir():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("gen_data_wave*.csv")))
+        return sorted(
+            p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("gen_data_wave*.csv"))
+        )
 
     def generated_waves(self, model_dir: str) -> list[str]:
         folder = self.output_dir(model_dir)

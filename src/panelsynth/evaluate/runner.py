@@ -47,7 +47,6 @@ from panelsynth.evaluate.suite import (
     wave_rng,
 )
 from panelsynth.workspace import (
-    EVAL_RESULTS,
     MODES,
     Mode,
     Workspace,
@@ -76,10 +75,10 @@ EXTRA_TABLE_KEYS: dict[str, str] = {
 
 
 def extra_table_path(ws: Workspace, name: str) -> Path:
-    """Path of an extra evaluation table (local helper until workspace.py has it)."""
+    """Path of an extra evaluation table (see ``workspace.EXTRA_EVAL_TABLES``)."""
     if name not in EXTRA_TABLE_KEYS:
         raise ValueError(f"unknown extra table {name!r}")
-    return ws.root / EVAL_RESULTS / f"{name}.csv"
+    return ws.eval_table(name)
 
 
 @dataclass
