@@ -94,3 +94,31 @@ def fake_answer(messages: list[dict], response_model: type) -> dict[str, Any]:
             "features": {v: {"meaning": f"meaning of {v}", "values": "codes"} for v in variables},
         }
     raise AssertionError(f"fake_answer: unknown response model {name}")
+
+
+def varied_rows(body: dict[str, Any]) -> Any:
+    """Stub-server responder: valid, varied answers for every step, from the request's schema.
+
+    Deterministic per request text (the batch number is in it), so the same batch gets the same
+    rows whatever the order of arrival. (Same as ``tests/cli/test_run_cmd.py::varied_rows``.)
+    """
+    import random
+
+    from servers.openai_stub import request_schema, schema_example
+
+    schema = request_schema(body) or {}
+    rows = schema.get("properties", {}).get("rows")
+    if not rows:
+        return schema_example(schema)
+    rng = random.Random(json.dumps(body["messages"])[-200:])
+    out = []
+    for _ in range(rows["minItems"]):
+        row = {}
+        for name, prop in rows["items"]["properties"].items():
+            main = next(o for o in prop.get("anyOf", [prop]) if o.get("type") != "null")
+            if "enum" in main:
+                row[name] = rng.choice(main["enum"])
+            else:
+                row[name] = rng.randint(int(main["minimum"]), int(main["maximum"]))
+        out.append(row)
+    return {"rows": out}

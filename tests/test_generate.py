@@ -113,15 +113,15 @@ def test_circuit_breaker_stops_persistent_failures(tiny_workspace: Path) -> None
 def test_resume_after_interruption_loses_and_duplicates_nothing(tiny_workspace: Path) -> None:
     client = FakeClient(default=scripted({2: KeyboardInterrupt()}))
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny_workspace, client, n_batches=4)
+        _run(tiny_workspace, client, n_batches=4, concurrency=1)
     ws = Workspace(tiny_workspace)
     assert not ws.output_csv("fake", "2").exists()
     lines = ws.checkpoint("fake", "2").read_text().splitlines()
     assert len(lines) == 3  # header + batches 0 and 1
     with pytest.raises(PanelsynthError, match="--resume"):
-        _run(tiny_workspace, FakeClient(default=fake_answer), n_batches=4)
+        _run(tiny_workspace, FakeClient(default=fake_answer), n_batches=4, concurrency=1)
     client2 = FakeClient(default=fake_answer)
-    res = _run(tiny_workspace, client2, n_batches=4, resume=True)
+    res = _run(tiny_workspace, client2, n_batches=4, resume=True, concurrency=1)
     assert res.rows == 16
     step3 = [c for c in client2.calls if c["response_model"].__name__ == "SyntheticRespondents"]
     assert sorted(_batch_no(c["messages"]) for c in step3) == [2, 3]

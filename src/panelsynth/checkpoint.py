@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from panelsynth.errors import RunLockedError, WorkspaceError
+
+log = logging.getLogger("panelsynth")
 
 
 class Checkpoint:
@@ -99,6 +102,9 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._read()
+                if holder is None:  # maybe created but not yet written by its owner: look again
+                    time.sleep(0.2)
+                    holder = self._read()
                 pid = int(holder.get("pid", -1)) if holder else -1
                 same_host = not holder or holder.get("host") == me["host"]
                 if holder and same_host and pid > 0 and _alive(pid):
@@ -111,6 +117,12 @@ class RunLock:
                         f"{self.what} is locked by process {pid} on host {holder.get('host')} — "
                         f"if that run is dead, delete {self.path}"
                     ) from None
+                if self.path.exists():
+                    log.warning(
+                        "%s: taking over the lock of process %s, which is no longer running",
+                        self.what,
+                        pid if pid > 0 else "(unknown)",
+                    )
                 try:
                     self.path.unlink()
                 except FileNotFoundError:

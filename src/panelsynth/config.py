@@ -135,6 +135,41 @@ class GenerationConfig(_Section):
         5, ge=0, le=50, description="Retries of transient API failures per call (with back-off)."
     )
     timeout: float = Field(120.0, gt=0, le=3600, description="Seconds before a call times out.")
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="Spending limit of one wave's run in USD, from [prices]: no call starts that "
+        "could exceed it (a limit below one call fails before any call).",
+    )
+    examples: Literal["real", "synthetic"] = Field(
+        "real",
+        description="Few-shot examples: real respondents, or rows sampled from each cluster's "
+        "per-variable statistics (no real row leaves the machine).",
+    )
+    drop_copies: bool = Field(
+        False,
+        description="Drop synthetic rows identical to a real row or a few-shot example; the "
+        "loop tops up to the exact row count.",
+    )
+    calibrate: bool = Field(
+        False,
+        description="Calibrated mode: the host draws each row's cluster and anchor variables from "
+        "the real data, the LLM completes these profiles, and whole rows are selected from an "
+        "oversampled pool to match the real per-cluster marginals.",
+    )
+    oversample: float = Field(
+        2.0,
+        ge=1.0,
+        le=20.0,
+        description="Calibrated mode: valid rows generated per row kept (pool = oversample x rows).",
+    )
+    anchors: list[str] | None = Field(
+        None,
+        max_length=20,
+        description="Calibrated mode: variables fixed by the host in every profile (default: the "
+        "[prepare] demographics present in the wave, e.g. age (as a band) and sex).",
+    )
 
 
 class ModelConfig(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 log = logging.getLogger("panelsynth")
 
 READABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".sav", ".zsav", ".dta")
+_FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_DECIMAL_COMMA_RE = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
 
 
 def _decode(raw: bytes) -> str:
@@ -57,11 +60,33 @@ def read_csv_any(path: Path) -> pd.DataFrame:
         sep = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
     except csv.Error:
         sep = ","
+    # Semicolon-separated files often come from locales that write decimal commas ("45,5").
+    decimal = "," if sep == ";" and _DECIMAL_COMMA_RE.search(head) else "."
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
+        df = pd.read_csv(io.StringIO(text), sep=sep, decimal=decimal, low_memory=False)
     except (pd.errors.ParserError, ValueError) as err:
         msg = str(err).splitlines()[0]
+        found = _FIELDS_RE.search(msg)
+        if found:
+            want, line, saw = found.groups()
+            raise DataError(
+                f"{path.name}: line {line} has {saw} cells but the header has {want} — put "
+                f"double quotes around cells that contain {sep!r}, or fix that row",
+                path=str(path),
+            ) from None
         raise DataError(f"{path.name}: cannot parse as CSV ({msg}) — check the file", path=str(path)) from None
+    if not isinstance(df.index, pd.RangeIndex):
+        # pandas takes the first column as the index when every row has one cell more than the
+        # header: the columns would silently shift by one.
+        raise DataError(
+            f"{path.name}: the rows have more cells than the header ({df.shape[1]} names) — add "
+            f"the missing column name to the header or remove the extra cells",
+            path=str(path),
+        )
+    header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    names = [h.strip() for h in header]
+    df.attrs["duplicate_columns"] = sorted({h for h in names if h and names.count(h) > 1})
+    return df
 
 
 def read_labelled(path: Path) -> tuple[pd.DataFrame, Any]:
@@ -190,8 +215,17 @@ def load_wave(
     check_metadata_covers(metadata, var_types, ws.rel(meta_path), ws.rel(types_path))
     context = load_context(ws.wave_context(wave))
 
-    df = clean_missing(read_csv_any(path), missing_codes)
+    raw = read_csv_any(path)
     name = ws.rel(path)
+    used = {*var_types, cluster_column, prev_cluster_column}
+    dups = [c for c in raw.attrs.get("duplicate_columns", []) if c in used]
+    if dups:
+        raise DataError(
+            f"{name}: the column {dups[0]!r} appears twice in the header — keep one of them",
+            path=name,
+            column=dups[0],
+        )
+    df = clean_missing(raw, missing_codes)
     check_wave_frame(
         df,
         var_types,

@@ -126,6 +126,84 @@ def sample_examples(
     return examples, warnings
 
 
+def synthetic_examples(
+    wave: WaveData,
+    n_examples: int,
+    seed: int,
+    statistics: dict[int, dict[str, dict[str, Any]]] | None = None,
+) -> pd.DataFrame:
+    """Few-shot rows drawn from each cluster's statistics instead of real respondents.
+
+    Every variable is drawn on its own from the cluster's marginal distribution, its NA share
+    included: coded items from their category shares, continuous ones by interpolating the
+    cluster's quantiles (min, q1, median, q3, max), rounded where the cluster's answers are whole
+    numbers; ``prev_cluster`` from its shares in the cluster. No row is a real respondent's (one
+    may coincide with one by chance). Seeded: the same seed gives the same rows.
+
+    Args:
+        wave: The wave (its frame gives the statistics when ``statistics`` is not given).
+        n_examples: Rows per cluster.
+        seed: Random state.
+        statistics: Output of :func:`cluster_statistics`, if already computed.
+
+    Returns:
+        ``n_examples`` rows per cluster with the wave's columns, ordered by cluster.
+    """
+    stats = statistics if statistics is not None else cluster_statistics(wave)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for c in wave.clusters:
+        sub = wave.frame[wave.frame[wave.cluster_column] == c]
+        cols: dict[str, Any] = {}
+        for v in wave.var_types:
+            observed = pd.to_numeric(sub[v], errors="coerce").dropna()
+            whole = bool(len(observed)) and bool((observed % 1 == 0).all())
+            cols[v] = _draw_marginal(stats[c][v], n_examples, rng, whole)
+        cols[wave.cluster_column] = np.full(n_examples, c)
+        if wave.prev_cluster_column:
+            prev = sub[wave.prev_cluster_column].astype("Float64")
+            shares = prev.value_counts(normalize=True, dropna=False)
+            values = [None if pd.isna(k) else int(k) for k in shares.index]
+            picks = rng.choice(len(values), size=n_examples, p=shares.to_numpy(dtype=float))
+            cols[wave.prev_cluster_column] = pd.array([values[i] for i in picks], dtype="Int64")
+        parts.append(pd.DataFrame(cols))
+    return pd.concat(parts, ignore_index=True)[wave.columns]
+
+
+def _draw_marginal(
+    stats: dict[str, Any], n: int, rng: np.random.Generator, whole: bool
+) -> np.ndarray:
+    """``n`` independent draws from one variable's statistics (NaN for NA)."""
+    na = float(stats.get("na_share", 0.0))
+    shares = stats.get("shares")
+    if shares:
+        keys = list(shares)
+        p = np.array([*shares.values(), na], dtype=float)
+        if p.sum() <= 0:
+            return np.full(n, np.nan)
+        picks = rng.choice(len(p), size=n, p=p / p.sum())
+        out = np.array(
+            [_code_value(keys[i]) if i < len(keys) else np.nan for i in picks], dtype=object
+        )
+        return out if any(isinstance(x, str) for x in out) else out.astype(float)
+    if "min" not in stats:
+        return np.full(n, np.nan)
+    knots = [stats["min"], stats["q1"], stats["median"], stats["q3"], stats["max"]]
+    values = np.interp(rng.random(n), [0.0, 0.25, 0.5, 0.75, 1.0], knots)
+    if whole:
+        values = np.round(values)
+    values[rng.random(n) < na] = np.nan
+    return values
+
+
+def _code_value(code: str) -> Any:
+    try:
+        f = float(code)
+    except ValueError:
+        return code
+    return f
+
+
 def encode_table(frame: pd.DataFrame) -> str:
     """Compact CSV-like table: one header, one line per row, NA written as ``NA``."""
     lines = [",".join(frame.columns)]
@@ -210,6 +288,7 @@ class Step1Result:
     usage: Usage = field(default_factory=lambda: Usage(attempts=0))
     calls: int = 0
     cached: bool = False
+    examples_source: str = "real"
 
 
 def describe_wave(
@@ -220,10 +299,18 @@ def describe_wave(
     seed: int,
     cache: StepCache | None = None,
     temperature: float = 0.2,
+    examples_source: str = "real",
 ) -> Step1Result:
-    """Run step 1 for a wave: one LLM call (or none when cached) plus seeded examples."""
+    """Run step 1 for a wave: one LLM call (or none when cached) plus seeded examples.
+
+    ``examples_source="synthetic"`` draws the examples from the cluster statistics
+    (:func:`synthetic_examples`) instead of sampling real respondents.
+    """
     stats = cluster_statistics(wave)
-    examples, warnings = sample_examples(wave, n_examples, seed)
+    if examples_source == "synthetic":
+        examples, warnings = synthetic_examples(wave, n_examples, seed, stats), []
+    else:
+        examples, warnings = sample_examples(wave, n_examples, seed)
     messages = describe_messages(wave, stats)
     full = wave.mode == "full"
     model = describe_response_model(wave.variables, wave.clusters, full)
@@ -254,7 +341,9 @@ def describe_wave(
         for vd in d.variables:
             if any(ch.isdigit() for ch in (vd.skew + vd.spread + vd.shape + (vd.na_frequency or ""))):
                 log.debug("wave %s: description of %s uses digits", wave.wave, vd.variable)
-    return Step1Result(stats, descriptions, examples, warnings, usage, calls, cached is not None)
+    return Step1Result(
+        stats, descriptions, examples, warnings, usage, calls, cached is not None, examples_source
+    )
 
 
 def _describe_budget(wave: WaveData) -> int:

@@ -45,6 +45,7 @@ class GenerationExhaustedError(PanelsynthError):
         self.wanted = wanted
         self.accepted = accepted
         self.attempts = attempts
+        self.result: object | None = None  # the generation's books so far (GenerationResult)
         super().__init__(
             f"wave {wave}: only {accepted} of {wanted} valid rows after {attempts} calls; {hint}"
         )
@@ -52,3 +53,7 @@ class GenerationExhaustedError(PanelsynthError):
 
 class RunLockedError(PanelsynthError):
     """Another live process is generating the same (workspace, model dir, wave)."""
+
+
+class BudgetExceededError(PanelsynthError):
+    """The next LLM call would take the run's spending past ``generation.max_cost_usd``."""

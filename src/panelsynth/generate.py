@@ -14,7 +14,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,11 @@ from pydantic import BaseModel
 from panelsynth.checkpoint import Checkpoint
 from panelsynth.data import WaveData
 from panelsynth.describe import encode_table
-from panelsynth.errors import GenerationExhaustedError, PanelsynthError
+from panelsynth.errors import BudgetExceededError, GenerationExhaustedError, PanelsynthError
 from panelsynth.llm.base import LLMCallError, LLMClient, Message, Usage
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
 from panelsynth.scaffold import atomic_write_text
+from panelsynth.throttle import AdaptiveConcurrency, RatePacer, call_slot, observe
 
 log = logging.getLogger("panelsynth")
 
@@ -51,6 +53,8 @@ class GenerationSettings:
     max_attempts_factor: float = 3.0
     breaker_threshold: int = 8
     requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    adaptive_concurrency: bool = True
 
     @property
     def wanted(self) -> int:
@@ -77,6 +81,20 @@ class GenerationPrompt:
             f'{{"rows": [...]}}. Do not copy the examples.'
         )
         return msgs
+
+    # Hooks of prompts that keep books per batch (calibrated mode, panelsynth.calibrate); the
+    # plain prompt keeps none.
+    def plan(self, batches: Sequence[int]) -> None:
+        """Called before a round of top-up batches is started."""
+
+    def check_rows(
+        self, batch: int, rows: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+        """Filter a call's valid rows: (kept rows, one error per rejected row, record fields)."""
+        return rows, [], {}
+
+    def restore(self, record: dict[str, Any]) -> None:
+        """Take the books of a checkpointed successful call."""
 
 
 def cluster_shares(wave: WaveData) -> dict[int, float]:
@@ -220,6 +238,8 @@ class GenerationResult:
     resumed_batches: int
     wall_seconds: float
     batches_used: int
+    copies_dropped: int = 0
+    throttle: dict[str, Any] = field(default_factory=dict)
 
 
 class _Breaker(Exception):
@@ -260,8 +280,17 @@ class _Runner:
         self.faults: dict[str, int] = {}
         self.consecutive_failures = 0
         self.next_batch = 0
-        self._last_start = 0.0
-        self._rate_lock = asyncio.Lock()
+        self.exclude: set[tuple[Any, ...]] = set()  # keys of rows a synthetic row must not copy
+        self.copies = 0
+        self.stopped: BudgetExceededError | None = None
+        self.calls_before = 0  # calls restored from the checkpoint (the budget is per invocation)
+        self.limiter = AdaptiveConcurrency(
+            settings.concurrency, adaptive=settings.adaptive_concurrency
+        )
+        self.pacer = RatePacer(settings.requests_per_minute, settings.tokens_per_minute)
+        self._call_tokens: int | None = None
+        # checkpoint lines are fsync'ed in one worker thread, in order, off the event loop
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="panelsynth-checkpoint")
 
     # -- books -------------------------------------------------------------------------------
     def restore(self, records: list[dict[str, Any]]) -> int:
@@ -272,17 +301,27 @@ class _Runner:
             self.next_batch = max(self.next_batch, b + 1)
             if r.get("failed"):
                 self.failed += 1
-                self.faults[r["failed"]] = self.faults.get(r["failed"], 0) + 1
+                self._count_faults(usage.faults or {r["failed"]: 1})
                 self.calls.append(CallRecord("generate", b, usage, False, r["failed"]))
                 continue
             self.done[b] = r["rows"]
+            self.prompt.restore(r)
             self.invalid += int(r.get("invalid", 0))
+            self.copies += int(r.get("copies", 0))
             self.returned += int(r.get("returned", len(r["rows"])))
             self.calls.append(CallRecord("generate", b, usage, True))
             restored += 1
-            for k, v in usage.faults.items():
-                self.faults[k] = self.faults.get(k, 0) + v
+            self._count_faults(usage.faults)
+            if r.get("copies"):
+                self._count_faults({"copied_rows": int(r["copies"])})
+            if r.get("off_profile"):
+                self._count_faults({"off_profile_rows": int(r["off_profile"])})
+        self.calls_before = len(self.calls)
         return restored
+
+    def _count_faults(self, faults: dict[str, int]) -> None:
+        for k, v in faults.items():
+            self.faults[k] = self.faults.get(k, 0) + v
 
     @property
     def accepted(self) -> int:
@@ -302,21 +341,21 @@ class _Runner:
             )
 
     # -- calls -------------------------------------------------------------------------------
-    async def _pace(self) -> None:
-        if not self.s.requests_per_minute:
-            return
-        gap = 60.0 / self.s.requests_per_minute
-        async with self._rate_lock:
-            wait = self._last_start + gap - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._last_start = time.monotonic()
+    async def _pace(self) -> int:
+        """Wait for the RPM/TPM limits; returns the tokens reserved for this call."""
+        if not self.pacer.active:
+            return 0
+        if self._call_tokens is None:
+            probe = self.prompt.for_batch(0, self.s.n_outputs)
+            text = "\n".join(m["content"] for m in probe)
+            self._call_tokens = self.client.count_tokens(text) + self.max_tokens
+        return await self.pacer.wait(self._call_tokens)
 
-    async def _one(self, batch: int, sem: asyncio.Semaphore) -> None:
-        async with sem:
-            if self.consecutive_failures >= self.s.breaker_threshold:
+    async def _one(self, batch: int) -> None:
+        async with call_slot(self.limiter) as slot:
+            if self.stopped or self.consecutive_failures >= self.s.breaker_threshold:
                 return
-            await self._pace()
+            reserved = await self._pace()
             messages = self.prompt.for_batch(batch, self.s.n_outputs)
             try:
                 comp = await self.client.acreate(
@@ -326,15 +365,23 @@ class _Runner:
                     temperature=self.s.temperature,
                     seed=self.s.seed + batch,
                 )
+            except BudgetExceededError as err:  # nothing was sent; stop starting calls
+                self.stopped = self.stopped or err
+                return
             except LLMCallError as err:
+                observe(self.limiter, slot, kind=err.kind, faults=err.usage.faults)
+                self.pacer.settle(reserved, err.usage.input_tokens + err.usage.output_tokens)
                 self.failed += 1
                 self.consecutive_failures += 1
-                self.faults[err.kind] = self.faults.get(err.kind, 0) + 1
+                # every attempt's fault, as for calls that succeed after retries
+                self._count_faults(err.usage.faults or {err.kind: 1})
                 self.calls.append(CallRecord("generate", batch, err.usage, False, err.kind))
-                self.ckpt.append({"batch": batch, "failed": err.kind, "usage": err.usage.to_dict()})
+                await self._save({"batch": batch, "failed": err.kind, "usage": err.usage.to_dict()})
                 log.warning("wave %s: call %d failed (%s): %s", self.wave, batch + 1, err.kind, err)
                 self._emit()
                 return
+            observe(self.limiter, slot, kind=None, faults=comp.usage.faults)
+            self.pacer.settle(reserved, comp.usage.input_tokens + comp.usage.output_tokens)
             rows = list(getattr(comp.value, "rows", []) or [])
             good, errors = validate_rows(rows, self.row_model, self.columns)
             for k, v in comp.usage.faults.items():
@@ -345,40 +392,71 @@ class _Runner:
             if errors:
                 self.faults["invalid_rows"] = self.faults.get("invalid_rows", 0) + len(errors)
                 log.debug("wave %s: call %d: %s", self.wave, batch + 1, "; ".join(errors[:3]))
+            copies = 0
+            if self.exclude:
+                kept = [r for r in good if row_key(r[c] for c in self.columns) not in self.exclude]
+                copies = len(good) - len(kept)
+                good = kept
+                if copies:
+                    self._count_faults({"copied_rows": copies})
+                    self.copies += copies
             good = good[: self.s.n_outputs]
+            good, off_rows, book = self.prompt.check_rows(batch, good)
+            if off_rows:
+                self._count_faults({"off_profile_rows": len(off_rows)})
             self.consecutive_failures = 0 if good else self.consecutive_failures + 1
             record = {
                 "batch": batch,
                 "rows": good,
                 "returned": len(rows),
                 "invalid": len(errors),
+                "copies": copies,
                 "errors": errors[:5],
                 "usage": comp.usage.to_dict(),
                 "finish_reason": comp.finish_reason,
+                **book,
             }
-            self.ckpt.append(record)
+            await self._save(record)
             self.done[batch] = good
             self.invalid += len(errors)
             self.returned += len(rows)
             self.calls.append(CallRecord("generate", batch, comp.usage, True))
             self._emit()
 
+    async def _save(self, record: dict[str, Any]) -> None:
+        """Append a finished call to the checkpoint (write + fsync) without blocking the loop.
+
+        Shielded: an interrupt (Ctrl-C cancels the tasks) never drops a line already handed over;
+        :meth:`run` waits for every such line before it returns.
+        """
+        fut = asyncio.get_running_loop().run_in_executor(self._io, self.ckpt.append, record)
+        await asyncio.shield(fut)
+
     async def run(self) -> None:
-        sem = asyncio.Semaphore(max(1, self.s.concurrency))
+        try:
+            await self._run()
+        finally:
+            self._io.shutdown(wait=True)  # every submitted checkpoint line is on disk
+            closer = getattr(self.client, "aclose", None)  # the SDK's pool, before the loop ends
+            if closer is not None:
+                await closer()
+
+    async def _run(self) -> None:
         planned = [b for b in range(self.s.n_batches) if b not in self.done]
-        await self._gather([self._one(b, sem) for b in planned])
+        await self._gather([self._one(b) for b in planned])
         self.next_batch = max(self.next_batch, self.s.n_batches)
-        while self.accepted < self.s.wanted:
+        while self.accepted < self.s.wanted and not self.stopped:
             if self.consecutive_failures >= self.s.breaker_threshold:
                 raise _Breaker()
-            remaining_calls = self.s.max_calls - len(self.calls)
+            remaining_calls = self.s.max_calls - (len(self.calls) - self.calls_before)
             if remaining_calls <= 0:
                 return
             deficit = self.s.wanted - self.accepted
             n = min(remaining_calls, math.ceil(deficit / self.s.n_outputs), max(1, self.s.concurrency))
             batches = list(range(self.next_batch, self.next_batch + n))
+            self.prompt.plan(batches)
             self.next_batch += n
-            await self._gather([self._one(b, sem) for b in batches])
+            await self._gather([self._one(b) for b in batches])
         if self.consecutive_failures >= self.s.breaker_threshold and self.accepted < self.s.wanted:
             raise _Breaker()
 
@@ -406,17 +484,24 @@ def generate_rows(
     wave: str,
     progress: Callable[[dict[str, Any]], None] | None = None,
     max_tokens: int | None = None,
+    exclude_rows: set[tuple[Any, ...]] | None = None,
 ) -> GenerationResult:
     """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
 
+    ``exclude_rows`` holds :func:`row_key` keys (over ``columns``) of rows that must not be
+    copied (real respondents, few-shot examples): a synthetic row equal to one is dropped,
+    counted as ``copied_rows``, and topped up like an invalid row.
+
     Raises:
-        GenerationExhaustedError: the call budget ran out, or failures persisted (circuit breaker);
-            the checkpoint keeps every finished call and ``--resume`` continues.
+        GenerationExhaustedError: the call budget or the spending limit ran out, or failures
+            persisted (circuit breaker); the checkpoint keeps every finished call and
+            ``--resume`` continues.
     """
     started = time.monotonic()
     runner = _Runner(client, prompt, row_model, columns, settings, checkpoint, progress, wave)
     if max_tokens:
         runner.max_tokens = max_tokens
+    runner.exclude = set(exclude_rows or ())
     resumed = 0
     if resume and checkpoint.exists():
         old_header, records = checkpoint.load()
@@ -435,10 +520,11 @@ def generate_rows(
     else:
         checkpoint.start(header)
     runner._emit()
+    error: GenerationExhaustedError | None = None
     try:
         asyncio.run(runner.run())
     except _Breaker:
-        raise GenerationExhaustedError(
+        error = GenerationExhaustedError(
             wave=wave,
             wanted=settings.wanted,
             accepted=min(runner.accepted, settings.wanted),
@@ -448,9 +534,17 @@ def generate_rows(
                 f"(faults: {_faults_text(runner.faults)}); stopped early — fix the cause and "
                 f"rerun with --resume"
             ),
-        ) from None
-    if runner.accepted < settings.wanted:
-        raise GenerationExhaustedError(
+        )
+    if error is None and runner.stopped is not None and runner.accepted < settings.wanted:
+        error = GenerationExhaustedError(
+            wave=wave,
+            wanted=settings.wanted,
+            accepted=runner.accepted,
+            attempts=len(runner.calls),
+            hint=str(runner.stopped),
+        )
+    if error is None and runner.accepted < settings.wanted:
+        error = GenerationExhaustedError(
             wave=wave,
             wanted=settings.wanted,
             accepted=runner.accepted,
@@ -463,7 +557,7 @@ def generate_rows(
         )
     ordered = [row for b in sorted(runner.done) for row in runner.done[b]][: settings.wanted]
     frame = pd.DataFrame(ordered, columns=list(columns))
-    return GenerationResult(
+    result = GenerationResult(
         rows=frame,
         calls=runner.calls,
         invalid_rows=runner.invalid,
@@ -473,7 +567,32 @@ def generate_rows(
         resumed_batches=resumed,
         wall_seconds=time.monotonic() - started,
         batches_used=len(runner.done),
+        copies_dropped=runner.copies,
+        throttle={**runner.limiter.summary(), "rate_wait_seconds": round(runner.pacer.waited, 3)},
     )
+    if error is not None:
+        error.result = result  # the books so far, for the manifest of an incomplete run
+        raise error
+    return result
+
+
+def row_key(values: Iterable[Any]) -> tuple[Any, ...]:
+    """A row as a comparable tuple: numbers as floats, NA as ``None``, anything else as text."""
+    return tuple(_key_cell(v) for v in values)
+
+
+def row_keys(frame: pd.DataFrame, columns: Sequence[str]) -> set[tuple[Any, ...]]:
+    """:func:`row_key` of every row of ``frame`` over ``columns``."""
+    return {row_key(r) for r in frame[list(columns)].itertuples(index=False)}
+
+
+def _key_cell(v: Any) -> Any:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
 
 
 def _faults_text(faults: dict[str, int]) -> str:

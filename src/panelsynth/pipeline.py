@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from panelsynth.cache import StepCache, fingerprint
+from panelsynth.calibrate import CalibrationSetup, add_profile_rule, setup_calibration
 from panelsynth.checkpoint import Checkpoint, RunLock
 from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.data import WaveData, load_wave
@@ -24,7 +25,7 @@ from panelsynth.describe import (
     format_descriptions,
     format_statistics,
 )
-from panelsynth.errors import GenerationExhaustedError, PanelsynthError, WorkspaceError
+from panelsynth.errors import ConfigError, GenerationExhaustedError, PanelsynthError, WorkspaceError
 from panelsynth.generate import (
     GenerationResult,
     GenerationSettings,
@@ -32,9 +33,12 @@ from panelsynth.generate import (
     estimate_output_tokens,
     fit_prompt,
     generate_rows,
+    row_keys,
     write_csv_atomic,
 )
-from panelsynth.llm.base import LLMClient, Usage
+from panelsynth.llm.base import LLMCallError, LLMClient, Usage
+from panelsynth.llm.budget import BudgetedClient
+from panelsynth.llm.keys import scrub
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.pydantic_models.rows import build_specs, row_model_for_wave
 from panelsynth.scaffold import atomic_write_text
@@ -60,9 +64,16 @@ class RunOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
     resume: bool = False
     restart: bool = False
     use_cache: bool = True
+    examples: str | None = None
+    drop_copies: bool | None = None
+    max_cost_usd: float | None = None
+    calibrate: bool | None = None
+    oversample: float | None = None
+    anchors: list[str] | None = None
 
 
 @dataclass
@@ -90,6 +101,7 @@ def resolve_settings(config: PanelsynthConfig, opts: RunOptions, client: LLMClie
         concurrency=concurrency,
         max_attempts_factor=g.max_attempts_factor,
         requests_per_minute=opts.requests_per_minute or g.requests_per_minute,
+        tokens_per_minute=opts.tokens_per_minute or g.tokens_per_minute,
     )
     return mode, n_examples, settings
 
@@ -124,11 +136,36 @@ def load_wave_for_run(ws: Workspace, wave: str, config: PanelsynthConfig, mode: 
             wd.notes.append(note)
         missing = [c for c in range(1, config.clustering.k + 1) if c not in set(wd.frame[wd.cluster_column])]
         if missing:
+            where = ws.rel(wd.source) if wd.source else f"wave {wd.wave}"
             raise PanelsynthError(
-                f"wave {wd.wave}: cluster {missing[0]} has no complete case in the dense mode — "
+                f"{where}: cluster {missing[0]} has no complete case in the dense mode — "
                 f"use --mode full or choose variables with fewer missing answers"
             )
     return wd
+
+
+def with_budget(
+    client: LLMClient, config: PanelsynthConfig, max_cost_usd: float | None
+) -> LLMClient:
+    """``client`` under a spending limit (:class:`BudgetedClient`); local models cost nothing.
+
+    Raises:
+        ConfigError: a limit is set but ``[prices]`` has no price for the model.
+    """
+    if max_cost_usd is None or client.is_local:
+        return client
+    price = config.prices.get(client.label)
+    if price is None:
+        raise ConfigError(
+            f'--max-cost (generation.max_cost_usd) needs the price of {client.label}: add '
+            f'[prices."{client.label}"] with input_per_mtok and output_per_mtok to panelsynth.toml'
+        )
+    return BudgetedClient(
+        client,
+        max_cost_usd=max_cost_usd,
+        input_per_mtok=price.input_per_mtok,
+        output_per_mtok=price.output_per_mtok,
+    )
 
 
 def run_wave(
@@ -152,33 +189,52 @@ def run_wave(
         raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
     config = config or load_config(ws.config_path)
     mode, n_examples, settings = resolve_settings(config, opts, client)
+    g = config.generation
+    examples_source = opts.examples or g.examples
+    if examples_source not in ("real", "synthetic"):
+        raise ConfigError(f"examples must be real or synthetic, not {examples_source!r}")
+    drop_copies = g.drop_copies if opts.drop_copies is None else opts.drop_copies
+    max_cost = g.max_cost_usd if opts.max_cost_usd is None else opts.max_cost_usd
+    client = with_budget(client, config, max_cost)
     wd = load_wave_for_run(ws, wave, config, mode)
+    calib = _calibration_setup(ws, config, opts, wd, settings)  # None unless --calibrate
     out_csv = ws.output_csv(model_dir, wd.wave)
     ckpt = Checkpoint(ws.checkpoint(model_dir, wd.wave))
     if opts.restart and opts.resume:
         raise PanelsynthError("--resume and --restart exclude each other — pick one")
-    if out_csv.exists() and not (opts.resume or opts.restart):
-        raise PanelsynthError(
-            f"{ws.rel(out_csv)} already exists — pass --restart to generate it again (the old "
-            f"checkpoint is kept aside) or use another --model-dir"
-        )
-    if ckpt.exists() and not (opts.resume or opts.restart):
-        _, recs = ckpt.load()
-        raise PanelsynthError(
-            f"an unfinished run of wave {wd.wave} for {model_dir} has {len(recs)} finished calls "
-            f"in {ws.rel(ckpt.path)} — pass --resume to continue it or --restart to start over"
-        )
     started = time.time()
+    # The lock comes first: a second concurrent run is told who holds it, not about its files.
     with RunLock(ws.lock(model_dir, wd.wave), f"wave {wd.wave} of {model_dir}"):
+        if out_csv.exists() and not (opts.resume or opts.restart):
+            raise PanelsynthError(
+                f"{ws.rel(out_csv)} already exists — pass --restart to generate it again (the old "
+                f"checkpoint is kept aside) or use another --model-dir"
+            )
+        if ckpt.exists() and not (opts.resume or opts.restart):
+            _, recs = ckpt.load()
+            raise PanelsynthError(
+                f"an unfinished run of wave {wd.wave} for {model_dir} has {len(recs)} finished "
+                f"calls in {ws.rel(ckpt.path)} — pass --resume to continue it or --restart to "
+                f"start over"
+            )
         if opts.restart and ckpt.exists():
             moved = ckpt.archive()
             log.info("previous checkpoint kept as %s", ws.rel(moved))
         cache = StepCache(ws.cache_dir(), enabled=opts.use_cache)
         _emit(progress, {"stage": "step1"})
-        s1 = describe_wave(client, wd, n_examples=n_examples, seed=settings.seed, cache=cache)
+        try:
+            s1 = describe_wave(
+                client, wd, n_examples=n_examples, seed=settings.seed, cache=cache,
+                examples_source=examples_source,
+            )
+        except LLMCallError as err:
+            raise _step_failed(wd.wave, "step 1 (cluster descriptions)", err) from None
         _write_step1_logs(ws, model_dir, wd, s1)
         _emit(progress, {"stage": "step2"})
-        s2 = format_metadata(client, wd, cache=cache, preferred_target=config.study.outcome)
+        try:
+            s2 = format_metadata(client, wd, cache=cache, preferred_target=config.study.outcome)
+        except LLMCallError as err:
+            raise _step_failed(wd.wave, "step 2 (formatted metadata)", err) from None
         _write_step2_log(ws, model_dir, wd, s2)
 
         specs = build_specs(
@@ -190,19 +246,31 @@ def run_wave(
             prev_cluster_column=wd.prev_cluster_column,
             clusters=wd.clusters,
         )
-        row_model, row_source = row_model_for_wave(specs, ws.user_models_dir(), wd.wave)
+        row_model, row_source = row_model_for_wave(
+            calib.row_specs() if calib else specs, ws.user_models_dir(), wd.wave
+        )
         columns = [s.name for s in specs]
         metadata_text = format_wave_description(s2.description, wd)
         descriptions_text = format_descriptions(s1.descriptions)
         max_tokens = settings.max_tokens or estimate_output_tokens(client, s1.examples, settings.n_outputs)
+
+        def build(ex: pd.DataFrame) -> list[dict[str, str]]:
+            if calib is None:
+                return build_prompt(wd, metadata_text, descriptions_text, ex, specs)
+            # calibrated: examples in the row schema's order (cluster and anchors first) + rule
+            ex = ex[calib.prompt_columns()]
+            return add_profile_rule(build_prompt(wd, metadata_text, descriptions_text, ex, specs))
+
         prompt = fit_prompt(
             client,
-            lambda ex: build_prompt(wd, metadata_text, descriptions_text, ex, specs),
+            build,
             s1.examples,
             wd.cluster_column,
             settings.n_outputs,
-            max_tokens,
+            max_tokens + (calib.suffix_tokens(client) if calib else 0),
         )
+        if calib:
+            prompt = calib.wrap(prompt)
         header = {
             "wave": wd.wave,
             "mode": mode,
@@ -211,8 +279,16 @@ def run_wave(
             "n_batches": settings.n_batches,
             "seed": settings.seed,
         }
+        # only when set, so checkpoints of earlier versions still resume
+        if examples_source != "real":
+            header["examples"] = examples_source
+        if drop_copies:
+            header["drop_copies"] = True
+        if calib:
+            header["calibrate"] = {**calib.settings(), "profiles": calib.profiles_fingerprint()}
         header["fingerprint"] = fingerprint(header, prompt.prefix, row_model.model_json_schema())
-        _emit(progress, {"stage": "step3", "wanted": settings.wanted})
+        gen_settings = calib.pool_settings if calib else settings
+        _emit(progress, {"stage": "step3", "wanted": gen_settings.wanted})
         manifest_path = ws.manifest(model_dir, wd.wave)
         base = {
             "wave": wd.wave,
@@ -231,10 +307,21 @@ def run_wave(
                 "max_tokens": max_tokens,
                 "concurrency": settings.concurrency,
                 "requests_per_minute": settings.requests_per_minute,
+                "tokens_per_minute": settings.tokens_per_minute,
                 "max_calls": settings.max_calls,
+                "examples": examples_source,
+                "drop_copies": drop_copies,
+                "max_cost_usd": max_cost,
             },
             "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes,
             "real_rows_used": int(len(wd.frame)),
+            "examples": {
+                "source": examples_source,
+                "rows": int(len(s1.examples)),
+                "real_rows_in_prompt": int(len(s1.examples)) if examples_source == "real" else 0,
+                "third_party": not client.is_local,
+            },
+            "calibration": calib.settings() if calib else {"enabled": False},
         }
         try:
             gen = generate_rows(
@@ -242,26 +329,77 @@ def run_wave(
                 prompt,
                 row_model,
                 columns,
-                settings,
+                gen_settings,
                 ckpt,
                 header=header,
                 resume=opts.resume,
                 wave=wd.wave,
                 progress=progress,
                 max_tokens=max_tokens,
+                exclude_rows=(
+                    row_keys(wd.frame, columns) | row_keys(s1.examples, columns)
+                    if drop_copies
+                    else None
+                ),
             )
         except GenerationExhaustedError as err:
             _write_manifest(
-                manifest_path, {**base, "status": "incomplete", "error": str(err)}, s1, s2, None,
+                manifest_path, {**base, "status": "incomplete", "error": str(err)}, s1, s2,
+                err.result if isinstance(err.result, GenerationResult) else None,
                 config, client, started,
             )
             raise
+        if calib:
+            gen, base["calibration"] = calib.apply(
+                gen, prompt, real_keys=row_keys(calib.real, columns),
+                example_keys=row_keys(s1.examples, columns),
+            )
         write_csv_atomic(gen.rows, out_csv)
         data = _write_manifest(
             manifest_path, {**base, "status": "complete", "output": ws.rel(out_csv)}, s1, s2, gen,
             config, client, started,
         )
     return RunResult(wd.wave, model_dir, out_csv, manifest_path, len(gen.rows), settings.wanted, data)
+
+
+def _calibration_setup(
+    ws: Workspace, config: PanelsynthConfig, opts: RunOptions, wd: WaveData,
+    settings: GenerationSettings,
+) -> CalibrationSetup | None:
+    """The calibrated mode's setup (``None`` when off), checked before any model call.
+
+    Cluster shares and anchors come from every respondent of the wave, not only the dense mode's
+    complete cases (whose cluster shares differ where non-response depends on the cluster).
+    """
+    g = config.generation
+    if not (g.calibrate if opts.calibrate is None else opts.calibrate):
+        return None
+    s = config.study
+    every = load_wave(
+        ws, wd.wave, mode=wd.mode, missing_codes=s.missing_codes, study_waves=s.waves,
+        cluster_column=s.cluster_column, prev_cluster_column=s.prev_cluster_column,
+        k=config.clustering.k,
+    ).frame
+    specs = build_specs(
+        wd.var_types, wd.metadata, nullable=wd.mode == "full", frame=wd.frame,
+        cluster_column=wd.cluster_column, prev_cluster_column=wd.prev_cluster_column,
+        clusters=wd.clusters,
+    )
+    return setup_calibration(
+        every, specs, settings,
+        oversample=opts.oversample or g.oversample,
+        anchors=opts.anchors if opts.anchors is not None else g.anchors,
+        demographics=config.prepare.demographics,
+        cluster_column=wd.cluster_column,
+    )
+
+
+def _step_failed(wave: str, step: str, err: LLMCallError) -> PanelsynthError:
+    """One actionable line for a step-1/2 call that failed for good (retries exhausted)."""
+    return PanelsynthError(
+        f"wave {wave}: {step} failed: {scrub(str(err))} — fix the cause (key, model name, server) "
+        f"and rerun; nothing was generated yet"
+    )
 
 
 def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
@@ -278,6 +416,11 @@ def _write_step1_logs(ws: Workspace, model_dir: str, wd: WaveData, s1: Step1Resu
     lines += ["", "Descriptions:", format_descriptions(s1.descriptions), ""]
     atomic_write_text(ws.cluster_descriptions_log(model_dir, wd.wave), "\n".join(lines))
     ex_lines = [f"Wave {wd.wave} examples ({len(s1.examples)} rows)", ""]
+    if s1.examples_source == "synthetic":
+        ex_lines[1:1] = [
+            "Synthetic examples: each variable drawn from its cluster's statistics (NA share "
+            "included); no real respondent's row.",
+        ]
     for c in wd.clusters:
         sub = s1.examples[s1.examples[wd.cluster_column] == c]
         ex_lines += [f"Cluster {c} ({len(sub)} examples):", encode_table(sub), ""]
@@ -350,6 +493,8 @@ def _write_manifest(
         "returned_rows": gen.returned_rows if gen else None,
         "failed_calls": gen.failed_calls if gen else None,
         "faults": gen.faults if gen else {},
+        "throttle": gen.throttle if gen else {},
+        "copies_dropped": gen.copies_dropped if gen else None,
         "resumed_batches": gen.resumed_batches if gen else 0,
         "retries": sum(c["retries"] for c in calls),
         "reasks": sum(c["reasks"] for c in calls),

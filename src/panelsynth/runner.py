@@ -92,6 +92,33 @@ class Confirmation:
         return ok
 
 
+def privacy_warning(
+    client: LLMClient, examples: str, fix: str = "pass --examples synthetic"
+) -> str | None:
+    """The one warning a run shows when real respondents' rows leave the machine as examples.
+
+    Args:
+        client: The run's client (``local/`` models keep the rows in-process: no warning).
+        examples: ``"real"`` or ``"synthetic"`` (rows drawn from the cluster statistics).
+        fix: How the user switches to synthetic examples from where they started the run.
+
+    Returns:
+        The warning line, or ``None`` when no real row is sent anywhere.
+    """
+    if client.is_local or examples != "real":
+        return None
+    return (
+        f"Warning: real survey rows are sent to {client.label} as few-shot examples (a hosted or "
+        f"remote model, not local/) — {fix} to send rows drawn from the cluster statistics instead"
+    )
+
+
+def check_examples(examples: str | None) -> str | None:
+    if examples is not None and examples not in ("real", "synthetic"):
+        raise PanelsynthError(f"--examples must be real or synthetic, not {examples!r}")
+    return examples
+
+
 def check_mode(mode: str | None) -> str | None:
     if mode is not None and mode not in ("dense", "full"):
         raise PanelsynthError(f"--mode must be dense or full, not {mode!r}")

@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     from panelsynth.cli.run_cmd import run_waves_with_progress
     from panelsynth.config import load_config
     from panelsynth.pipeline import RunOptions, resolve_settings
-    from panelsynth.runner import Confirmation, open_client
+    from panelsynth.runner import Confirmation, open_client, privacy_warning
     from panelsynth.workspace import Workspace, check_model_dir, check_wave_id
 
     ws = Workspace(root)
@@ -67,6 +67,13 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     print(f"Model: {args.model} (folder: {model_dir})")
     print(f"Mode: {mode}; examples per cluster: {n_examples}; n_outputs: {s.n_outputs}; "
           f"n_batches: {s.n_batches}; rows: {s.wanted}; random_state: {s.seed}")
+    warning = privacy_warning(
+        client,
+        config.generation.examples,
+        'set generation.examples = "synthetic" in panelsynth.toml',
+    )
+    if warning:
+        print(warning, file=sys.stderr)
     if not Confirmation(assume_yes=args.yes)("Continue?", print):
         print("Aborted.")
         return 1

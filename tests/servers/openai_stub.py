@@ -99,6 +99,7 @@ class _Config:
     stall_seconds: float
     model: str
     rng: random.Random
+    fault_filter: Callable[[dict[str, Any]], bool] | None = None
     script: deque[Fault | None] = field(default_factory=deque)
 
 
@@ -174,6 +175,9 @@ def default_responder(body: dict[str, Any]) -> Any:
 class _Handler(BaseHTTPRequestHandler):
     server: _StubHTTPServer
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK add ~40 ms to every keep-alive call, which real servers do not
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
@@ -214,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send_json(404, {"error": {"message": f"unknown path {self.path}"}})
             return
-        fault = stub._next_fault()
+        fault = stub._next_fault(body)
         record = RecordedRequest(
             path=self.path,
             body=body,
@@ -331,6 +335,9 @@ class OpenAIStub:
         retry_after: Default ``Retry-After`` value sent with 429/503 faults (``None``: no header).
         stall_seconds: How long a ``stall`` fault keeps the client waiting before dropping.
         model: Model id reported by ``/v1/models`` and in replies.
+        fault_filter: ``fault_filter(request_json) -> bool``; when given, only requests for which
+            it is true receive faults (scripted or drawn) and the others are answered normally,
+            e.g. to fault the generation calls of a run but not its description calls.
 
     Attributes:
         requests: Every chat-completions request received, in arrival order.
@@ -346,6 +353,7 @@ class OpenAIStub:
         retry_after: str | None = "0",
         stall_seconds: float = 5.0,
         model: str = "stub-model",
+        fault_filter: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         rates = dict(fault_rates or {})
         for kind in rates:
@@ -360,6 +368,7 @@ class OpenAIStub:
             stall_seconds=stall_seconds,
             model=model,
             rng=random.Random(seed),
+            fault_filter=fault_filter,
         )
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -453,7 +462,10 @@ class OpenAIStub:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, body: dict[str, Any] | None = None) -> Fault | None:
+        flt = self.config.fault_filter
+        if flt is not None and not flt(body or {}):
+            return None
         with self._lock:
             if self.config.script:
                 return self.config.script.popleft()

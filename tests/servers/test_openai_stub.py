@@ -101,6 +101,19 @@ def test_scripted_faults_in_order_then_normal() -> None:
         ]
 
 
+def test_fault_filter_spares_other_requests_and_keeps_the_script() -> None:
+    faulty = {**BODY, "messages": [{"role": "user", "content": "fault me"}]}
+    with OpenAIStub(
+        responder=lambda req: {"ok": True},
+        fault_filter=lambda body: "fault me" in json.dumps(body),
+        fault_rates={"server_error": 1.0},
+    ) as stub:
+        stub.script("rate_limit")
+        statuses = [_post(stub, b)[0] for b in (BODY, faulty, BODY, faulty)]
+        assert statuses == [200, 429, 200, 500]
+        assert [r.fault for r in stub.requests] == [None, "rate_limit", None, "server_error"]
+
+
 def test_malformed_content_is_not_json() -> None:
     with OpenAIStub(responder=lambda req: {"rows": [1, 2, 3]}) as stub:
         stub.script("malformed")
@@ -175,6 +188,9 @@ def test_requests_are_recorded_with_headers() -> None:
         rec = stub.requests[0]
         assert rec.body["messages"][0]["content"] == "hello there"
         assert rec.headers["authorization"] == "Bearer abc"
+        deadline = time.monotonic() + 2  # the handler stamps `finished` just after replying
+        while not rec.finished and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert rec.finished >= rec.started
         stub.reset()
         assert stub.requests == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ def run_waves_with_progress(
         TimeRemainingColumn,
     )
 
+    from panelsynth.errors import PanelsynthError
     from panelsynth.pipeline import run_wave
     from panelsynth.workspace import Workspace
 
@@ -64,6 +66,9 @@ def run_waves_with_progress(
 
             try:
                 res = run_wave(ws.root, wave, client, model_dir, options, config=config, progress=progress)
+            except PanelsynthError:
+                bar.update(task, visible=False)  # the error line says it all
+                raise
             except KeyboardInterrupt:
                 bar.stop()
                 ckpt = ws.checkpoint(model_dir, wave)
@@ -98,6 +103,7 @@ def run(
     seed: Annotated[int | None, typer.Option(min=0, help="Random state.")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="Concurrent calls.")] = None,
     rpm: Annotated[float | None, typer.Option("--rpm", min=0.1, help="Requests per minute.")] = None,
+    tpm: Annotated[float | None, typer.Option("--tpm", min=1.0, help="Tokens per minute.")] = None,
     temperature: Annotated[float | None, typer.Option(min=0.0, max=2.0)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Start over (old checkpoint kept aside).")] = False,
@@ -105,12 +111,42 @@ def run(
     api_key: Annotated[str | None, typer.Option("--api-key", help="API key (default: provider env var).", show_default=False)] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute steps 1-2.")] = False,
+    examples: Annotated[str | None, typer.Option(
+        "--examples", help="Few-shot examples: real rows, or synthetic (drawn from the cluster "
+        "statistics; no real row is sent).")] = None,
+    drop_copies: Annotated[bool | None, typer.Option(
+        "--drop-copies/--keep-copies", help="Drop synthetic rows identical to a real row or an "
+        "example, and top up.", show_default=False)] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0.0, help="Spending limit per wave in USD (needs [prices] for the "
+        "model); no call starts that could exceed it.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the calls, tokens and cost each stage would use, then stop: "
+        "no model call, nothing written, no API key needed.")] = False,
+    calibrate: Annotated[bool | None, typer.Option(
+        "--calibrate/--no-calibrate", help="Calibrated mode: the host draws each row's cluster "
+        "and anchors (e.g. age band, sex) from the real data, and whole rows are selected from "
+        "an oversampled pool to match the real per-cluster distributions.",
+        show_default=False)] = None,
+    oversample: Annotated[float | None, typer.Option(
+        "--oversample", min=1.0, max=20.0, help="Calibrated mode: valid rows generated per row "
+        "kept (default 2.0).")] = None,
+    anchors: Annotated[str | None, typer.Option(
+        "--anchors", help="Calibrated mode: comma-separated variables fixed in every profile "
+        "(default: the demographics in the wave, e.g. age,sex).")] = None,
 ) -> None:
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
     from panelsynth.errors import PanelsynthError, WorkspaceError
     from panelsynth.pipeline import RunOptions
-    from panelsynth.runner import Confirmation, check_mode, default_model_dir, open_client
+    from panelsynth.runner import (
+        Confirmation,
+        check_examples,
+        check_mode,
+        default_model_dir,
+        open_client,
+        privacy_warning,
+    )
     from panelsynth.workspace import Workspace, check_model_dir, check_wave_id
 
     ws = Workspace(workspace)
@@ -118,6 +154,7 @@ def run(
         raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
     config = load_config(ws.config_path)
     check_mode(mode)
+    check_examples(examples)
     if all_waves:
         waves = config.study.waves or ws.waves_with_data()
     else:
@@ -125,20 +162,34 @@ def run(
     if not waves:
         raise PanelsynthError("no wave given — pass --wave W (repeatable) or --all")
     md = check_model_dir(model_dir or default_model_dir(model, config))
-    client = open_client(model, api_key=api_key, base_url=base_url, config=config)
     options = RunOptions(
         mode=mode, n_examples=n_examples, n_outputs=n_outputs, n_batches=n_batches, seed=seed,
         concurrency=concurrency, temperature=temperature, requests_per_minute=rpm,
+        tokens_per_minute=tpm,
         resume=resume, restart=restart, use_cache=not no_cache,
+        examples=examples, drop_copies=drop_copies, max_cost_usd=max_cost,
+        calibrate=calibrate, oversample=oversample,
+        anchors=None if anchors is None else [a.strip() for a in anchors.split(",") if a.strip()],
     )
+    if dry_run:
+        from panelsynth.plan import format_plans, plan_wave, planning_client
+
+        planner = planning_client(model)  # hosted models: no key, no SDK, no network
+        plans = [plan_wave(ws.root, w, planner, md, options, config=config) for w in waves]
+        echo(format_plans(plans))
+        echo("Dry run: no model was called and nothing was written.")
+        return
+    client = open_client(model, api_key=api_key, base_url=base_url, config=config)
     g = config.generation
     total_calls = (n_batches or g.n_batches) * len(waves)
-    if not client.is_local:
-        echo(
-            f"About to send real survey rows as examples to {model} (a third-party provider): "
-            f"{len(waves)} wave(s), about {total_calls} calls."
-        )
-        if not Confirmation(assume_yes=yes)("Continue?", echo):
+    if g.calibrate if calibrate is None else calibrate:  # the pool is oversample x the rows
+        total_calls = math.ceil(total_calls * (oversample or g.oversample))
+    warning = privacy_warning(client, examples or g.examples)
+    if warning:
+        typer.echo(warning, err=True)  # once per run, whatever the number of waves
+    if not client.is_local and not yes:
+        echo(f"About to call {model}: {len(waves)} wave(s), about {total_calls} calls.")
+        if not Confirmation()("Continue?", echo):
             echo("Nothing was run.")
             raise typer.Exit(1)
     run_waves_with_progress(ws.root, waves, client, md, options, config=config)

@@ -52,7 +52,11 @@ def demo(
         cfg = load_config(Path(root) / "panelsynth.toml")
         return run_waves_with_progress(root, [wave], client, model_dir, options, config=cfg)[0]
 
-    plan = ", ".join(f"wave {p.wave} {p.mode} ({p.n_outputs * p.n_batches} rows)" for p in DEMO_PLAN)
+    plan = ", ".join(
+        f"wave {p.wave} {p.mode}{' calibrated' if p.calibrate else ''} "
+        f"({p.n_outputs * p.n_batches} rows)"
+        for p in DEMO_PLAN
+    )
     echo(f"Building the demo panel in {directory} and generating {plan} with local/smollm2 ...")
     outcome = run_demo(directory, seed=seed, n_respondents=respondents, run=hook)
     ws = outcome.demo.workspace

@@ -1,7 +1,8 @@
 """``panelsynth demo``: build the demo workspace, run the pipeline with the local model, evaluate.
 
 Sized to finish in a few minutes on 2 CPU cores with SmolLM2-135M: the dense mode for waves 1
-and 3 and the full mode for wave 1.
+and 3 and the full mode for wave 1, plus wave 1 dense in the calibrated mode (model dir
+``smollm2-calibrated``, same size as the plain run) so the report shows both side by side.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class DemoRun:
     n_outputs: int
     n_batches: int
     n_examples: int | None = None
+    calibrate: bool = False
 
 
 #: What the demo generates (rows = n_outputs * n_batches).
@@ -38,6 +40,7 @@ DEMO_PLAN: tuple[DemoRun, ...] = (
     DemoRun("1", "dense", "smollm2", n_outputs=10, n_batches=10),
     DemoRun("3", "dense", "smollm2", n_outputs=10, n_batches=10),
     DemoRun("1", "full", "smollm2-full", n_outputs=5, n_batches=10, n_examples=10),
+    DemoRun("1", "dense", "smollm2-calibrated", n_outputs=10, n_batches=10, calibrate=True),
 )
 
 
@@ -80,7 +83,7 @@ def run_demo(
     for item in plan:
         base = dict(
             mode=item.mode, n_outputs=item.n_outputs, n_batches=item.n_batches,
-            n_examples=item.n_examples,
+            n_examples=item.n_examples, calibrate=item.calibrate or None,
         )
         try:
             res = runner(ws.root, item.wave, client, item.model_dir, RunOptions(**base, resume=True))

@@ -12,6 +12,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -38,6 +39,11 @@ FAULT_KINDS: tuple[str, ...] = (
 )
 
 OnRetry = Callable[[str, float], None]
+
+#: A per-task listener called like ``on_retry`` before each transport retry, in addition to the
+#: client's own hook. The generation runner sets it around each call (asyncio tasks and
+#: ``asyncio.to_thread`` copy context variables), so it learns which call was rate limited.
+RETRY_LISTENER: ContextVar[OnRetry | None] = ContextVar("panelsynth_retry_listener", default=None)
 
 _TIMEOUT_NAMES = frozenset(
     {
