@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import logging
@@ -155,6 +156,17 @@ class LoadedModel:
 
 _MODELS: dict[tuple[str, int], LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free loaded models before interpreter shutdown (llama-cpp-python's ``__del__`` fails then)."""
+    for loaded in list(_MODELS.values()):
+        try:
+            loaded.llama.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+    _MODELS.clear()
 
 
 def _default_threads() -> int:
