@@ -1,18 +1,20 @@
 """Benchmark: plain vs calibrated generation on the demo panel with the embedded model (issue 8).
 
 Builds the demo workspace (simulated FluPaths-like panel, latent-class labels), then generates the
-same wave at the same size twice with ``local/smollm2`` — the plain method of the methodology and
-``--calibrate`` (host-sampled profiles, oversample-and-select) — evaluates both with the workspace
-evaluation, and prints the figures side by side: Column Shapes, unthresholded Pair Trends, the
-logistic and gradient-boosting C2ST, cluster shares against the real ones, the marginal distance
-of the calibrated pool before and after selection, calls, tokens and wall time.
+same wave at the same size with ``local/smollm2`` — the plain method of the methodology and
+``--calibrate`` (host-sampled profiles, oversample-and-select) — for each seed, evaluates every run
+with the workspace evaluation, and prints the figures side by side: Column Shapes, unthresholded
+Pair Trends, the logistic and gradient-boosting C2ST, cluster shares against the real ones, the
+marginal distance of the calibrated pool before and after selection, calls, tokens and wall time.
+Both methods of a seed share the same cached steps 1 and 2 (cluster descriptions, formatted
+metadata), so they differ only in step 3.
 
 Usage::
 
-    python benchmarks/bench_calibration.py                       # wave 1 dense, 100 rows each
-    python benchmarks/bench_calibration.py --rows 50 --dir /tmp/bench-calib --keep
+    python benchmarks/bench_calibration.py             # wave 1 dense, 100 rows, seeds 42 and 7
+    python benchmarks/bench_calibration.py --rows 50 --seeds 1 --dir /tmp/bench-calib
 
-Takes about 10 minutes on 2 busy cores (the calibrated run makes about twice the calls).
+About 8 minutes on 2 busy cores (a calibrated run makes twice the calls of a plain one).
 """
 
 from __future__ import annotations
@@ -25,14 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-PLAIN = "bench-plain"
-CALIBRATED = "bench-calibrated"
-
 ROWS = (
     ("density_shape", "Column Shapes"),
     ("density_trend_unthresholded", "Pair Trends (unthresholded)"),
     ("density_trend", "Pair Trends (sdmetrics, thresholded)"),
-    ("density_overall", "Overall quality (sdmetrics)"),
     ("c2st", "C2ST logistic"),
     ("c2st_gb", "C2ST gradient boosting"),
     ("cluster_shares", "Cluster shares (1 - TV)"),
@@ -51,7 +49,7 @@ def _fmt(v: object, digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--dir", type=Path, default=None, help="demo folder (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the demo folder")
     ap.add_argument("--wave", default="1")
@@ -59,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=100, help="rows of each run")
     ap.add_argument("--n-outputs", type=int, default=10, help="rows per call")
     ap.add_argument("--oversample", type=float, default=2.0)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seeds", default="42,7", help="comma-separated generation seeds")
     ap.add_argument("--model", default="local/smollm2")
     args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
     import logging
 
@@ -77,76 +76,94 @@ def main(argv: list[str] | None = None) -> int:
     client = open_client(args.model)
     outcome = run_demo(root, plan=(), client=client, evaluate=False)  # build + latent classes
     ws = outcome.demo.workspace
-    print(f"demo workspace {ws.root} built in {time.perf_counter() - t0:.1f}s")
+    print(f"demo workspace {ws.root} built in {time.perf_counter() - t0:.1f}s", flush=True)
     n_batches = max(1, -(-args.rows // args.n_outputs))
     runs = {}
-    for md, calibrate in ((PLAIN, False), (CALIBRATED, True)):
-        opts = RunOptions(
-            mode=args.mode,
-            n_outputs=args.n_outputs,
-            n_batches=n_batches,
-            seed=args.seed,
-            restart=True,
-            calibrate=calibrate,
-            oversample=args.oversample if calibrate else None,
-        )
-        t1 = time.perf_counter()
-        res = run_wave(ws.root, args.wave, client, md, opts)
-        runs[md] = (res, time.perf_counter() - t1)
-        print(f"{md}: {res.rows} rows in {runs[md][1]:.0f}s", flush=True)
+    pairs = []
+    for seed in seeds:
+        for kind in ("plain", "calibrated"):
+            md = f"bench-{kind}-s{seed}"
+            opts = RunOptions(
+                mode=args.mode,
+                n_outputs=args.n_outputs,
+                n_batches=n_batches,
+                seed=seed,
+                restart=True,
+                calibrate=kind == "calibrated",
+                oversample=args.oversample if kind == "calibrated" else None,
+            )
+            t1 = time.perf_counter()
+            res = run_wave(ws.root, args.wave, client, md, opts)
+            runs[md] = (res, time.perf_counter() - t1)
+            print(f"{md}: {res.rows} rows in {runs[md][1]:.0f}s", flush=True)
+        pairs.append((seed, f"bench-plain-s{seed}", f"bench-calibrated-s{seed}"))
     t2 = time.perf_counter()
-    summary = evaluate_workspace(ws.root, model_dirs=[PLAIN, CALIBRATED], waves=[args.wave])
+    mds = [md for _, p, c in pairs for md in (p, c)]
+    summary = evaluate_workspace(ws.root, model_dirs=mds, waves=[args.wave])
     eval_s = time.perf_counter() - t2
     by_md = {o.model_dir: o for o in summary.outcomes}
-    for md in (PLAIN, CALIBRATED):
-        if by_md[md].error:
-            print(f"evaluation of {md} failed: {by_md[md].error}", file=sys.stderr)
-            return 1
+    failed = [md for md in mds if by_md[md].error]
+    for md in failed:
+        print(f"evaluation of {md} failed: {by_md[md].error}", file=sys.stderr)
+    if failed:
+        return 1
 
-    rows = args.rows if args.rows % args.n_outputs == 0 else n_batches * args.n_outputs
+    rows = n_batches * args.n_outputs
     print()
     print(
-        f"wave {args.wave} {args.mode}, {rows} rows each, {args.model}, seed {args.seed}, "
+        f"wave {args.wave} {args.mode}, {rows} rows per run, {args.model}, "
         f"oversample {args.oversample}"
     )
-    head = f"{'metric':40s} {'plain':>9s} {'calibrated':>11s} {'real half':>10s}"
+    head = (
+        f"{'metric':38s}"
+        + "".join(f" {'plain s' + str(s):>10s} {'calib s' + str(s):>10s}" for s, _, _ in pairs)
+        + f" {'real half':>10s}"
+    )
     print(head)
     print("-" * len(head))
     for key, label in ROWS:
-        p = by_md[PLAIN].summary.get(key, {})
-        c = by_md[CALIBRATED].summary.get(key, {})
-        print(
-            f"{label:40s} {_fmt(p.get('synthetic')):>9s} {_fmt(c.get('synthetic')):>11s} "
-            f"{_fmt(p.get('_real_holdout')):>10s}"
-        )
+        line = f"{label:38s}"
+        for _, p, c in pairs:
+            for md in (p, c):
+                line += f" {_fmt(by_md[md].summary.get(key, {}).get('synthetic')):>10s}"
+        hold = by_md[pairs[0][1]].summary.get(key, {}).get("_real_holdout")
+        print(line + f" {_fmt(hold):>10s}")
     shares = {}
-    for md in (PLAIN, CALIBRATED):
+    for md in mds:
         doc = json.loads(ws.eval_metrics_json(md, args.wave).read_text())
         det = doc["candidates"]["synthetic"]["cluster_shares"].get("details", [])
         shares[md] = {d["cluster"]: (d["real_share"], d["synthetic_share"]) for d in det}
-    for cl in sorted(shares[PLAIN]):
-        real = shares[PLAIN][cl][0]
-        print(
-            f"{'cluster ' + cl + ' share (real ' + f'{real:.3f}' + ')':40s} "
-            f"{shares[PLAIN][cl][1]:>9.3f} {shares[CALIBRATED].get(cl, (0, 0))[1]:>11.3f}"
+    for cl in sorted(shares[mds[0]]):
+        real = shares[mds[0]][cl][0]
+        line = f"{'cluster ' + cl + f' share (real {real:.3f})':38s}"
+        for md in mds:
+            line += f" {shares[md].get(cl, (0.0, 0.0))[1]:>10.3f}"
+        print(line)
+    line = f"{'max |cluster share - real|':38s}"
+    for md in mds:
+        line += f" {max(abs(r - s) for r, s in shares[md].values()):>10.3f}"
+    print(line)
+    line = f"{'step-3 calls':38s}"
+    for md in mds:
+        line += (
+            f" {len([c for c in runs[md][0].manifest_data['calls'] if c['stage'] == 'step3']):>10d}"
         )
-    worst = max(abs(r - s) for r, s in shares[CALIBRATED].values())
-    print(f"{'max |cluster share - real| (calibrated)':40s} {'':>9s} {worst:>11.3f}")
-    for md in (PLAIN, CALIBRATED):
-        m = runs[md][0].manifest_data
-        calls = len([c for c in m["calls"] if c["stage"] == "step3"])
+    print(line)
+    line = f"{'wall seconds (steps 1-3)':38s}"
+    for md in mds:
+        line += f" {runs[md][1]:>10.0f}"
+    print(line)
+    print()
+    for seed, _, c in pairs:
+        cal = runs[c][0].manifest_data["calibration"]
         print(
-            f"{md}: {calls} step-3 calls, {m['tokens']['input']} + {m['tokens']['output']} tokens, "
-            f"{m['invalid_rows']} invalid rows, {runs[md][1]:.0f}s"
+            f"calibrated s{seed}: pool {cal['pool_rows']} rows, off-profile rows "
+            f"{cal['off_profile_rows']}, mean TVD per variable and cluster "
+            f"{cal['marginal_distance_before']['mean_tvd']:.3f} (pool) -> "
+            f"{cal['marginal_distance_after']['mean_tvd']:.3f} (selected); copies of examples "
+            f"{cal['copies']['of_examples']['pool']} in pool, "
+            f"{cal['copies']['of_examples']['selected']} selected"
         )
-    cal = runs[CALIBRATED][0].manifest_data["calibration"]
-    print(
-        f"calibrated: pool {cal['pool_rows']} rows, off-profile rows {cal['off_profile_rows']}, "
-        f"mean TVD per variable and cluster {cal['marginal_distance_before']['mean_tvd']:.3f} "
-        f"(pool) -> {cal['marginal_distance_after']['mean_tvd']:.3f} (selected); "
-        f"copies of examples {cal['copies']['of_examples']['pool']} in pool, "
-        f"{cal['copies']['of_examples']['selected']} selected"
-    )
     print(f"evaluation {eval_s:.0f}s; total {time.perf_counter() - t0:.0f}s")
     if args.dir is None and not args.keep:
         shutil.rmtree(root, ignore_errors=True)

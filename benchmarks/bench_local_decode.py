@@ -84,15 +84,17 @@ def _ours(root: Path, client: Any, name: str, args: argparse.Namespace) -> dict[
     }
 
 
-def _raw(client: Any, root: Path, args: argparse.Namespace, out_tokens: list[int]) -> dict[str, Any]:
+def _raw(
+    client: Any, root: Path, args: argparse.Namespace, out_tokens: list[int]
+) -> dict[str, Any]:
     """Plain llama.cpp decoding of the same token counts on the same prompts."""
+    from panelsynth.cache import StepCache
     from panelsynth.config import load_config
     from panelsynth.describe import describe_wave, format_descriptions
     from panelsynth.generate import GenerationPrompt, build_prompt
+    from panelsynth.llm.schema_decode import chat_prompt_tokens
     from panelsynth.metadata import format_metadata, format_wave_description
     from panelsynth.pipeline import load_wave_for_run
-    from panelsynth.llm.schema_decode import chat_prompt_tokens
-    from panelsynth.cache import StepCache
     from panelsynth.pydantic_models.rows import build_specs
     from panelsynth.workspace import Workspace
 
@@ -100,16 +102,25 @@ def _raw(client: Any, root: Path, args: argparse.Namespace, out_tokens: list[int
     cfg = load_config(ws.config_path)
     wd = load_wave_for_run(ws, args.wave, cfg, args.mode)
     cache = StepCache(ws.cache_dir())
-    s1 = describe_wave(client, wd, n_examples=4 if args.mode == "dense" else 30, seed=42, cache=cache)
+    s1 = describe_wave(
+        client, wd, n_examples=4 if args.mode == "dense" else 30, seed=42, cache=cache
+    )
     s2 = format_metadata(client, wd, cache=cache, preferred_target=cfg.study.outcome)
     specs = build_specs(
-        wd.var_types, wd.metadata, nullable=args.mode == "full", frame=wd.frame,
-        cluster_column=wd.cluster_column, prev_cluster_column=wd.prev_cluster_column,
+        wd.var_types,
+        wd.metadata,
+        nullable=args.mode == "full",
+        frame=wd.frame,
+        cluster_column=wd.cluster_column,
+        prev_cluster_column=wd.prev_cluster_column,
         clusters=wd.clusters,
     )
     prefix = build_prompt(
-        wd, format_wave_description(s2.description, wd), format_descriptions(s1.descriptions),
-        s1.examples, specs,
+        wd,
+        format_wave_description(s2.description, wd),
+        format_descriptions(s1.descriptions),
+        s1.examples,
+        specs,
     )
     gp = GenerationPrompt(prefix, len(s1.examples))
     llama = client.model.llama
@@ -179,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  ours (template decoder): {ours['rows']} rows, {n_out} output tokens in "
             f"{ours['wall']:.1f} s = {ours['rows'] / ours['wall']:.2f} rows/s, "
-            f"{n_out / ours['wall']:.1f} tok/s; invalid rows {ours['invalid_rows']} ({ours['load']})"
+            f"{n_out / ours['wall']:.1f} tok/s; invalid rows {ours['invalid_rows']} "
+            f"({ours['load']})"
         )
         print(
             f"  raw llama.cpp decode of the same {raw['tokens']} tokens: {raw['wall']:.1f} s = "
@@ -209,10 +221,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         for n in (1, 2):
             env = {**os.environ, "PANELSYNTH_LLAMA_THREADS": str(n)}
-            out = subprocess.run(
-                [sys.executable, __file__, "--threads-child", "300"],
-                capture_output=True, text=True, env=env, check=True,
-            ).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [sys.executable, __file__, "--threads-child", "300"],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             r = json.loads(out)
             print(f"  raw decode with {r['threads']} thread(s): {r['tok_s']:.1f} tok/s ({_load()})")
             summary[f"threads_{n}"] = r

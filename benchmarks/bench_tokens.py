@@ -1,4 +1,4 @@
-"""B2 — tokens per synthetic row and LLM calls of steps 1-2: the original's format vs ours (SPEC §5).
+"""B2 — tokens per synthetic row and LLM calls of steps 1-2: the original's format vs ours.
 
 Both formats are counted with the embedded model's tokenizer (``make_client("local/smollm2")``,
 SmolLM2's BPE, chat template included) on the demo workspace (``build_demo``), full mode,
@@ -81,13 +81,13 @@ def scripted_answer(wave_meta: dict[str, Any]) -> Any:
     return respond
 
 
-def original_step1_messages(wave: Any, stats: dict[int, dict[str, Any]]) -> list[list[dict[str, str]]]:
+def original_step1_messages(
+    wave: Any, stats: dict[int, dict[str, Any]]
+) -> list[list[dict[str, str]]]:
     """One prompt per variable and cluster (the original's step 1)."""
     from panelsynth.describe import SYSTEM_DESCRIBE, format_statistics
 
-    ask = "skewness, spread and shape" + (
-        ", and the NA frequency" if wave.mode == "full" else ""
-    )
+    ask = "skewness, spread and shape" + (", and the NA frequency" if wave.mode == "full" else "")
     out = []
     for c, per_var in stats.items():
         for v, s in per_var.items():
@@ -100,7 +100,9 @@ def original_step1_messages(wave: Any, stats: dict[int, dict[str, Any]]) -> list
                 f"Describe the {ask} of its distribution in purely qualitative terms, without "
                 f"numbers."
             )
-            out.append([{"role": "system", "content": SYSTEM_DESCRIBE}, {"role": "user", "content": text}])
+            out.append(
+                [{"role": "system", "content": SYSTEM_DESCRIBE}, {"role": "user", "content": text}]
+            )
     return out
 
 
@@ -119,13 +121,19 @@ def original_step3_messages(
     ]
     for c in wave.clusters:
         sub = examples[examples[wave.cluster_column] == c]
-        parts += [f"Here are examples of respondents from cluster {c}:", sub.to_json(orient="index", indent=2)]
+        parts += [
+            f"Here are examples of respondents from cluster {c}:",
+            sub.to_json(orient="index", indent=2),
+        ]
     parts.append(
         f"Generate {N_OUTPUTS} new synthetic respondents that follow the cluster descriptions and "
         f"resemble the examples. Respondents may leave questions unanswered (null)."
     )
     return [
-        {"role": "system", "content": "You are a helpful assistant that generates synthetic survey data."},
+        {
+            "role": "system",
+            "content": "You are a helpful assistant that generates synthetic survey data.",
+        },
         {"role": "user", "content": "\n\n".join(parts)},
     ]
 
@@ -165,8 +173,12 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
     step12_out = sum(
         local.count_tokens(json.dumps(r, separators=(",", ":")))
         for r in (
-            {f"cluster_{d.cluster}": {v.variable: v.model_dump(exclude={"variable"}) for v in d.variables}
-             for d in s1.descriptions},
+            {
+                f"cluster_{d.cluster}": {
+                    v.variable: v.model_dump(exclude={"variable"}) for v in d.variables
+                }
+                for d in s1.descriptions
+            },
             s2.description.model_dump(),
         )
     )
@@ -184,12 +196,20 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
     from panelsynth.pydantic_models.rows import build_specs
 
     specs = build_specs(
-        wd.var_types, wd.metadata, nullable=True, frame=wd.frame, cluster_column=wd.cluster_column,
-        prev_cluster_column=wd.prev_cluster_column, clusters=wd.clusters,
+        wd.var_types,
+        wd.metadata,
+        nullable=True,
+        frame=wd.frame,
+        cluster_column=wd.cluster_column,
+        prev_cluster_column=wd.prev_cluster_column,
+        clusters=wd.clusters,
     )
     prefix = build_prompt(
-        wd, format_wave_description(s2.description, wd), format_descriptions(s1.descriptions),
-        examples, specs,
+        wd,
+        format_wave_description(s2.description, wd),
+        format_descriptions(s1.descriptions),
+        examples,
+        specs,
     )
     gp = GenerationPrompt(prefix, N_EXAMPLES)
     per_call = [count_messages(local, gp.for_batch(b, N_OUTPUTS)) for b in range(N_BATCHES)]
@@ -206,7 +226,10 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
     o2_out = local.count_tokens(json.dumps(s2.description.model_dump()))
     meta_json = s2.description.model_dump_json(indent=2)
     desc_text = format_descriptions(s1.descriptions)
-    o3 = [count_messages(local, original_step3_messages(wd, meta_json, desc_text, examples, b)) for b in range(N_BATCHES)]
+    o3 = [
+        count_messages(local, original_step3_messages(wd, meta_json, desc_text, examples, b))
+        for b in range(N_BATCHES)
+    ]
     orig_out = local.count_tokens(_rows_json(examples, columns, False))
     return {
         "wave": wave,
@@ -250,19 +273,22 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(
             f"wave {r['wave']} ({r['variables']} variables, {r['examples']} examples): one step-3 "
-            f"prompt: original {r['orig_step3_prompt']:,} tokens, ours {r['ours_step3_prompt']:,}"
+            f"prompt: original {r['orig_step3_prompt']:,} tokens, "
+            f"ours {r['ours_step3_prompt']:,}"
         )
         print(
-            f"  input tokens per row : original {r['orig_in_row']:8.1f}   ours {r['ours_in_row']:8.1f}"
+            f"  input tokens per row : original {r['orig_in_row']:8.1f}   "
+            f"ours {r['ours_in_row']:8.1f}"
             f"   ratio {r['orig_in_row'] / r['ours_in_row']:.2f}x  (ours <= 1/5: "
             f"{r['ours_in_row'] <= r['orig_in_row'] / 5})"
         )
         print(
-            f"    ours, not served by the shared-prefix cache: {r['ours_in_row_fresh']:.1f} per row "
-            f"(ratio {r['orig_in_row'] / r['ours_in_row_fresh']:.0f}x)"
+            f"    ours, not served by the shared-prefix cache: {r['ours_in_row_fresh']:.1f} per row"
+            f" (ratio {r['orig_in_row'] / r['ours_in_row_fresh']:.0f}x)"
         )
         print(
-            f"  output tokens per row: original {r['orig_out_row']:8.1f}   ours {r['ours_out_row_hosted']:8.1f}"
+            f"  output tokens per row: original {r['orig_out_row']:8.1f}   "
+            f"ours {r['ours_out_row_hosted']:8.1f}"
             f" (hosted JSON), {r['ours_out_row_compact']:.1f} (local compact JSON)"
         )
         print(

@@ -70,3 +70,20 @@ def test_one_call_per_wave_and_none_when_cached(tiny_workspace: Path) -> None:
     assert all(vd.na_frequency for d in r1.descriptions for vd in d.variables)
     r2 = describe_wave(client, wd, n_examples=3, seed=1, cache=cache)
     assert r2.cached and r2.calls == 0 and len(client.calls) == 1
+
+
+def test_category_shares_spell_codes_alike_with_or_without_a_codebook() -> None:
+    from panelsynth.describe import variable_statistics
+
+    values = pd.Series([1.0, 2.0, 2.0, None, 3.0, 2.0, None, 1.0])
+    with_codes = variable_statistics(values, "a categorical", codes=(1, 2, 3, 4))
+    assert with_codes["shares"] == {"1": 0.25, "2": 0.375, "3": 0.125, "4": 0.0}
+    assert with_codes["na_share"] == 0.25
+    # without a codebook the observed values name the categories, spelled the same way
+    without = variable_statistics(values, "a categorical")
+    assert without["shares"] == {"1": 0.25, "2": 0.375, "3": 0.125}
+    text = pd.Series(["Male", "Female", "Female", None])
+    assert variable_statistics(text, "a binary", codes=("Male", "Female"))["shares"] == {
+        "Male": 0.25,
+        "Female": 0.5,
+    }

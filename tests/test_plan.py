@@ -102,8 +102,20 @@ def test_cli_dry_run_needs_no_key_and_prints_the_table(
     before = _tree(tiny_workspace)
     r = CliRunner().invoke(
         app,
-        ["run", "-w", str(tiny_workspace), "--wave", "1", "--wave", "2", "--model",
-         "anthropic/claude-sonnet-4-20250514", "--n-batches", "7", "--dry-run"],
+        [
+            "run",
+            "-w",
+            str(tiny_workspace),
+            "--wave",
+            "1",
+            "--wave",
+            "2",
+            "--model",
+            "anthropic/claude-sonnet-4-20250514",
+            "--n-batches",
+            "7",
+            "--dry-run",
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "step3        7" in r.output and "all waves: 18 calls" in r.output

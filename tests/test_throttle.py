@@ -189,6 +189,7 @@ def test_429s_lower_concurrency_which_recovers_and_csv_is_unchanged(
 ) -> None:
     policy = RetryPolicy(max_retries=4, initial_wait=0.001, max_wait=0.01, jitter=0.001)
     opts: dict[str, Any] = {"n_outputs": 2, "n_batches": 36}
+
     # the reference: the same answers, one call at a time, no fault (the stub's responder
     # called in-process, as the server would with these messages and this schema)
     def same_answers(messages: list[dict], model: type) -> Any:
@@ -196,7 +197,10 @@ def test_429s_lower_concurrency_which_recovers_and_csv_is_unchanged(
         return varied_rows({"messages": messages, "response_format": fmt})
 
     res = run_wave(
-        write_tiny_workspace(tmp_path / "seq"), "2", FakeClient(default=same_answers), "m",
+        write_tiny_workspace(tmp_path / "seq"),
+        "2",
+        FakeClient(default=same_answers),
+        "m",
         RunOptions(concurrency=1, **opts),
     )
     csv = [res.output.read_bytes()]
@@ -240,9 +244,42 @@ def test_final_rate_limit_failure_lowers_concurrency(
         return fake_answer(messages, model)
 
     res = run_wave(
-        tiny_workspace, "2", FakeClient(default=respond), "fake",
+        tiny_workspace,
+        "2",
+        FakeClient(default=respond),
+        "fake",
         RunOptions(n_outputs=2, n_batches=6, concurrency=4),
     )
     assert res.rows == 12
     assert recorded[0].decreases == 1 and recorded[0].min_limit_seen == 2
     assert res.manifest_data["throttle"]["max_concurrency"] == 4
+
+
+def test_tokens_per_minute_limit_paces_step3(
+    tiny_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    made: list[RatePacer] = []
+
+    class Paced(RatePacer):
+        def __post_init__(self) -> None:
+            self.clock, self.sleep = clock, clock.sleep
+            super().__post_init__()
+            made.append(self)
+
+    monkeypatch.setattr(generate, "RatePacer", Paced)
+    res = run_wave(
+        tiny_workspace,
+        "2",
+        FakeClient(default=fake_answer),
+        "fake",
+        RunOptions(n_outputs=2, n_batches=4, concurrency=4, tokens_per_minute=2000),
+    )
+    pacer = made[0]
+    assert pacer.tokens_per_minute == 2000 and res.rows == 8
+    # each call reserves its prompt + max_tokens (> 500 tokens): 4 calls cannot all start at once
+    assert clock.slept and pacer.waited == pytest.approx(sum(clock.slept))
+    assert res.manifest_data["throttle"]["rate_wait_seconds"] == pytest.approx(
+        pacer.waited, abs=1e-3
+    )
+    assert res.manifest_data["settings"]["tokens_per_minute"] == 2000

@@ -23,14 +23,16 @@ was asked to complete.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from panelsynth.errors import ConfigError
 from panelsynth.generate import GenerationPrompt, GenerationResult, GenerationSettings, row_key
@@ -338,6 +340,8 @@ class CalibratedPrompt(GenerationPrompt):
     assigned: dict[int, list[int]] = field(default_factory=dict)
     fulfilled: set[int] = field(default_factory=set)
     off_profile_rows: int = 0
+    row_model: type[BaseModel] | None = None  # set: profiles are also written into the schema
+    _models: dict[tuple[Profile, ...], type[BaseModel]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def wrap(
@@ -346,8 +350,15 @@ class CalibratedPrompt(GenerationPrompt):
         design: ProfileDesign,
         n_profiles: int,
         n_outputs: int,
+        *,
+        row_model: type[BaseModel] | None = None,
     ) -> CalibratedPrompt:
-        """A calibrated prompt with the prefix of ``prompt`` and ``n_profiles`` planned profiles."""
+        """A calibrated prompt with the prefix of ``prompt`` and ``n_profiles`` planned profiles.
+
+        With ``row_model``, each call's response schema also fixes every row's profile (see
+        :func:`profiled_batch_model`); without it the schema is the shared one and only the
+        prompt and the validator hold rows to their profiles.
+        """
         return cls(
             prefix=prompt.prefix,
             n_examples_used=prompt.n_examples_used,
@@ -356,6 +367,7 @@ class CalibratedPrompt(GenerationPrompt):
             design=design,
             n_outputs=n_outputs,
             cluster_column=design.cluster_column,
+            row_model=row_model,
         )
 
     def profile(self, index: int) -> Profile:
@@ -389,6 +401,18 @@ class CalibratedPrompt(GenerationPrompt):
                 fresh += 1
             self.assigned[b] = take
 
+    def response_model(self, batch: int, default: type[BaseModel]) -> type[BaseModel]:
+        """The shared batch model, or one whose schema fixes each row's profile."""
+        if self.row_model is None:
+            return default
+        profiles = tuple(self.profile_ids(batch))
+        key = tuple(self.profile(i) for i in profiles)
+        if key not in self._models:
+            self._models[key] = profiled_batch_model(
+                self.row_model, [self.profile(i) for i in profiles], self.cluster_column
+            )
+        return self._models[key]
+
     def for_batch(self, batch: int, n_rows: int) -> list[Message]:
         msgs = [dict(m) for m in self.prefix]
         ids = self.profile_ids(batch)[:n_rows]
@@ -410,7 +434,8 @@ class CalibratedPrompt(GenerationPrompt):
         """Keep the rows that keep a profile of the batch (each profile at most once).
 
         A row is matched to its own position's profile when it keeps it, else to the first
-        unmatched profile of the batch it keeps; a row that keeps none is rejected.
+        unmatched profile of the batch it keeps (rows before it may have been dropped as invalid,
+        so positions are only a hint); a row that keeps none is rejected.
 
         Returns:
             The kept rows, one error per rejected row, and the fields for the checkpoint record.
@@ -439,7 +464,10 @@ class CalibratedPrompt(GenerationPrompt):
             matched.append(ids[hit])
         self.fulfilled.update(matched)
         self.off_profile_rows += len(errors)
-        return kept, errors, {"profiles": ids, "fulfilled": matched, "off_profile": len(errors)}
+        book: dict[str, Any] = {"profiles": ids, "fulfilled": matched, "off_profile": len(errors)}
+        if errors:
+            book["off_profile_errors"] = errors[:3]
+        return kept, errors, book
 
     def restore(self, record: Mapping[str, Any]) -> None:
         """Take the books of a checkpointed call (its profiles and which it fulfilled)."""
@@ -456,6 +484,72 @@ class CalibratedPrompt(GenerationPrompt):
             "fulfilled_planned_profiles": len([i for i in self.fulfilled if i < planned]),
             "off_profile_rows": self.off_profile_rows,
         }
+
+
+class _ProfiledRows(BaseModel):
+    """Base of :func:`profiled_batch_model`: ``rows`` lists the respondents in order."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        names = sorted(
+            (k for k in type(self).model_fields if k.startswith("respondent_")),
+            key=lambda k: int(k.rsplit("_", 1)[1]),
+        )
+        return [getattr(self, k) for k in names]
+
+
+def profiled_batch_model(
+    row_model: type[BaseModel], profiles: Sequence[Profile], cluster_column: str = "cluster"
+) -> type[BaseModel]:
+    """A response model whose schema fixes each row's profile (for schema-guided decoders).
+
+    The schema is an object ``respondent_1 .. respondent_n``; in respondent ``k`` the cluster and
+    the coded anchors of profile ``k`` are constants and a banded anchor is a number inside its
+    band. Validation stays lenient (each respondent is a plain object, validated row by row by
+    the caller through ``.rows``), like :func:`~panelsynth.pydantic_models.rows.batch_model`.
+    Constrained decoders (llama.cpp, vLLM, Ollama) then cannot leave the profile, which small
+    models otherwise rarely keep; hosted models keep the shared schema so that prompt caching
+    applies.
+    """
+    base = row_model.model_json_schema()
+    if "$defs" in base:  # a workspace row model with references: keep its schema as it is
+        return _profiled_model(
+            [copy.deepcopy({k: v for k, v in base.items() if k != "title"})] * len(profiles),
+            base.get("$defs"),
+        )
+    schemas = []
+    for p in profiles:
+        row = copy.deepcopy({k: v for k, v in base.items() if k != "title"})
+        props = row.get("properties", {})
+        fixed = {cluster_column: p.cluster, **dict(p.anchors)}
+        for name, value in fixed.items():
+            if name not in props:
+                continue
+            if value is None:
+                props[name] = {"type": "null"}
+            elif isinstance(value, Band):
+                kind = "integer" if value.integer else "number"
+                lo, hi = (
+                    (int(value.low), int(value.high)) if value.integer else (value.low, value.high)
+                )
+                props[name] = {"type": kind, "minimum": lo, "maximum": hi}
+            else:
+                props[name] = {"const": _plain(value)}
+        schemas.append(row)
+    return _profiled_model(schemas, None)
+
+
+def _profiled_model(schemas: list[dict[str, Any]], defs: dict[str, Any] | None) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for k, schema in enumerate(schemas):
+        extra = {"$defs": defs} if defs else {}
+        typ = Annotated[dict[str, Any], WithJsonSchema({**schema, **extra})]
+        fields[f"respondent_{k + 1}"] = (typ, Field(...))
+    model = create_model("ProfiledRespondents", __base__=_ProfiledRows, **fields)
+    model.__doc__ = f"{len(schemas)} synthetic survey respondents, each completing its profile."
+    return model
 
 
 # ----------------------------------------------------------------------------------------------
@@ -879,6 +973,7 @@ class CalibrationSetup:
     pool_settings: GenerationSettings
     design: ProfileDesign
     seed: int
+    profiles_in_schema: bool = False
 
     @property
     def pool_rows(self) -> int:
@@ -886,7 +981,11 @@ class CalibrationSetup:
         return self.pool_settings.wanted
 
     def prompt_columns(self) -> list[str]:
-        """Column order of the examples and the row schema: cluster and anchors first."""
+        """Column order of the examples and the row schema: cluster and anchors first.
+
+        The model writes the profile, then answers in its light (measured with SmolLM2-135M and
+        the profile fixed in the schema, the plain order was no better: mixed over two seeds).
+        """
         return profile_first(self.columns, self.cluster_column, self.anchors)
 
     def row_specs(self) -> list[RowSpec]:
@@ -894,10 +993,21 @@ class CalibrationSetup:
         by_name = {s.name: s for s in self.specs}
         return [by_name[c] for c in self.prompt_columns()]
 
-    def wrap(self, prompt: GenerationPrompt) -> CalibratedPrompt:
-        """The calibrated prompt over ``prompt``'s prefix, with the planned profiles."""
+    def wrap(
+        self, prompt: GenerationPrompt, *, row_model: type[BaseModel] | None = None
+    ) -> CalibratedPrompt:
+        """The calibrated prompt over ``prompt``'s prefix, with the planned profiles.
+
+        Args:
+            prompt: The fitted step-3 prompt (its prefix is kept as it is).
+            row_model: Given, the profiles are also fixed in each call's response schema.
+        """
         return CalibratedPrompt.wrap(
-            prompt, self.design, self.pool_rows, self.pool_settings.n_outputs
+            prompt,
+            self.design,
+            self.pool_rows,
+            self.pool_settings.n_outputs,
+            row_model=row_model if self.profiles_in_schema else None,
         )
 
     def profiles_fingerprint(self) -> str:
@@ -919,8 +1029,7 @@ class CalibrationSetup:
         gen: GenerationResult,
         prompt: GenerationPrompt,
         *,
-        real_keys: set[tuple[Any, ...]],
-        example_keys: set[tuple[Any, ...]],
+        examples: pd.DataFrame,
     ) -> tuple[GenerationResult, dict[str, Any]]:
         """Select the rows of a finished pool; returns the result to write and the manifest entry.
 
@@ -928,7 +1037,7 @@ class CalibrationSetup:
         of the pool (``marginal_distance_before``) and of the selection (``..._after``), copy
         counts, and the profile books (off-profile rows, fulfilled profiles).
         """
-        sel, report = self.select(gen.rows, real_keys=real_keys, example_keys=example_keys)
+        sel, report = self.select(gen.rows, examples=examples)
         books = prompt.summary() if isinstance(prompt, CalibratedPrompt) else {}
         before, after = sel.before["mean_tvd"], sel.after["mean_tvd"]
         log.info(
@@ -949,6 +1058,7 @@ class CalibrationSetup:
             "rows": self.n_rows,
             "pool_rows": self.pool_rows,
             "pool_batches": self.pool_settings.n_batches,
+            "profiles_in_schema": self.profiles_in_schema,
             "selection": "greedy + swap search on per-cluster marginals (L1), copies last",
             "real_cluster_shares": {str(k): round(v, 6) for k, v in self.design.shares.items()},
         }
@@ -957,16 +1067,20 @@ class CalibrationSetup:
         self,
         pool: pd.DataFrame,
         *,
-        real_keys: set[tuple[Any, ...]],
-        example_keys: set[tuple[Any, ...]],
+        examples: pd.DataFrame,
     ) -> tuple[Selection, dict[str, Any]]:
         """Select the run's rows from the pool; returns the selection and its manifest report.
 
+        A copy is a row equal to a real row or a few-shot example on every survey variable
+        (cluster labels aside, as the evaluation counts copies).
+
         Args:
             pool: The valid rows the loop collected.
-            real_keys: :func:`~panelsynth.generate.row_key` keys of the real rows.
-            example_keys: Keys of the few-shot examples.
+            examples: The few-shot examples of the prompt.
         """
+        keys_on = self.key_columns()
+        real_keys = {row_key(r) for r in self.real[keys_on].itertuples(index=False)}
+        example_keys = {row_key(r) for r in examples[keys_on].itertuples(index=False)}
         sel = select_rows(
             pool,
             self.real,
@@ -975,20 +1089,25 @@ class CalibrationSetup:
             cluster_column=self.cluster_column,
             seed=self.seed,
             avoid=real_keys | example_keys,
-            key_columns=self.columns,
+            key_columns=keys_on,
         )
         report = sel.report()
         report["copies"] = {
+            "compared_on": keys_on,
             "of_examples": {
-                "pool": _count_keys(pool, self.columns, example_keys),
-                "selected": _count_keys(sel.rows, self.columns, example_keys),
+                "pool": _count_keys(pool, keys_on, example_keys),
+                "selected": _count_keys(sel.rows, keys_on, example_keys),
             },
             "of_real_rows": {
-                "pool": _count_keys(pool, self.columns, real_keys),
-                "selected": _count_keys(sel.rows, self.columns, real_keys),
+                "pool": _count_keys(pool, keys_on, real_keys),
+                "selected": _count_keys(sel.rows, keys_on, real_keys),
             },
         }
         return sel, report
+
+    def key_columns(self) -> list[str]:
+        """The survey variables (not the cluster labels): what a copy is compared on."""
+        return [s.name for s in self.specs if s.vtype != "cluster"]
 
 
 def setup_calibration(
@@ -1000,6 +1119,7 @@ def setup_calibration(
     anchors: Sequence[str] | None,
     demographics: Sequence[str],
     cluster_column: str,
+    profiles_in_schema: bool = False,
 ) -> CalibrationSetup:
     """Resolve the anchors, the profile design and the pool size of a calibrated run.
 
@@ -1011,6 +1131,9 @@ def setup_calibration(
         anchors: Anchor variables (``None``: the demographics present in the wave).
         demographics: Config ``prepare.demographics``.
         cluster_column: The cluster column.
+        profiles_in_schema: Also fix each row's profile in the response schema of every call
+            (for schema-guided decoders such as local models; hosted models keep one shared
+            schema so that provider prompt caching applies).
 
     Raises:
         ConfigError: an anchor is unknown, ``oversample`` is below 1, or a cluster has no
@@ -1038,6 +1161,7 @@ def setup_calibration(
         pool_settings=pool_settings,
         design=design,
         seed=settings.seed,
+        profiles_in_schema=profiles_in_schema,
     )
 
 

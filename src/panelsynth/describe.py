@@ -56,9 +56,13 @@ def _shares(observed: pd.Series, codes: Sequence[Any], n: int) -> dict[str, floa
     """Share of each category among all respondents of the cluster (NA is separate)."""
     if n == 0:
         return {}
-    keys = [str(c) for c in codes] if codes else sorted({str(v) for v in observed})
-    as_text = observed.map(_code_text)
-    counts = as_text.value_counts()
+    # count the distinct values first, then spell only those (a Python call per answer would
+    # cost seconds on a 100,000-respondent wave)
+    counts: dict[str, int] = {}
+    for value, count in observed.value_counts(sort=False).items():
+        key = _code_text(value)
+        counts[key] = counts.get(key, 0) + int(count)
+    keys = [str(c) for c in codes] if codes else sorted(counts)
     return {k: float(counts.get(k, 0) / n) for k in keys}
 
 

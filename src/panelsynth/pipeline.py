@@ -197,7 +197,7 @@ def run_wave(
     max_cost = g.max_cost_usd if opts.max_cost_usd is None else opts.max_cost_usd
     client = with_budget(client, config, max_cost)
     wd = load_wave_for_run(ws, wave, config, mode)
-    calib = _calibration_setup(ws, config, opts, wd, settings)  # None unless --calibrate
+    calib = _calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
     out_csv = ws.output_csv(model_dir, wd.wave)
     ckpt = Checkpoint(ws.checkpoint(model_dir, wd.wave))
     if opts.restart and opts.resume:
@@ -270,7 +270,7 @@ def run_wave(
             max_tokens + (calib.suffix_tokens(client) if calib else 0),
         )
         if calib:
-            prompt = calib.wrap(prompt)
+            prompt = calib.wrap(prompt, row_model=row_model)
         header = {
             "wave": wd.wave,
             "mode": mode,
@@ -350,10 +350,7 @@ def run_wave(
             )
             raise
         if calib:
-            gen, base["calibration"] = calib.apply(
-                gen, prompt, real_keys=row_keys(calib.real, columns),
-                example_keys=row_keys(s1.examples, columns),
-            )
+            gen, base["calibration"] = calib.apply(gen, prompt, examples=s1.examples)
         write_csv_atomic(gen.rows, out_csv)
         data = _write_manifest(
             manifest_path, {**base, "status": "complete", "output": ws.rel(out_csv)}, s1, s2, gen,
@@ -364,12 +361,14 @@ def run_wave(
 
 def _calibration_setup(
     ws: Workspace, config: PanelsynthConfig, opts: RunOptions, wd: WaveData,
-    settings: GenerationSettings,
+    settings: GenerationSettings, client: LLMClient,
 ) -> CalibrationSetup | None:
     """The calibrated mode's setup (``None`` when off), checked before any model call.
 
     Cluster shares and anchors come from every respondent of the wave, not only the dense mode's
     complete cases (whose cluster shares differ where non-response depends on the cluster).
+    Local models (schema-guided decoding, no provider prompt cache) also get each row's profile
+    fixed in the response schema.
     """
     g = config.generation
     if not (g.calibrate if opts.calibrate is None else opts.calibrate):
@@ -391,6 +390,7 @@ def _calibration_setup(
         anchors=opts.anchors if opts.anchors is not None else g.anchors,
         demographics=config.prepare.demographics,
         cluster_column=wd.cluster_column,
+        profiles_in_schema=client.is_local,
     )
 
 

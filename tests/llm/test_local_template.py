@@ -21,8 +21,11 @@ SPECS = [
 ]
 MESSAGES = [
     {"role": "system", "content": "You generate survey respondents as JSON."},
-    {"role": "user", "content": "Generate 4 respondents: importance of the flu vaccine (1-5), "
-     "age, sex (1 male, 2 female), cluster (1 or 2)."},
+    {
+        "role": "user",
+        "content": "Generate 4 respondents: importance of the flu vaccine (1-5), "
+        "age, sex (1 male, 2 female), cluster (1 or 2).",
+    },
 ]
 
 

@@ -187,9 +187,7 @@ def test_decoded_strings_respect_the_cap_and_are_not_empty(seed: int) -> None:
     model = describe_response_model(["x", "y"], [1, 2], full=True)
     res = _run(FakeLlama(seed), model, seed)
     value = model.model_validate_json(res.text)
-    texts = [
-        t for c in value.model_dump().values() for v in c.values() for t in v.values()
-    ]
+    texts = [t for c in value.model_dump().values() for v in c.values() for t in v.values()]
     assert len(texts) == 2 * 2 * 4 and all(0 < len(t) <= 80 for t in texts)
     assert not any('"' in t or "\\" in t for t in texts)
 

@@ -318,6 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _StubHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default listen backlog is 5: a burst of more concurrent connections loses
+    # SYNs, which the client only retransmits after a second
+    request_queue_size = 128
     stub: OpenAIStub
 
 
