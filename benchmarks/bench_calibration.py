@@ -7,14 +7,16 @@ with the workspace evaluation, and prints the figures side by side: Column Shape
 Pair Trends, the logistic and gradient-boosting C2ST, cluster shares against the real ones, the
 marginal distance of the calibrated pool before and after selection, calls, tokens and wall time.
 Both methods of a seed share the same cached steps 1 and 2 (cluster descriptions, formatted
-metadata), so they differ only in step 3.
+metadata), so they differ only in step 3. The calibrated mode samples its pool at temperature 1.0
+(the plain default is 0.7), so a third run per seed — plain at 1.0 — shows what the temperature
+alone does.
 
 Usage::
 
     python benchmarks/bench_calibration.py             # wave 1 dense, 100 rows, seeds 42 and 7
     python benchmarks/bench_calibration.py --rows 50 --seeds 1 --dir /tmp/bench-calib
 
-About 8 minutes on 2 busy cores (a calibrated run makes twice the calls of a plain one).
+About 10 minutes on 2 busy cores (a calibrated run makes twice the calls of a plain one).
 """
 
 from __future__ import annotations
@@ -78,10 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     ws = outcome.demo.workspace
     print(f"demo workspace {ws.root} built in {time.perf_counter() - t0:.1f}s", flush=True)
     n_batches = max(1, -(-args.rows // args.n_outputs))
+    from panelsynth.calibrate import POOL_TEMPERATURE
+
     runs = {}
     pairs = []
+    kinds = ("plain", "plainT", "calib")
     for seed in seeds:
-        for kind in ("plain", "calibrated"):
+        for kind in kinds:
             md = f"bench-{kind}-s{seed}"
             opts = RunOptions(
                 mode=args.mode,
@@ -89,16 +94,17 @@ def main(argv: list[str] | None = None) -> int:
                 n_batches=n_batches,
                 seed=seed,
                 restart=True,
-                calibrate=kind == "calibrated",
-                oversample=args.oversample if kind == "calibrated" else None,
+                calibrate=kind == "calib",
+                oversample=args.oversample if kind == "calib" else None,
+                temperature=POOL_TEMPERATURE if kind == "plainT" else None,
             )
             t1 = time.perf_counter()
             res = run_wave(ws.root, args.wave, client, md, opts)
             runs[md] = (res, time.perf_counter() - t1)
             print(f"{md}: {res.rows} rows in {runs[md][1]:.0f}s", flush=True)
-        pairs.append((seed, f"bench-plain-s{seed}", f"bench-calibrated-s{seed}"))
+        pairs.append((seed, *(f"bench-{k}-s{seed}" for k in kinds)))
     t2 = time.perf_counter()
-    mds = [md for _, p, c in pairs for md in (p, c)]
+    mds = [md for _, *group in pairs for md in group]
     summary = evaluate_workspace(ws.root, model_dirs=mds, waves=[args.wave])
     eval_s = time.perf_counter() - t2
     by_md = {o.model_dir: o for o in summary.outcomes}
@@ -112,20 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"wave {args.wave} {args.mode}, {rows} rows per run, {args.model}, "
-        f"oversample {args.oversample}"
+        f"oversample {args.oversample}; plain = temperature 0.7 (default), plainT = plain at "
+        f"{POOL_TEMPERATURE}, calib = --calibrate (pool at {POOL_TEMPERATURE})"
     )
     head = (
         f"{'metric':38s}"
-        + "".join(f" {'plain s' + str(s):>10s} {'calib s' + str(s):>10s}" for s, _, _ in pairs)
+        + "".join(f" {k + ' s' + str(s):>10s}" for s, *_ in pairs for k in kinds)
         + f" {'real half':>10s}"
     )
     print(head)
     print("-" * len(head))
     for key, label in ROWS:
         line = f"{label:38s}"
-        for _, p, c in pairs:
-            for md in (p, c):
-                line += f" {_fmt(by_md[md].summary.get(key, {}).get('synthetic')):>10s}"
+        for md in mds:
+            line += f" {_fmt(by_md[md].summary.get(key, {}).get('synthetic')):>10s}"
         hold = by_md[pairs[0][1]].summary.get(key, {}).get("_real_holdout")
         print(line + f" {_fmt(hold):>10s}")
     shares = {}
@@ -154,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         line += f" {runs[md][1]:>10.0f}"
     print(line)
     print()
-    for seed, _, c in pairs:
-        cal = runs[c][0].manifest_data["calibration"]
+    for seed, *group in pairs:
+        cal = runs[group[-1]][0].manifest_data["calibration"]
         print(
             f"calibrated s{seed}: pool {cal['pool_rows']} rows, off-profile rows "
             f"{cal['off_profile_rows']}, mean TVD per variable and cluster "

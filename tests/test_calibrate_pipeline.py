@@ -207,6 +207,21 @@ def test_manifest_records_settings_and_marginal_distances(tiny_workspace: Path) 
     assert on_disk["calibration"]["marginal_distance_after"]["mean_tvd"] == after["mean_tvd"]
 
 
+def test_pool_temperature_defaults_to_one_unless_the_user_sets_one(tiny_workspace: Path) -> None:
+    res = _run(tiny_workspace, FakeClient(default=profile_keeper()), model_dir="a")
+    assert res.manifest_data["calibration"]["temperature"] == 1.0
+    assert res.manifest_data["settings"]["temperature"] == 1.0
+    res = _run(tiny_workspace, FakeClient(default=profile_keeper()), model_dir="b", temperature=0.3)
+    assert res.manifest_data["calibration"]["temperature"] == 0.3
+    cfg = Workspace(tiny_workspace).config_path
+    text = cfg.read_text()
+    cfg.write_text(text.replace("\n[generation]\n", "\n[generation]\ntemperature = 0.5\n"))
+    res = _run(tiny_workspace, FakeClient(default=profile_keeper()), model_dir="c")
+    assert res.manifest_data["calibration"]["temperature"] == 0.5
+    plain = _run(tiny_workspace, FakeClient(default=fake_answer), model_dir="d", calibrate=False)
+    assert plain.manifest_data["settings"]["temperature"] == 0.5
+
+
 def test_plain_run_is_unchanged_and_says_so(tiny_workspace: Path) -> None:
     client = FakeClient(default=fake_answer)
     res = _run(tiny_workspace, client, calibrate=False, n_batches=3)

@@ -10,7 +10,10 @@ coherent respondents — and lets the host guarantee the distributions it knows:
    of that cluster — never a whole real row. Continuous anchors are given as a band (``age
    35-44``). The prompt asks the LLM to complete exactly these profiles, and a returned row that
    does not keep its profile is rejected, counted and asked for again (:class:`CalibratedPrompt`).
-2. **Oversample and select.** The loop collects ``oversample x N`` valid rows; :func:`select_rows`
+   For schema-guided decoders (local models) each call's response schema also fixes the profiles
+   (:func:`profiled_batch_model`); hosted models keep one shared schema for prompt caching.
+2. **Oversample and select.** The loop collects ``oversample x N`` valid rows, sampled at
+   :data:`POOL_TEMPERATURE` unless the user set a temperature; :func:`select_rows`
    then keeps exactly ``N`` whole rows (cells of different rows are never mixed) whose per-cluster
    marginal distribution of every variable — NA included where the mode allows NA — is as close as
    possible to the real one, with cluster counts matched to the real shares. Rows identical to a
@@ -47,6 +50,10 @@ AGE_BAND_EDGES: tuple[int, ...] = (18, 25, 35, 45, 55, 65, 75)
 N_QUANTILE_BANDS = 5
 #: Bins of a continuous variable when its marginal is matched by the selection.
 N_MATCH_BINS = 10
+#: Sampling temperature of a calibrated pool unless one is set (``--temperature`` or
+#: ``generation.temperature``): the selection, not the sampler, sets the distributions, and it can
+#: only choose among the answers the model wrote. 1.0 is the highest every provider accepts.
+POOL_TEMPERATURE = 1.0
 #: Copies are used only when a cluster has no other row: the penalty per copy exceeds any gain.
 _COPY_PENALTY_PER_VARIABLE = 2.0
 
@@ -1059,6 +1066,7 @@ class CalibrationSetup:
             "pool_rows": self.pool_rows,
             "pool_batches": self.pool_settings.n_batches,
             "profiles_in_schema": self.profiles_in_schema,
+            "temperature": self.pool_settings.temperature,
             "selection": "greedy + swap search on per-cluster marginals (L1), copies last",
             "real_cluster_shares": {str(k): round(v, 6) for k, v in self.design.shares.items()},
         }
@@ -1120,6 +1128,7 @@ def setup_calibration(
     demographics: Sequence[str],
     cluster_column: str,
     profiles_in_schema: bool = False,
+    temperature: float | None = None,
 ) -> CalibrationSetup:
     """Resolve the anchors, the profile design and the pool size of a calibrated run.
 
@@ -1134,6 +1143,7 @@ def setup_calibration(
         profiles_in_schema: Also fix each row's profile in the response schema of every call
             (for schema-guided decoders such as local models; hosted models keep one shared
             schema so that provider prompt caching applies).
+        temperature: Sampling temperature of the pool (``None``: :data:`POOL_TEMPERATURE`).
 
     Raises:
         ConfigError: an anchor is unknown, ``oversample`` is below 1, or a cluster has no
@@ -1146,7 +1156,11 @@ def setup_calibration(
     )
     n_rows = settings.wanted
     pool = math.ceil(round(oversample * n_rows, 9))
-    pool_settings = replace(settings, n_batches=max(1, math.ceil(pool / settings.n_outputs)))
+    pool_settings = replace(
+        settings,
+        n_batches=max(1, math.ceil(pool / settings.n_outputs)),
+        temperature=POOL_TEMPERATURE if temperature is None else temperature,
+    )
     design = ProfileDesign.from_frame(
         real, specs, names, cluster_column=cluster_column, seed=settings.seed
     )

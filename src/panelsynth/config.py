@@ -156,7 +156,8 @@ class GenerationConfig(_Section):
         False,
         description="Calibrated mode: the host draws each row's cluster and anchor variables from "
         "the real data, the LLM completes these profiles, and whole rows are selected from an "
-        "oversampled pool to match the real per-cluster marginals.",
+        "oversampled pool to match the real per-cluster marginals. The pool is sampled at "
+        "temperature 1.0 unless `temperature` is set here or on the command line.",
     )
     oversample: float = Field(
         2.0,

@@ -303,7 +303,7 @@ def run_wave(
                 "n_outputs": settings.n_outputs,
                 "n_batches": settings.n_batches,
                 "seed": settings.seed,
-                "temperature": settings.temperature,
+                "temperature": gen_settings.temperature,
                 "max_tokens": max_tokens,
                 "concurrency": settings.concurrency,
                 "requests_per_minute": settings.requests_per_minute,
@@ -368,7 +368,8 @@ def _calibration_setup(
     Cluster shares and anchors come from every respondent of the wave, not only the dense mode's
     complete cases (whose cluster shares differ where non-response depends on the cluster).
     Local models (schema-guided decoding, no provider prompt cache) also get each row's profile
-    fixed in the response schema.
+    fixed in the response schema. Without a temperature set by the user, the pool is sampled at
+    ``calibrate.POOL_TEMPERATURE`` (a more diverse pool gives the selection more to choose from).
     """
     g = config.generation
     if not (g.calibrate if opts.calibrate is None else opts.calibrate):
@@ -391,6 +392,12 @@ def _calibration_setup(
         demographics=config.prepare.demographics,
         cluster_column=wd.cluster_column,
         profiles_in_schema=client.is_local,
+        # a temperature the user set is kept; otherwise the pool is sampled more diversely
+        temperature=(
+            settings.temperature
+            if opts.temperature is not None or "temperature" in g.model_fields_set
+            else None
+        ),
     )
 
 
