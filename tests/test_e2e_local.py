@@ -10,7 +10,7 @@ import pytest
 
 from panelsynth.config import load_config
 from panelsynth.pipeline import RunOptions, load_wave_for_run, run_wave
-from panelsynth.pydantic_models.rows import build_specs
+from panelsynth.pydantic_models.rows import wave_row_specs
 from panelsynth.runner import open_client
 from panelsynth.workspace import Workspace
 
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.slow
 def _check_against_codebook(ws: Workspace, wave: str, model_dir: str, mode: str) -> pd.DataFrame:
     cfg = load_config(ws.config_path)
     wd = load_wave_for_run(ws, wave, cfg, mode)  # type: ignore[arg-type]
-    specs = build_specs(
-        wd.var_types, wd.metadata, nullable=mode == "full", frame=wd.frame,
-        prev_cluster_column=wd.prev_cluster_column, clusters=wd.clusters,
-    )
+    specs = wave_row_specs(wd)
     df = pd.read_csv(ws.output_csv(model_dir, wave))
     assert list(df.columns) == [s.name for s in specs]
     for s in specs:

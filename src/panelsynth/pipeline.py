@@ -40,7 +40,7 @@ from panelsynth.llm.base import LLMCallError, LLMClient, Usage
 from panelsynth.llm.budget import BudgetedClient
 from panelsynth.llm.keys import scrub
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
-from panelsynth.pydantic_models.rows import build_specs, row_model_for_wave
+from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Mode, Workspace
 
@@ -106,7 +106,9 @@ def resolve_settings(config: PanelsynthConfig, opts: RunOptions, client: LLMClie
     return mode, n_examples, settings
 
 
-def load_wave_for_run(ws: Workspace, wave: str, config: PanelsynthConfig, mode: Mode) -> WaveData:
+def load_wave_for_run(
+    ws: Workspace, wave: str, config: PanelsynthConfig, mode: Mode, *, complete_cases: bool = True
+) -> WaveData:
     """Load and check a wave; in the dense mode keep complete cases only.
 
     The dense mode asks for rows without NA (as the seed's dense datasets had none), so its
@@ -123,7 +125,7 @@ def load_wave_for_run(ws: Workspace, wave: str, config: PanelsynthConfig, mode: 
         prev_cluster_column=s.prev_cluster_column,
         k=config.clustering.k,
     )
-    if mode == "dense":
+    if mode == "dense" and complete_cases:
         before = len(wd.frame)
         wd.frame = wd.frame.dropna(subset=wd.columns)
         dropped = before - len(wd.frame)
@@ -237,15 +239,7 @@ def run_wave(
             raise _step_failed(wd.wave, "step 2 (formatted metadata)", err) from None
         _write_step2_log(ws, model_dir, wd, s2)
 
-        specs = build_specs(
-            wd.var_types,
-            wd.metadata,
-            nullable=mode == "full",
-            frame=wd.frame,
-            cluster_column=wd.cluster_column,
-            prev_cluster_column=wd.prev_cluster_column,
-            clusters=wd.clusters,
-        )
+        specs = wave_row_specs(wd)
         row_model, row_source = row_model_for_wave(
             calib.row_specs() if calib else specs, ws.user_models_dir(), wd.wave
         )
@@ -374,17 +368,8 @@ def _calibration_setup(
     g = config.generation
     if not (g.calibrate if opts.calibrate is None else opts.calibrate):
         return None
-    s = config.study
-    every = load_wave(
-        ws, wd.wave, mode=wd.mode, missing_codes=s.missing_codes, study_waves=s.waves,
-        cluster_column=s.cluster_column, prev_cluster_column=s.prev_cluster_column,
-        k=config.clustering.k,
-    ).frame
-    specs = build_specs(
-        wd.var_types, wd.metadata, nullable=wd.mode == "full", frame=wd.frame,
-        cluster_column=wd.cluster_column, prev_cluster_column=wd.prev_cluster_column,
-        clusters=wd.clusters,
-    )
+    every = load_wave_for_run(ws, wd.wave, config, wd.mode, complete_cases=False).frame
+    specs = wave_row_specs(wd)
     return setup_calibration(
         every, specs, settings,
         oversample=opts.oversample or g.oversample,

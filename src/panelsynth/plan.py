@@ -37,7 +37,7 @@ from panelsynth.generate import GenerationPrompt, build_prompt, estimate_output_
 from panelsynth.llm.base import Completion, LLMClient, Message, Usage
 from panelsynth.metadata import format_metadata, format_wave_description
 from panelsynth.pipeline import RunOptions, load_wave_for_run, resolve_settings
-from panelsynth.pydantic_models.rows import build_specs, row_model_for_wave
+from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
 from panelsynth.workspace import Workspace
 
 log = logging.getLogger("panelsynth")
@@ -306,15 +306,7 @@ def plan_wave(
 
     st1, st2 = stage("step1", step1_req), stage("step2", step2_req)
 
-    specs = build_specs(
-        wd.var_types,
-        wd.metadata,
-        nullable=mode == "full",
-        frame=wd.frame,
-        cluster_column=wd.cluster_column,
-        prev_cluster_column=wd.prev_cluster_column,
-        clusters=wd.clusters,
-    )
+    specs = wave_row_specs(wd)
     row_model_for_wave(specs, ws.user_models_dir(), wd.wave)  # the same checks as a run
     columns = [s.name for s in specs]
     metadata_text = format_wave_description(s2.description, wd)

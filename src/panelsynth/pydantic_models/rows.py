@@ -18,13 +18,24 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 
 from panelsynth.dictionaries import CODED_TYPES, VariableMeta
 from panelsynth.errors import MetadataError
+
+if TYPE_CHECKING:
+    from panelsynth.data import WaveData
 
 NA_STRINGS = frozenset({"", "na", "n/a", "nan", "null", "none", "missing", "-"})
 
@@ -104,6 +115,19 @@ def build_specs(
         )
         specs.append(RowSpec(prev_cluster_column, "cluster", codes=cl, nullable=prev_nullable))
     return specs
+
+
+def wave_row_specs(wd: WaveData) -> list[RowSpec]:
+    """Column specs of a loaded wave: NA allowed only in the full mode."""
+    return build_specs(
+        wd.var_types,
+        wd.metadata,
+        nullable=wd.mode == "full",
+        frame=wd.frame,
+        cluster_column=wd.cluster_column,
+        prev_cluster_column=wd.prev_cluster_column,
+        clusters=wd.clusters,
+    )
 
 
 def _field_for(spec: RowSpec) -> tuple[Any, Any]:
