@@ -30,7 +30,7 @@ from panelsynth.errors import BudgetExceededError, GenerationExhaustedError, Pan
 from panelsynth.llm.base import LLMCallError, LLMClient, Message, Usage
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
 from panelsynth.scaffold import atomic_write_text
-from panelsynth.throttle import AdaptiveConcurrency, RatePacer, call_slot, observe
+from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
 
 log = logging.getLogger("panelsynth")
 
@@ -247,6 +247,15 @@ class GenerationResult:
     throttle: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Finished:
+    """A made call: its checkpoint record, its usage and, for a failed call, the failure kind."""
+
+    record: dict[str, Any]
+    usage: Usage
+    error: str | None
+
+
 class _Breaker(Exception):
     pass
 
@@ -358,75 +367,88 @@ class _Runner:
 
     async def _one(self, batch: int) -> None:
         async with call_slot(self.limiter) as slot:
-            if self.stopped or self.consecutive_failures >= self.s.breaker_threshold:
-                return
-            reserved = await self._pace()
-            messages = self.prompt.for_batch(batch, self.s.n_outputs)
-            try:
-                comp = await self.client.acreate(
-                    messages,
-                    self.prompt.response_model(batch, self.response_model),
-                    max_tokens=self.max_tokens,
-                    temperature=self.s.temperature,
-                    seed=self.s.seed + batch,
-                )
-            except BudgetExceededError as err:  # nothing was sent; stop starting calls
-                self.stopped = self.stopped or err
-                return
-            except LLMCallError as err:
-                observe(self.limiter, slot, kind=err.kind, faults=err.usage.faults)
-                self.pacer.settle(reserved, err.usage.input_tokens + err.usage.output_tokens)
-                self.failed += 1
-                self.consecutive_failures += 1
-                # every attempt's fault, as for calls that succeed after retries
-                self._count_faults(err.usage.faults or {err.kind: 1})
-                self.calls.append(CallRecord("generate", batch, err.usage, False, err.kind))
-                await self._save({"batch": batch, "failed": err.kind, "usage": err.usage.to_dict()})
-                log.warning("wave %s: call %d failed (%s): %s", self.wave, batch + 1, err.kind, err)
-                self._emit()
-                return
-            observe(self.limiter, slot, kind=None, faults=comp.usage.faults)
-            self.pacer.settle(reserved, comp.usage.input_tokens + comp.usage.output_tokens)
-            rows = list(getattr(comp.value, "rows", []) or [])
-            good, errors = validate_rows(rows, self.row_model, self.columns)
-            for k, v in comp.usage.faults.items():
-                self.faults[k] = self.faults.get(k, 0) + v
-            if len(rows) != self.s.n_outputs:
-                key = "too_few_rows" if len(rows) < self.s.n_outputs else "too_many_rows"
-                self.faults[key] = self.faults.get(key, 0) + 1
-            if errors:
-                self.faults["invalid_rows"] = self.faults.get("invalid_rows", 0) + len(errors)
-                log.debug("wave %s: call %d: %s", self.wave, batch + 1, "; ".join(errors[:3]))
-            copies = 0
-            if self.exclude:
-                kept = [r for r in good if row_key(r[c] for c in self.columns) not in self.exclude]
-                copies = len(good) - len(kept)
-                good = kept
-                if copies:
-                    self._count_faults({"copied_rows": copies})
-                    self.copies += copies
-            good = good[: self.s.n_outputs]
-            good, off_rows, book = self.prompt.check_rows(batch, good)
-            if off_rows:
-                self._count_faults({"off_profile_rows": len(off_rows)})
-            self.consecutive_failures = 0 if good else self.consecutive_failures + 1
-            record = {
-                "batch": batch,
-                "rows": good,
-                "returned": len(rows),
-                "invalid": len(errors),
-                "copies": copies,
-                "errors": errors[:5],
-                "usage": comp.usage.to_dict(),
-                "finish_reason": comp.finish_reason,
-                **book,
-            }
-            await self._save(record)
-            self.done[batch] = good
-            self.invalid += len(errors)
-            self.returned += len(rows)
-            self.calls.append(CallRecord("generate", batch, comp.usage, True))
-            self._emit()
+            finished = await self._call(batch, slot)
+        if finished is None:
+            return
+        # The checkpoint write (fsync, in order in one thread) happens after the call's slot is
+        # released: the next call need not wait for the disk.
+        await self._save(finished.record)
+        if finished.error is not None:
+            self.calls.append(CallRecord("generate", batch, finished.usage, False, finished.error))
+        else:
+            self.done[batch] = finished.record["rows"]
+            self.invalid += finished.record["invalid"]
+            self.returned += finished.record["returned"]
+            self.calls.append(CallRecord("generate", batch, finished.usage, True))
+        self._emit()
+
+    async def _call(self, batch: int, slot: Slot) -> _Finished | None:
+        """One step-3 call and the validation of its rows, holding ``slot``.
+
+        Returns the checkpoint record to save, or ``None`` when the call was not made.
+        """
+        if self.stopped or self.consecutive_failures >= self.s.breaker_threshold:
+            return None
+        reserved = await self._pace()
+        messages = self.prompt.for_batch(batch, self.s.n_outputs)
+        try:
+            comp = await self.client.acreate(
+                messages,
+                self.prompt.response_model(batch, self.response_model),
+                max_tokens=self.max_tokens,
+                temperature=self.s.temperature,
+                seed=self.s.seed + batch,
+            )
+        except BudgetExceededError as err:  # nothing was sent; stop starting calls
+            self.stopped = self.stopped or err
+            return None
+        except LLMCallError as err:
+            observe(self.limiter, slot, kind=err.kind, faults=err.usage.faults)
+            self.pacer.settle(reserved, err.usage.input_tokens + err.usage.output_tokens)
+            self.failed += 1
+            self.consecutive_failures += 1
+            # every attempt's fault, as for calls that succeed after retries
+            self._count_faults(err.usage.faults or {err.kind: 1})
+            log.warning("wave %s: call %d failed (%s): %s", self.wave, batch + 1, err.kind, err)
+            record = {"batch": batch, "failed": err.kind, "usage": err.usage.to_dict()}
+            return _Finished(record, err.usage, err.kind)
+        observe(self.limiter, slot, kind=None, faults=comp.usage.faults)
+        self.pacer.settle(reserved, comp.usage.input_tokens + comp.usage.output_tokens)
+        rows = list(getattr(comp.value, "rows", []) or [])
+        good, errors = validate_rows(rows, self.row_model, self.columns)
+        for k, v in comp.usage.faults.items():
+            self.faults[k] = self.faults.get(k, 0) + v
+        if len(rows) != self.s.n_outputs:
+            key = "too_few_rows" if len(rows) < self.s.n_outputs else "too_many_rows"
+            self.faults[key] = self.faults.get(key, 0) + 1
+        if errors:
+            self.faults["invalid_rows"] = self.faults.get("invalid_rows", 0) + len(errors)
+            log.debug("wave %s: call %d: %s", self.wave, batch + 1, "; ".join(errors[:3]))
+        copies = 0
+        if self.exclude:
+            kept = [r for r in good if row_key(r[c] for c in self.columns) not in self.exclude]
+            copies = len(good) - len(kept)
+            good = kept
+            if copies:
+                self._count_faults({"copied_rows": copies})
+                self.copies += copies
+        good = good[: self.s.n_outputs]
+        good, off_rows, book = self.prompt.check_rows(batch, good)
+        if off_rows:
+            self._count_faults({"off_profile_rows": len(off_rows)})
+        self.consecutive_failures = 0 if good else self.consecutive_failures + 1
+        record = {
+            "batch": batch,
+            "rows": good,
+            "returned": len(rows),
+            "invalid": len(errors),
+            "copies": copies,
+            "errors": errors[:5],
+            "usage": comp.usage.to_dict(),
+            "finish_reason": comp.finish_reason,
+            **book,
+        }
+        return _Finished(record, comp.usage, None)
 
     async def _save(self, record: dict[str, Any]) -> None:
         """Append a finished call to the checkpoint (write + fsync) without blocking the loop.

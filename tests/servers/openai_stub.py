@@ -229,16 +229,23 @@ class _Handler(BaseHTTPRequestHandler):
         with stub._lock:
             stub.requests.append(record)
         try:
-            self._answer(stub, body, fault)
+            self._answer(stub, body, fault, record.started)
         finally:
             record.finished = time.monotonic()
 
-    def _answer(self, stub: OpenAIStub, body: dict[str, Any], fault: Fault | None) -> None:
+    def _answer(
+        self, stub: OpenAIStub, body: dict[str, Any], fault: Fault | None, arrived: float
+    ) -> None:
         cfg = stub.config
-        if cfg.latency > 0 and stub._stop.wait(cfg.latency):
+        kind = fault.kind if fault else None
+        # The reply is built first and sent ``latency`` seconds after the request arrived: the
+        # latency is the server's whole time per call, its own work included (as for a model
+        # server), so concurrent calls do not queue behind the stub's Python.
+        reply = self._completion(stub, body, kind) if kind in _ANSWERING else None
+        wait = max(0.0, cfg.latency - (time.monotonic() - arrived))
+        if cfg.latency > 0 and stub._stop.wait(wait):
             self._drop()
             return
-        kind = fault.kind if fault else None
         if kind == "stall":
             stub._stop.wait(cfg.stall_seconds)
             self._drop()
@@ -246,7 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             self._drop()
             return
-        if kind in ("rate_limit", "unavailable", "server_error", "bad_request", "auth"):
+        if reply is None:
+            assert kind is not None
             status = {
                 "rate_limit": 429,
                 "unavailable": 503,
@@ -263,7 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
             text = fault.message if fault and fault.message else f"stub {kind}"
             self._send_json(status, {"error": {"message": text, "type": kind}}, headers)
             return
+        self._send_json(200, reply)
 
+    def _completion(self, stub: OpenAIStub, body: dict[str, Any], kind: str | None) -> dict:
+        """The chat-completion payload for ``body`` (``kind``: ``malformed``/``truncated`` or None)."""
+        cfg = stub.config
         content = (cfg.responder or default_responder)(body)
         text = content if isinstance(content, str) else json.dumps(content)
         finish_reason = "stop"
@@ -298,21 +310,22 @@ class _Handler(BaseHTTPRequestHandler):
             prompt_text += json.dumps(tools)
         prompt_tokens = estimate_tokens(prompt_text)
         completion_tokens = estimate_tokens(text)
-        self._send_json(
-            200,
-            {
-                "id": f"chatcmpl-stub-{len(stub.requests)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", cfg.model),
-                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
+        return {
+            "id": f"chatcmpl-stub-{len(stub.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", cfg.model),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
             },
-        )
+        }
+
+
+#: Fault kinds (and ``None``) whose reply is a completion.
+_ANSWERING = (None, "malformed", "truncated")
 
 
 class _StubHTTPServer(ThreadingHTTPServer):

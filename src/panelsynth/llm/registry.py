@@ -12,8 +12,10 @@ variables, SDK and install hint); :func:`register_provider` adds one.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +179,16 @@ def _hosted_factory(
     )
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context per process, built the way the OpenAI SDK's HTTP client does."""
+    try:
+        from httpx2 import create_ssl_context  # the OpenAI SDK's HTTP stack from openai 3
+    except ImportError:  # pragma: no cover - older SDKs use httpx
+        from httpx import create_ssl_context
+    return create_ssl_context()
+
+
 def _openai_compatible_factory(
     spec: ProviderSpec, label: str, model: str, settings: ClientSettings
 ) -> LLMClient:
@@ -216,8 +228,21 @@ def _openai_compatible_factory(
     base_url = settings.base_url.rstrip("/")
 
     def build(async_client: bool) -> Any:
-        cls = openai.AsyncOpenAI if async_client else openai.OpenAI
-        sdk = cls(base_url=base_url, api_key=key, timeout=settings.timeout, max_retries=0)
+        if async_client:
+            # A new event loop needs a new async client; share one TLS context between them
+            # (loading the CA store costs ~60 ms, every run would pay it again).
+            http = openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+            sdk: Any = openai.AsyncOpenAI(
+                base_url=base_url,
+                api_key=key,
+                timeout=settings.timeout,
+                max_retries=0,
+                http_client=http,
+            )
+        else:
+            sdk = openai.OpenAI(
+                base_url=base_url, api_key=key, timeout=settings.timeout, max_retries=0
+            )
         return instructor.from_openai(sdk, mode=mode)
 
     sync_client = build(False)

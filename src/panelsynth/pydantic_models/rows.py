@@ -11,10 +11,12 @@ the batch is lenient: rows are validated one by one, so one bad row never costs 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import re
 import sys
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +183,30 @@ def build_row_model(specs: Sequence[RowSpec], name: str = "Respondent") -> type[
     return model
 
 
+class _BatchBase(BaseModel):
+    """Base of the step-3 response models: their JSON schema is built once per class.
+
+    Instructor asks for the schema on every call; for a 10-row batch building it costs about as
+    much CPU as the rest of the request, and concurrent calls share one event loop.
+    """
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        built = _SCHEMAS.setdefault(cls, {})
+        try:
+            key = (args, tuple(sorted(kwargs.items())))
+            schema = built.get(key)
+        except TypeError:  # an unhashable argument: no caching
+            return super().model_json_schema(*args, **kwargs)
+        if schema is None:
+            schema = built[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(schema)  # callers may edit their copy
+
+
+#: Built schemas per response-model class (weak: models built for one run are not kept alive).
+_SCHEMAS: weakref.WeakKeyDictionary[type, dict[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
 def batch_model(row_model: type[BaseModel], n_rows: int) -> type[BaseModel]:
     """The step-3 response model: a strict JSON schema, lenient validation.
 
@@ -193,6 +219,7 @@ def batch_model(row_model: type[BaseModel], n_rows: int) -> type[BaseModel]:
     rows_type = Annotated[list[dict[str, Any]], WithJsonSchema(list_schema)]
     model = create_model(
         "SyntheticRespondents",
+        __base__=_BatchBase,
         rows=(rows_type, Field(..., description=f"Exactly {n_rows} synthetic respondents.")),
     )
     model.__doc__ = f"A batch of {n_rows} synthetic survey respondents."
