@@ -2,7 +2,9 @@
 
 Both formats are counted with the embedded model's tokenizer (``make_client("local/smollm2")``,
 SmolLM2's BPE, chat template included) on the demo workspace (``build_demo``), full mode,
-30 examples per cluster, 10 rows per call, 70 calls per wave.
+30 examples per cluster, 700 rows per wave: the original in 70 calls of 10 rows; ours twice, at
+our default for hosted models (``DEFAULT_N_OUTPUTS["hosted"]`` rows per call) and like for like
+(10 rows per call).
 
 Steps 1 and 2 are answered by a scripted client with realistic text (the same descriptions and
 formatted metadata feed both formats), so the comparison is about the *format*:
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
 import tempfile
 import time
@@ -138,16 +142,31 @@ def original_step3_messages(
     ]
 
 
-def _rows_json(examples: Any, columns: list[str], compact: bool) -> str:
+def _rows_json(examples: Any, columns: list[str], compact: bool, n_rows: int) -> str:
     from panelsynth.plan import _json_cell
 
     recs = examples[columns].to_dict("records")
-    rows = [{k: _json_cell(v) for k, v in recs[i % len(recs)].items()} for i in range(N_OUTPUTS)]
+    rows = [{k: _json_cell(v) for k, v in recs[i % len(recs)].items()} for i in range(n_rows)]
     sep = (",", ":") if compact else (", ", ": ")
     return json.dumps({"rows": rows}, separators=sep)
 
 
-def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
+class SmolLM2Counted:
+    """A hosted-like client for planning (no small context window) that counts tokens, chat
+    template included, with the embedded model's tokenizer."""
+
+    is_local = False
+    context_window: int | None = None
+
+    def __init__(self, local: Any) -> None:
+        self.label = local.label
+        self.count_tokens = local.count_tokens
+        self.count_chat_tokens = local.count_chat_tokens
+
+
+def measure_wave(root: Path, wave: str, local: Any, ours_outputs: int) -> dict[str, Any]:
+    """Figures of one wave: the original (10 rows x 70 calls) vs ours at ``ours_outputs`` rows per
+    call (and 700 / ``ours_outputs`` calls: the same 700 rows)."""
     from panelsynth.cache import StepCache
     from panelsynth.config import load_config
     from panelsynth.describe import cluster_statistics, describe_wave, format_descriptions
@@ -158,12 +177,16 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
+    shutil.rmtree(ws.cache_dir(), ignore_errors=True)  # each measurement starts uncached
     cfg = load_config(ws.config_path)
     wd = load_wave_for_run(ws, wave, cfg, "full")
     fake = FakeClient(default=scripted_answer(wd.metadata), label=local.label)
     fake.count_tokens = local.count_tokens  # type: ignore[method-assign]
     cache = StepCache(ws.cache_dir())
-    opts = RunOptions(mode="full", n_examples=N_EXAMPLES, n_outputs=N_OUTPUTS, n_batches=N_BATCHES)
+    ours_batches = math.ceil(N_OUTPUTS * N_BATCHES / ours_outputs)
+    opts = RunOptions(
+        mode="full", n_examples=N_EXAMPLES, n_outputs=ours_outputs, n_batches=ours_batches
+    )
 
     # ours, steps 1-2: first run, then a re-run (the cache)
     s1 = describe_wave(fake, wd, n_examples=N_EXAMPLES, seed=42, cache=cache)
@@ -182,14 +205,17 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
             s2.description.model_dump(),
         )
     )
-    plan = plan_wave(root, wave, local, "bench", opts, config=cfg)  # steps 1-2 now cached
+    # as a hosted model would be planned (no 8k context limit) but counted with SmolLM2's tokenizer
+    counter = SmolLM2Counted(local)
+    plan = plan_wave(root, wave, counter, "bench", opts, config=cfg)  # steps 1-2 now cached
     rerun_calls_12 = plan.stages[0].calls + plan.stages[1].calls
     st3 = plan.stages[2]
     rows = N_OUTPUTS * N_BATCHES
+    assert ours_outputs * ours_batches == rows, "ours must make the same number of rows"
     columns = wd.columns
     examples = s1.examples
-    ours_out_compact = local.count_tokens(_rows_json(examples, columns, True))
-    ours_out_hosted = local.count_tokens(_rows_json(examples, columns, False))
+    ours_out_compact = local.count_tokens(_rows_json(examples, columns, True, ours_outputs))
+    ours_out_hosted = local.count_tokens(_rows_json(examples, columns, False, ours_outputs))
     # per-call suffix after the shared prefix (what prefix reuse leaves to evaluate)
     from panelsynth.generate import GenerationPrompt, build_prompt
     from panelsynth.metadata import format_wave_description
@@ -212,7 +238,7 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
         specs,
     )
     gp = GenerationPrompt(prefix, N_EXAMPLES)
-    per_call = [count_messages(local, gp.for_batch(b, N_OUTPUTS)) for b in range(N_BATCHES)]
+    per_call = [count_messages(local, gp.for_batch(b, ours_outputs)) for b in range(ours_batches)]
     static = count_messages(local, prefix)
     fresh_per_row = (step12_in + per_call[0] + sum(p - static for p in per_call[1:])) / rows
 
@@ -230,7 +256,7 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
         count_messages(local, original_step3_messages(wd, meta_json, desc_text, examples, b))
         for b in range(N_BATCHES)
     ]
-    orig_out = local.count_tokens(_rows_json(examples, columns, False))
+    orig_out = local.count_tokens(_rows_json(examples, columns, False, N_OUTPUTS))
     return {
         "wave": wave,
         "variables": len(wd.variables),
@@ -240,8 +266,10 @@ def measure_wave(root: Path, wave: str, local: Any) -> dict[str, Any]:
         "orig_calls_12": len(o1) + 1,
         "ours_in_row": (step12_in + st3.input_tokens) / rows,
         "ours_in_row_fresh": fresh_per_row,
-        "ours_out_row_compact": (step12_out + ours_out_compact * N_BATCHES) / rows,
-        "ours_out_row_hosted": (step12_out + ours_out_hosted * N_BATCHES) / rows,
+        "ours_rows_per_call": ours_outputs,
+        "ours_calls": ours_batches,
+        "ours_out_row_compact": (step12_out + ours_out_compact * ours_batches) / rows,
+        "ours_out_row_hosted": (step12_out + ours_out_hosted * ours_batches) / rows,
         "orig_in_row": (o1_in + o2_in + sum(o3)) / rows,
         "orig_out_row": (o1_out + o2_out + orig_out * N_BATCHES) / rows,
         "ours_step3_prompt": per_call[0],
@@ -258,23 +286,31 @@ def main(argv: list[str] | None = None) -> int:
 
     from panelsynth.demo import build_demo
     from panelsynth.llm.registry import make_client
+    from panelsynth.pipeline import DEFAULT_N_OUTPUTS
 
     logging.getLogger("panelsynth").setLevel(logging.ERROR)
     local = make_client("local/smollm2")
+    hosted = DEFAULT_N_OUTPUTS["hosted"]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_tokens_") as tmp:
         root = Path(tmp) / "demo"
         build_demo(root)
-        results = [measure_wave(root, w, local) for w in args.waves]
+        results = [
+            measure_wave(root, w, local, outputs)
+            for w in args.waves
+            for outputs in (hosted, N_OUTPUTS)
+        ]
     print(
-        f"B2: demo workspace, full mode, {N_EXAMPLES} examples per cluster, {N_OUTPUTS} rows x "
-        f"{N_BATCHES} calls per wave; tokens by SmolLM2's tokenizer (chat template included)"
+        f"B2: demo workspace, full mode, {N_EXAMPLES} examples per cluster, 700 rows per wave "
+        f"(original: {N_OUTPUTS} rows x {N_BATCHES} calls); tokens by SmolLM2's tokenizer (chat "
+        f"template included)"
     )
     for r in results:
+        label = "default (hosted models)" if r["ours_rows_per_call"] == hosted else "like for like"
         print(
-            f"wave {r['wave']} ({r['variables']} variables, {r['examples']} examples): one step-3 "
-            f"prompt: original {r['orig_step3_prompt']:,} tokens, "
-            f"ours {r['ours_step3_prompt']:,}"
+            f"wave {r['wave']} ({r['variables']} variables, {r['examples']} examples), ours "
+            f"{r['ours_rows_per_call']} rows x {r['ours_calls']} calls, {label}: one step-3 prompt:"
+            f" original {r['orig_step3_prompt']:,} tokens, ours {r['ours_step3_prompt']:,}"
         )
         print(
             f"  input tokens per row : original {r['orig_in_row']:8.1f}   "

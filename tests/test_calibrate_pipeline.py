@@ -459,3 +459,21 @@ def test_tiny_calibrated_run_with_the_embedded_model(tiny_workspace: Path) -> No
     # every pooled row kept the profile it was asked for (the schema fixed it)
     for r in _checkpoint(tiny_workspace):
         assert len(r["fulfilled"]) == len(r["rows"]) == 3
+
+
+def test_dry_run_projects_the_calibrated_pool(tiny_workspace: Path) -> None:
+    """--dry-run --calibrate plans the oversampled pool's calls and their real prompts."""
+    from panelsynth.plan import plan_wave
+
+    client = FakeClient(default=profile_keeper())
+    res = _run(tiny_workspace, client)  # steps 1-2 now cached; 10 pool calls, no top-up
+    opts = RunOptions(n_outputs=4, n_batches=5, calibrate=True)
+    plan = plan_wave(tiny_workspace, "2", client, "other", opts)
+    st3 = plan.stages[2]
+    assert st3.calls == 10 and st3.counted == "exact"  # 2 x 20 rows in calls of 4
+    real = res.manifest_data["tokens"]["per_stage"]["step3"]
+    assert real["calls"] == 10
+    assert st3.input_tokens == real["input_tokens"]  # the same profile lines, call by call
+    assert any("pool of 40 rows (10 calls) for 20 kept rows" in n for n in plan.notes)
+    plain = plan_wave(tiny_workspace, "2", client, "other", RunOptions(n_outputs=4, n_batches=5))
+    assert plain.stages[2].calls == 5

@@ -67,3 +67,27 @@ def test_lock_released_after_failure(tmp_path: Path) -> None:
         with lock:
             raise ValueError("boom")
     assert not (tmp_path / "x.lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("is_local", "opts", "config", "expected"),
+    [
+        (True, {}, {}, (10, 70)),  # the in-process model: the original's 10 rows x 70 calls
+        (False, {}, {}, (20, 35)),  # hosted: 20 rows per call, same 700 rows
+        (False, {"n_outputs": 25}, {}, (25, 28)),  # calls follow the rows per call
+        (False, {"n_outputs": 10}, {}, (10, 70)),  # the original's batches on request
+        (False, {}, {"n_outputs": 15}, (15, 47)),
+        (False, {"n_batches": 5}, {"n_outputs": 12}, (12, 5)),
+        (True, {"n_outputs": 4, "n_batches": 3}, {"n_outputs": 15, "n_batches": 9}, (4, 3)),
+    ],
+)
+def test_rows_per_call_and_calls_per_wave_defaults(
+    is_local: bool, opts: dict, config: dict, expected: tuple[int, int]
+) -> None:
+    from panelsynth.config import parse_config
+    from panelsynth.pipeline import resolve_settings
+
+    cfg = parse_config({"generation": config})
+    client = FakeClient(is_local=is_local)
+    _, _, s = resolve_settings(cfg, RunOptions(**opts), client)
+    assert (s.n_outputs, s.n_batches) == expected

@@ -116,8 +116,12 @@ class GenerationConfig(_Section):
     n_examples: int | None = Field(
         None, ge=1, le=500, description="Few-shot rows per cluster (default 4 dense, 30 full)."
     )
-    n_outputs: int = Field(10, ge=1, le=200, description="Rows asked for per LLM call.")
-    n_batches: int = Field(70, ge=1, le=100_000, description="LLM calls per wave.")
+    n_outputs: int | None = Field(
+        None, ge=1, le=200, description="Rows asked for per LLM call (default 10 local, 20 hosted)."
+    )
+    n_batches: int | None = Field(
+        None, ge=1, le=100_000, description="LLM calls per wave (default: 700 rows / n_outputs)."
+    )
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Random state of example sampling.")
     max_attempts_factor: float = Field(
         3.0, ge=1.0, le=20.0, description="Call budget as a multiple of n_batches before giving up."

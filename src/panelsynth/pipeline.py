@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 
 from panelsynth.cache import StepCache, fingerprint
 from panelsynth.calibrate import CalibrationSetup, add_profile_rule, setup_calibration
@@ -27,6 +29,7 @@ from panelsynth.describe import (
 )
 from panelsynth.errors import ConfigError, GenerationExhaustedError, PanelsynthError, WorkspaceError
 from panelsynth.generate import (
+    GenerationPrompt,
     GenerationResult,
     GenerationSettings,
     build_prompt,
@@ -49,6 +52,13 @@ log = logging.getLogger("panelsynth")
 Progress = Callable[[dict[str, Any]], None]
 
 DEFAULT_CONCURRENCY_HOSTED = 8
+#: Rows per step-3 call when neither the flag nor the config sets them. The original asked for 10;
+#: a hosted model writes 20 rows (~2,000 output tokens) as easily, and every call re-sends the
+#: codebook, the cluster descriptions and the examples, so 20 halves the input tokens per row. The
+#: in-process model keeps 10: its context is small and its output slow.
+DEFAULT_N_OUTPUTS = {"local": 10, "hosted": 20}
+#: Rows of a wave when the number of calls is not set: the original's 70 calls x 10 rows.
+DEFAULT_WAVE_ROWS = 700
 
 
 @dataclass
@@ -92,9 +102,12 @@ def resolve_settings(config: PanelsynthConfig, opts: RunOptions, client: LLMClie
     mode: Mode = opts.mode or g.mode
     n_examples = opts.n_examples or g.n_examples or DEFAULT_N_EXAMPLES[mode]
     concurrency = opts.concurrency or g.concurrency or (1 if client.is_local else DEFAULT_CONCURRENCY_HOSTED)
+    n_outputs = (
+        opts.n_outputs or g.n_outputs or DEFAULT_N_OUTPUTS["local" if client.is_local else "hosted"]
+    )
     settings = GenerationSettings(
-        n_outputs=opts.n_outputs or g.n_outputs,
-        n_batches=opts.n_batches or g.n_batches,
+        n_outputs=n_outputs,
+        n_batches=opts.n_batches or g.n_batches or math.ceil(DEFAULT_WAVE_ROWS / n_outputs),
         seed=g.seed if opts.seed is None else opts.seed,
         temperature=g.temperature if opts.temperature is None else opts.temperature,
         max_tokens=opts.max_tokens or g.max_tokens,
@@ -199,7 +212,7 @@ def run_wave(
     max_cost = g.max_cost_usd if opts.max_cost_usd is None else opts.max_cost_usd
     client = with_budget(client, config, max_cost)
     wd = load_wave_for_run(ws, wave, config, mode)
-    calib = _calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
+    calib = calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
     out_csv = ws.output_csv(model_dir, wd.wave)
     ckpt = Checkpoint(ws.checkpoint(model_dir, wd.wave))
     if opts.restart and opts.resume:
@@ -244,27 +257,7 @@ def run_wave(
             calib.row_specs() if calib else specs, ws.user_models_dir(), wd.wave
         )
         columns = [s.name for s in specs]
-        metadata_text = format_wave_description(s2.description, wd)
-        descriptions_text = format_descriptions(s1.descriptions)
-        max_tokens = settings.max_tokens or estimate_output_tokens(client, s1.examples, settings.n_outputs)
-
-        def build(ex: pd.DataFrame) -> list[dict[str, str]]:
-            if calib is None:
-                return build_prompt(wd, metadata_text, descriptions_text, ex, specs)
-            # calibrated: examples in the row schema's order (cluster and anchors first) + rule
-            ex = ex[calib.prompt_columns()]
-            return add_profile_rule(build_prompt(wd, metadata_text, descriptions_text, ex, specs))
-
-        prompt = fit_prompt(
-            client,
-            build,
-            s1.examples,
-            wd.cluster_column,
-            settings.n_outputs,
-            max_tokens + (calib.suffix_tokens(client) if calib else 0),
-        )
-        if calib:
-            prompt = calib.wrap(prompt, row_model=row_model)
+        prompt, max_tokens = step3_prompt(client, wd, s1, s2, settings, calib, row_model)
         header = {
             "wave": wd.wave,
             "mode": mode,
@@ -353,7 +346,48 @@ def run_wave(
     return RunResult(wd.wave, model_dir, out_csv, manifest_path, len(gen.rows), settings.wanted, data)
 
 
-def _calibration_setup(
+def step3_prompt(
+    client: LLMClient,
+    wd: WaveData,
+    s1: Step1Result,
+    s2: Step2Result,
+    settings: GenerationSettings,
+    calib: CalibrationSetup | None,
+    row_model: type[BaseModel],
+) -> tuple[GenerationPrompt, int]:
+    """The step-3 prompt fitted into the model's context, and the output tokens per call.
+
+    Calibrated runs show the examples in the row schema's order (cluster and anchors first), add
+    the profile rule and keep room for the per-call profile lines. ``panelsynth run`` and its
+    ``--dry-run`` both build the prompt here.
+    """
+    specs = wave_row_specs(wd)
+    metadata_text = format_wave_description(s2.description, wd)
+    descriptions_text = format_descriptions(s1.descriptions)
+    max_tokens = settings.max_tokens or estimate_output_tokens(
+        client, s1.examples, settings.n_outputs
+    )
+
+    def build(ex: pd.DataFrame) -> list[dict[str, str]]:
+        if calib is None:
+            return build_prompt(wd, metadata_text, descriptions_text, ex, specs)
+        ex = ex[calib.prompt_columns()]
+        return add_profile_rule(build_prompt(wd, metadata_text, descriptions_text, ex, specs))
+
+    prompt = fit_prompt(
+        client,
+        build,
+        s1.examples,
+        wd.cluster_column,
+        settings.n_outputs,
+        max_tokens + (calib.suffix_tokens(client) if calib else 0),
+    )
+    if calib:
+        prompt = calib.wrap(prompt, row_model=row_model)
+    return prompt, max_tokens
+
+
+def calibration_setup(
     ws: Workspace, config: PanelsynthConfig, opts: RunOptions, wd: WaveData,
     settings: GenerationSettings, client: LLMClient,
 ) -> CalibrationSetup | None:

@@ -31,12 +31,17 @@ from pydantic import BaseModel
 from panelsynth.cache import StepCache
 from panelsynth.checkpoint import Checkpoint
 from panelsynth.config import PanelsynthConfig, load_config
-from panelsynth.describe import describe_wave, format_descriptions
+from panelsynth.describe import describe_wave
 from panelsynth.errors import ProviderError, WorkspaceError
-from panelsynth.generate import GenerationPrompt, build_prompt, estimate_output_tokens, fit_prompt
 from panelsynth.llm.base import Completion, LLMClient, Message, Usage
-from panelsynth.metadata import format_metadata, format_wave_description
-from panelsynth.pipeline import RunOptions, load_wave_for_run, resolve_settings
+from panelsynth.metadata import format_metadata
+from panelsynth.pipeline import (
+    RunOptions,
+    calibration_setup,
+    load_wave_for_run,
+    resolve_settings,
+    step3_prompt,
+)
 from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
 from panelsynth.workspace import Workspace
 
@@ -307,30 +312,27 @@ def plan_wave(
     st1, st2 = stage("step1", step1_req), stage("step2", step2_req)
 
     specs = wave_row_specs(wd)
-    row_model_for_wave(specs, ws.user_models_dir(), wd.wave)  # the same checks as a run
+    calib = calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
+    row_model, _ = row_model_for_wave(  # the same checks as a run
+        calib.row_specs() if calib else specs, ws.user_models_dir(), wd.wave
+    )
     columns = [s.name for s in specs]
-    metadata_text = format_wave_description(s2.description, wd)
-    descriptions_text = format_descriptions(s1.descriptions)
-    max_tokens = settings.max_tokens or estimate_output_tokens(
-        client, s1.examples, settings.n_outputs
-    )
-    prompt: GenerationPrompt = fit_prompt(
-        client,
-        lambda ex: build_prompt(wd, metadata_text, descriptions_text, ex, specs),
-        s1.examples,
-        wd.cluster_column,
-        settings.n_outputs,
-        max_tokens,
-    )
+    prompt, _ = step3_prompt(client, wd, s1, s2, settings, calib, row_model)
     notes += prompt.notes
+    gen = calib.pool_settings if calib else settings
+    if calib:
+        notes.append(
+            f"--calibrate: a pool of {gen.wanted} rows ({gen.n_batches} calls) for "
+            f"{settings.wanted} kept rows"
+        )
     done = 0
     if opts.resume:
-        done = _finished_batches(Checkpoint(ws.checkpoint(model_dir, wd.wave)), settings.n_batches)
+        done = _finished_batches(Checkpoint(ws.checkpoint(model_dir, wd.wave)), gen.n_batches)
         if done:
-            notes.append(f"--resume: {done} of {settings.n_batches} calls are already done")
-    batches = [b for b in range(done, settings.n_batches)]
-    step3_in = sum(count_messages(client, prompt.for_batch(b, settings.n_outputs)) for b in batches)
-    per_call_out = _rows_output(client, s1.examples, columns, settings.n_outputs)
+            notes.append(f"--resume: {done} of {gen.n_batches} calls are already done")
+    batches = [b for b in range(done, gen.n_batches)]
+    step3_in = sum(count_messages(client, prompt.for_batch(b, gen.n_outputs)) for b in batches)
+    per_call_out = _rows_output(client, s1.examples, columns, gen.n_outputs)
     exact = st1.cached and st2.cached
     st3 = StagePlan(
         "step3",
@@ -346,7 +348,7 @@ def plan_wave(
             "metadata of typical length"
         )
     notes.append(
-        f"invalid or missing rows are topped up by extra calls (at most {settings.max_calls} "
+        f"invalid or missing rows are topped up by extra calls (at most {gen.max_calls} "
         f"step-3 calls in all)"
     )
     stages = [st1, st2, st3]
@@ -357,7 +359,7 @@ def plan_wave(
         model_dir=model_dir,
         mode=mode,
         stages=stages,
-        max_calls=settings.max_calls,
+        max_calls=gen.max_calls,
         cost_usd=cost,
         cost_basis=basis,
         notes=notes,

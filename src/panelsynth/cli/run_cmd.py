@@ -138,7 +138,7 @@ def run(
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
     from panelsynth.errors import PanelsynthError, WorkspaceError
-    from panelsynth.pipeline import RunOptions
+    from panelsynth.pipeline import RunOptions, resolve_settings
     from panelsynth.runner import (
         Confirmation,
         check_examples,
@@ -181,7 +181,7 @@ def run(
         return
     client = open_client(model, api_key=api_key, base_url=base_url, config=config)
     g = config.generation
-    total_calls = (n_batches or g.n_batches) * len(waves)
+    total_calls = resolve_settings(config, options, client)[2].n_batches * len(waves)
     if g.calibrate if calibrate is None else calibrate:  # the pool is oversample x the rows
         total_calls = math.ceil(total_calls * (oversample or g.oversample))
     warning = privacy_warning(client, examples or g.examples)
