@@ -91,3 +91,22 @@ def test_rows_per_call_and_calls_per_wave_defaults(
     client = FakeClient(is_local=is_local)
     _, _, s = resolve_settings(cfg, RunOptions(**opts), client)
     assert (s.n_outputs, s.n_batches) == expected
+
+
+def test_dense_prompt_states_the_cluster_shares_of_every_respondent(tiny_workspace: Path) -> None:
+    """Complete cases under-represent the cluster that skips items; the prompt must not."""
+    import re
+
+    import pandas as pd
+
+    client = FakeClient(default=fake_answer)
+    res = run_wave(tiny_workspace, "1", client, "fake", RunOptions(n_outputs=3, n_batches=1))
+    real = pd.read_csv(Workspace(tiny_workspace).original_data("1"))
+    complete = real[real["worryflu"] != -99]
+    every = real["cluster"].value_counts(normalize=True)
+    assert abs(complete["cluster"].value_counts(normalize=True)[1] - every[1]) > 0.01
+    step3 = [c for c in client.calls if c["response_model"].__name__ == "SyntheticRespondents"]
+    text = step3[0]["messages"][-1]["content"]
+    stated = dict(re.findall(r"cluster (\d): (\d+)%", text.split("Share of respondents")[1]))
+    assert stated == {"1": f"{every[1]:.0%}".rstrip("%"), "2": f"{every[2]:.0%}".rstrip("%")}
+    assert any("complete cases" in w for w in res.manifest_data["warnings"])

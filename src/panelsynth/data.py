@@ -158,6 +158,16 @@ class WaveData:
     prev_cluster_column: str | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: Cluster shares among every respondent of the wave, kept when a subset (the dense mode's
+    #: complete cases) replaces ``frame``; ``None``: ``frame`` is every respondent.
+    population_shares: dict[int, float] | None = None
+
+    def cluster_shares(self) -> dict[int, float]:
+        """Share of each cluster among the wave's respondents (all of them, not a subset)."""
+        if self.population_shares is not None:
+            return dict(self.population_shares)
+        counts = self.frame[self.cluster_column].value_counts(normalize=True)
+        return {int(c): float(counts.get(c, 0.0)) for c in self.clusters}
 
     @property
     def variables(self) -> list[str]:

@@ -102,11 +102,6 @@ class GenerationPrompt:
         """Take the books of a checkpointed successful call."""
 
 
-def cluster_shares(wave: WaveData) -> dict[int, float]:
-    counts = wave.frame[wave.cluster_column].value_counts(normalize=True)
-    return {int(c): float(counts.get(c, 0.0)) for c in wave.clusters}
-
-
 def build_prompt(
     wave: WaveData,
     metadata_text: str,
@@ -115,7 +110,7 @@ def build_prompt(
     specs: Sequence[RowSpec],
 ) -> list[Message]:
     """Messages of the static prefix of step 3."""
-    shares = cluster_shares(wave)
+    shares = wave.cluster_shares()
     full = wave.mode == "full"
     parts = [
         metadata_text,

@@ -125,7 +125,8 @@ def load_wave_for_run(
     """Load and check a wave; in the dense mode keep complete cases only.
 
     The dense mode asks for rows without NA (as the seed's dense datasets had none), so its
-    statistics and examples come from respondents who answered every dense variable.
+    statistics and examples come from respondents who answered every dense variable; the cluster
+    shares of every respondent are kept (``WaveData.population_shares``).
     """
     s = config.study
     wd = load_wave(
@@ -140,6 +141,9 @@ def load_wave_for_run(
     )
     if mode == "dense" and complete_cases:
         before = len(wd.frame)
+        # the prompt states the clusters' shares among all respondents, not the complete cases'
+        # (they differ where non-response depends on the cluster)
+        wd.population_shares = wd.cluster_shares()
         wd.frame = wd.frame.dropna(subset=wd.columns)
         dropped = before - len(wd.frame)
         if dropped:
