@@ -136,6 +136,10 @@ def test_resume_with_other_settings_is_refused(tiny_workspace: Path) -> None:
         _run(tiny_workspace, client)
     with pytest.raises(PanelsynthError, match="other settings"):
         _run(tiny_workspace, FakeClient(default=fake_answer), n_outputs=5, resume=True)
+    with pytest.raises(PanelsynthError, match="temperature: None -> 1.2"):
+        _run(tiny_workspace, FakeClient(default=fake_answer), temperature=1.2, resume=True)
+    res = _run(tiny_workspace, FakeClient(default=fake_answer), temperature=0.7, resume=True)
+    assert res.rows == 12  # the default temperature, stated or not, is the same run
 
 
 def test_torn_checkpoint_line_is_ignored(tiny_workspace: Path) -> None:

@@ -275,6 +275,8 @@ def run_wave(
             header["examples"] = examples_source
         if drop_copies:
             header["drop_copies"] = True
+        if settings.temperature != GenerationSettings.temperature:
+            header["temperature"] = settings.temperature
         if calib:
             header["calibrate"] = {**calib.settings(), "profiles": calib.profiles_fingerprint()}
         header["fingerprint"] = fingerprint(header, prompt.prefix, row_model.model_json_schema())
