@@ -44,6 +44,7 @@ from panelsynth.llm.budget import BudgetedClient
 from panelsynth.llm.keys import scrub
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
+from panelsynth.runner import stays_on_this_machine
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Mode, Workspace
 
@@ -312,7 +313,7 @@ def run_wave(
                 "source": examples_source,
                 "rows": int(len(s1.examples)),
                 "real_rows_in_prompt": int(len(s1.examples)) if examples_source == "real" else 0,
-                "third_party": not client.is_local,
+                "third_party": not stays_on_this_machine(client),
             },
             "calibration": calib.settings() if calib else {"enabled": False},
         }

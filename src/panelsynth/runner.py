@@ -98,19 +98,25 @@ def privacy_warning(
     """The one warning a run shows when real respondents' rows leave the machine as examples.
 
     Args:
-        client: The run's client (``local/`` models keep the rows in-process: no warning).
+        client: The run's client (``local/`` models keep the rows in-process, and a server on a
+            loopback address keeps them on this machine: no warning).
         examples: ``"real"`` or ``"synthetic"`` (rows drawn from the cluster statistics).
         fix: How the user switches to synthetic examples from where they started the run.
 
     Returns:
         The warning line, or ``None`` when no real row is sent anywhere.
     """
-    if client.is_local or examples != "real":
+    if stays_on_this_machine(client) or examples != "real":
         return None
     return (
         f"Warning: real survey rows are sent to {client.label} as few-shot examples (a hosted or "
         f"remote model, not local/) — {fix} to send rows drawn from the cluster statistics instead"
     )
+
+
+def stays_on_this_machine(client: LLMClient) -> bool:
+    """Whether what is sent to ``client`` stays on this machine (in-process or loopback)."""
+    return bool(client.is_local or getattr(client, "on_this_machine", False))
 
 
 def check_examples(examples: str | None) -> str | None:

@@ -199,3 +199,24 @@ def test_tame_sdk_client_turns_off_sdk_retries_and_sets_timeout() -> None:
     registry._tame_sdk_client(sdk, 12.5)
     assert sdk.max_retries == 0 and sdk.timeout == 12.5
     registry._tame_sdk_client(None, 1.0)  # clients without an SDK object are left alone
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://localhost:8000/v1", True),
+        ("http://127.0.0.1:11434/v1", True),
+        ("http://127.5.0.9/v1", True),
+        ("http://[::1]:8080/v1", True),
+        ("http://LOCALHOST/v1", True),
+        ("http://vllm.localhost/v1", True),
+        ("https://api.openai.com/v1", False),
+        ("http://10.0.0.5:8000/v1", False),  # the LAN is not this machine
+        ("http://localhost.example.com/v1", False),
+        ("not a url", False),
+    ],
+)
+def test_is_loopback(url: str, loopback: bool) -> None:
+    from panelsynth.llm.registry import is_loopback
+
+    assert is_loopback(url) is loopback

@@ -23,6 +23,7 @@ from relhelpers import nonblank_lines, prompt_text, responder, row_keys, run_cli
 from servers.openai_stub import OpenAIStub
 
 from panelsynth import seed_compat
+from panelsynth.llm import registry
 from panelsynth.config import load_config
 from panelsynth.describe import cluster_statistics, encode_table, synthetic_examples
 from panelsynth.llm.base import FakeClient
@@ -35,6 +36,30 @@ COLUMNS = ["vaccimportant", "vaccsafe", "worryflu", "age", "sex", "cluster", "pr
 
 def _warnings(output: str) -> list[str]:
     return [x for x in nonblank_lines(output) if x.startswith(WARNING)]
+
+
+LOOPBACK = registry.is_loopback
+
+
+@pytest.fixture(autouse=True)
+def _stub_is_remote(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stub listens on 127.0.0.1 but stands for a remote server in these tests."""
+    monkeypatch.setattr(registry, "is_loopback", lambda url: False)
+
+
+def test_a_server_on_this_machine_gets_no_warning_and_is_not_a_third_party(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "is_loopback", LOOPBACK)  # the real check
+    root = write_tiny_workspace(tmp_path / "ws")
+    with OpenAIStub(responder()) as stub:
+        r = run_cli(stub_args(root, stub.base_url, "1"))
+    assert r.exit_code == 0, r.output
+    assert not _warnings(r.output)
+    ws = Workspace(root)
+    manifest = json.loads(ws.manifest("stub", "1").read_text())
+    assert manifest["examples"]["third_party"] is False
+    assert manifest["examples"]["real_rows_in_prompt"] > 0
 
 
 # ----- the warning ------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import ipaddress
 import logging
 import ssl
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,7 +248,7 @@ def _openai_compatible_factory(
         return instructor.from_openai(sdk, mode=mode)
 
     sync_client = build(False)
-    return InstructorClient(
+    client = InstructorClient(
         label,
         sync_factory=lambda: sync_client,
         async_factory=lambda: build(True),
@@ -257,6 +259,19 @@ def _openai_compatible_factory(
         request_model=model,
         mode=mode_name,
     )
+    client.on_this_machine = is_loopback(base_url)
+    return client
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _local_factory(

@@ -160,6 +160,9 @@ class InstructorClient:
     """
 
     is_local: bool = False
+    #: The server is on this machine (an OpenAI-compatible server on a loopback address): data
+    #: sent to it does not leave the machine.
+    on_this_machine: bool = False
     #: Context window in tokens when known (local models); ``None`` for hosted models.
     context_window: int | None = None
 
