@@ -102,6 +102,7 @@ def test_unknown_key_and_out_of_range_value_give_one_line_each(tmp_path: Path) -
             "greater than or equal to 0",
         ),
         ("unknown_section = 1\n", "unknown_section", "unknown key"),
+        ("[study]\nmissing_codes = [-99, true]\n", "study.missing_codes", "not a missing code"),
         ("[generation]\nn_outputs = 10\nn_output = 10\n", "generation.n_output", "unknown key"),
     ],
 )

@@ -336,6 +336,15 @@ BAD_DATA = {
         "age",
         ["column 'age' (a continuous) has non-numeric values such as 'forty'", "recode them"],
     ),
+    "continuous value outside the metadata range (an unlisted missing code)": (
+        "1",
+        _first_rows("age", 999, 2),
+        "age",
+        [
+            "column 'age' has values 999 outside its metadata range [18, 90]",
+            "widen the range or add them to study.missing_codes",
+        ],
+    ),
 }
 
 

@@ -65,6 +65,16 @@ class StudyConfig(_Section):
     def _waves_as_strings(cls, v: object) -> object:
         return [str(w) for w in v] if isinstance(v, list) else v
 
+    @field_validator("missing_codes", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: object) -> object:
+        # TOML's true/false would otherwise be taken as the codes 1 and 0
+        if isinstance(v, list) and any(isinstance(x, bool) for x in v):
+            raise ValueError(
+                "true/false is not a missing code — list numbers or strings (e.g. -99, \"Refused\")"
+            )
+        return v
+
 
 class PrepareConfig(_Section):
     raw_dir: str = Field("Raw data", min_length=1, description="Folder of raw wave files.")

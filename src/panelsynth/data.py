@@ -382,6 +382,20 @@ def check_wave_frame(
                 path=source,
                 column=var,
             )
+        elif vtype == "a continuous" and meta is not None and meta.range is not None:
+            # e.g. an unlisted missing code such as 999 for a refused age
+            lo, hi = meta.range
+            vals = nums.dropna()
+            outside = sorted(vals[(vals < lo) | (vals > hi)].unique())
+            if outside:
+                shown = ", ".join(_fmt(float(v)) for v in outside[:5])
+                raise DataError(
+                    f"{source}: column {var!r} has values {shown} outside its metadata range "
+                    f"[{_fmt(lo)}, {_fmt(hi)}] — widen the range or add them to "
+                    f"study.missing_codes",
+                    path=source,
+                    column=var,
+                )
 
 
 def _num(v: Any) -> float | None:
