@@ -47,6 +47,11 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _children_peak_mib() -> float:
+    """Largest peak of the stage's own worker processes (the evaluation's parallel waves)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def _stage_prepare(root: str) -> dict[str, Any]:
     from panelsynth.prepare import prepare_workspace
 
@@ -98,6 +103,13 @@ def _child(stage: str, root: str, queue: mp.Queue) -> None:  # type: ignore[type
     except Exception as exc:  # noqa: BLE001 - report, do not hang the parent
         out = {"error": f"{type(exc).__name__}: {exc}"}
     out["peak_rss_mib"] = _peak_mib()
+    workers = _children_peak_mib()
+    if workers:
+        from panelsynth.evaluate.runner import MAX_WORKERS
+
+        # upper bound: the stage process plus every worker at the largest worker's peak
+        out["workers_peak_rss_mib"] = workers
+        out["peak_rss_mib"] += MAX_WORKERS * workers
     queue.put(out)
 
 

@@ -101,3 +101,19 @@ def synthetic_like(root: Path, wave: int, n: int, seed: int) -> pd.DataFrame:
     df = simulate_wave(n, np.random.default_rng(seed), wave=wave, na_rate=0.1)
     df = df.replace(-99, np.nan)
     return df.drop(columns=["respondent_id"])
+
+
+def harmonised_wave(n: int = 800, seed: int = 0, na_rate: float = 0.1) -> pd.DataFrame:
+    """A simulated wave-2 frame with missing codes cleaned and the evaluation dtypes."""
+    from panelsynth.evaluate.columns import harmonise
+
+    df = simulate_wave(n, np.random.default_rng(seed), wave=2, na_rate=na_rate)
+    df = df.replace(-99, np.nan).drop(columns="respondent_id")
+    return harmonise({"x": df}, eval_columns())["x"]
+
+
+def eval_columns():
+    """Evaluation columns of :func:`harmonised_wave` (wave 2: with the previous cluster)."""
+    from panelsynth.evaluate.columns import columns_from_var_types
+
+    return columns_from_var_types(VAR_TYPES_W2, prev_cluster_column="prev_cluster")

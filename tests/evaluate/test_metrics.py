@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from evalhelpers import simulate_wave
+from evalhelpers import VAR_TYPES_W2, eval_columns, harmonised_wave
 
 from panelsynth.evaluate.columns import columns_from_var_types, harmonise
 from panelsynth.evaluate.metrics import (
@@ -26,20 +26,11 @@ from panelsynth.evaluate.metrics import (
 )
 from panelsynth.evaluate.sdm import LogisticDetectionC2ST, SDMetricsQuality
 
-TYPES = {
-    "vacc_imp": "an ordinal",
-    "vacc_safe": "an ordinal",
-    "age": "a continuous",
-    "sex": "a binary",
-    "vaccinated": "a binary",
-}
-COLS = columns_from_var_types(TYPES, prev_cluster_column="prev_cluster")
+COLS = eval_columns()
 
 
 def _frames(n: int = 800, seed: int = 0, na_rate: float = 0.1) -> pd.DataFrame:
-    df = simulate_wave(n, np.random.default_rng(seed), wave=2, na_rate=na_rate)
-    df = df.replace(-99, np.nan).drop(columns="respondent_id")
-    return harmonise({"x": df}, COLS)["x"]
+    return harmonised_wave(n, seed, na_rate)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +206,7 @@ def test_cluster_shares_and_transitions(real: pd.DataFrame) -> None:
     assert t.score < 0.5  # stayers became movers
     d = t.details.set_index(["prev_cluster", "cluster"])
     assert d.loc[("1", "1"), "real_transition_prob"] > 0.7
-    first_wave = columns_from_var_types(TYPES)
+    first_wave = columns_from_var_types(VAR_TYPES_W2)
     assert "first wave" in TransitionSimilarity(first_wave).compute(real, real).error
 
 

@@ -34,13 +34,11 @@ def discrete_codes(
     """
     if col.discrete:
         cats = category_values(col, frames)
-        mapping = {v: i for i, v in enumerate(cats)}
         k = len(cats)
         out = []
         for f in frames:
-            s = f[col.name]
-            codes = s.map(mapping).to_numpy(dtype="float64", na_value=np.nan)
-            out.append(np.where(np.isnan(codes), k, codes).astype(np.int64))
+            codes = pd.Categorical(f[col.name], categories=cats).codes.astype(np.int64)
+            out.append(np.where(codes < 0, k, codes))
         return out, k + 1, [_label(v) for v in cats] + ["NA"]
     if edges is None:
         edges = continuous_edges(frames[0][col.name])
@@ -85,9 +83,9 @@ def model_matrix(
     for j, col in enumerate(columns):
         if col.discrete and (col.nominal or not _all_numeric(col, frames)):
             cats = category_values(col, frames)
-            mapping = {v: i for i, v in enumerate(cats)}
             for m, f in zip(mats, frames, strict=True):
-                m[:, j] = f[col.name].map(mapping).to_numpy(dtype="float64", na_value=np.nan)
+                codes = pd.Categorical(f[col.name], categories=cats).codes
+                m[:, j] = np.where(codes < 0, np.nan, codes)
             nominal[j] = len(cats) <= 250
         else:
             for m, f in zip(mats, frames, strict=True):
@@ -99,34 +97,117 @@ def _all_numeric(col: EvalColumn, frames: Sequence[pd.DataFrame]) -> bool:
     return all(pd.api.types.is_numeric_dtype(f[col.name]) for f in frames)
 
 
-def gower_matrix(
-    columns: EvalColumns, frames: Sequence[pd.DataFrame], reference: pd.DataFrame
-) -> list[np.ndarray]:
-    """Feature matrices whose L1 distance divided by the number of columns is a Gower distance.
+#: Above this many distinct values an ordered column is compared directly, not as bits.
+MAX_THERMOMETER_LEVELS = 128
+#: Reference rows per block of the nearest-record search (block x candidates float32 matrix).
+NEAREST_BLOCK_ROWS = 8_192
 
-    Ordered columns (continuous, ordinal) are scaled by the reference data's range, with a
-    missing-value indicator (weight 1) so that "both missing" is distance 0 and "one missing" at
-    least 1; nominal columns are one-hot encoded with weight 0.5 (a mismatch costs 1), missing
-    being a category of its own.
+
+def gower_bits(
+    columns: EvalColumns, candidate: pd.DataFrame, reference: pd.DataFrame
+) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """0/1 matrices with bit weights whose weighted Hamming distance is a Gower distance sum.
+
+    Ordered columns (continuous, ordinal) are scaled by the reference data's range; missing
+    values sit at the bottom of the range plus a missing-value bit of weight 1, so that "both
+    missing" is distance 0 and "one missing" at least 1. A scaled column with distinct values
+    u_0 < ... < u_V is written as V "at least u_t" bits of weight u_t - u_(t-1) (thermometer
+    code), so the weighted count of differing bits is |x - y|; one with more than
+    :data:`MAX_THERMOMETER_LEVELS` values is returned as a dense column instead. Nominal columns
+    are one-hot with weight 0.5 (a mismatch costs 1), missing being a category of its own.
+
+    Returns:
+        ([candidate bits, reference bits] as uint8, weights, [candidate dense, reference dense]).
     """
-    blocks: list[list[np.ndarray]] = [[] for _ in frames]
+    frames = [candidate, reference]
+    bits: list[list[np.ndarray]] = [[], []]
+    dense: list[list[np.ndarray]] = [[], []]
+    weights: list[np.ndarray] = []
     for col in columns:
-        if col.ordered and _all_numeric(col, [*frames, reference]):
-            ref = reference[col.name].to_numpy(dtype="float64")
-            finite = ref[~np.isnan(ref)]
-            lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-            span = hi - lo if hi > lo else 1.0
-            for b, f in zip(blocks, frames, strict=True):
-                x = f[col.name].to_numpy(dtype="float64")
-                na = np.isnan(x)
-                b.append(np.where(na, 0.0, (x - lo) / span)[:, None])
-                b.append(na.astype("float64")[:, None])
+        if col.ordered and _all_numeric(col, frames):
+            scaled, na = _scaled(col, frames)
+            levels = np.unique(np.concatenate(scaled))
+            if len(levels) > MAX_THERMOMETER_LEVELS:
+                for d, x in zip(dense, scaled, strict=True):
+                    d.append(x)
+            else:
+                steps = np.arange(1, len(levels))
+                for b, x in zip(bits, scaled, strict=True):
+                    b.append(np.searchsorted(levels, x)[:, None] >= steps[None, :])
+                weights.append(np.diff(levels))
+            for b, m in zip(bits, na, strict=True):
+                b.append(m[:, None])
+            weights.append(np.ones(1))
         else:
-            codes, k, _ = discrete_codes(col, [*frames, reference])
-            eye = np.eye(k, dtype="float64") * 0.5
-            for b, c in zip(blocks, codes[: len(frames)], strict=True):
+            codes, k, _ = discrete_codes(col, frames)
+            eye = np.eye(k, dtype=bool)
+            for b, c in zip(bits, codes, strict=True):
                 b.append(eye[c])
-    return [np.hstack(b) if b else np.zeros((0, 0)) for b in blocks]
+            weights.append(np.full(k, 0.5))
+    mats = [
+        np.hstack(b).astype(np.uint8) if b else np.zeros((len(f), 0), np.uint8)
+        for b, f in zip(bits, frames, strict=True)
+    ]
+    dmats = [
+        np.column_stack(d) if d else np.zeros((len(f), 0))
+        for d, f in zip(dense, frames, strict=True)
+    ]
+    w = np.concatenate(weights) if weights else np.zeros(0)
+    return mats, w, dmats
+
+
+def _scaled(col: EvalColumn, frames: Sequence[pd.DataFrame]) -> tuple[list, list]:
+    """Values scaled by the last frame's (the reference's) range; missing at 0, and the NA mask."""
+    ref = frames[-1][col.name].to_numpy(dtype="float64")
+    finite = ref[~np.isnan(ref)]
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    span = hi - lo if hi > lo else 1.0
+    scaled, na = [], []
+    for f in frames:
+        x = f[col.name].to_numpy(dtype="float64")
+        m = np.isnan(x)
+        scaled.append(np.where(m, 0.0, (x - lo) / span))
+        na.append(m)
+    return scaled, na
+
+
+def nearest_gower(
+    columns: EvalColumns, candidate: pd.DataFrame, reference: pd.DataFrame
+) -> np.ndarray:
+    """Gower distance of every candidate row to its closest reference row (all of them).
+
+    A brute-force search as one matrix product per block of reference rows: with bits a, b and
+    weights w, sum w|a - b| = a.w + b.w - 2 (a*w).b. The products run in float32 (the nearest row
+    is found to ~1e-6); the distance to the row found is then recomputed exactly in float64.
+    """
+    (bc, br), w, (dc, dr) = gower_bits(columns, candidate, reference)
+    p = max(len(columns), 1)
+    if len(reference) == 0 or len(candidate) == 0:
+        return np.full(len(candidate), np.nan)
+    w32 = w.astype(np.float32)
+    ref32 = br.astype(np.float32)
+    wc = bc.astype(np.float32) * w32
+    norm_c = wc.sum(axis=1)
+    norm_r = ref32 @ w32
+    best = np.full(len(candidate), np.inf, dtype=np.float32)
+    arg = np.zeros(len(candidate), dtype=np.int64)
+    rows = np.arange(len(candidate))
+    for start in range(0, len(reference), NEAREST_BLOCK_ROWS):
+        stop = min(start + NEAREST_BLOCK_ROWS, len(reference))
+        d = wc @ ref32[start:stop].T
+        d *= -2
+        d += norm_c[:, None]
+        d += norm_r[None, start:stop]
+        for q in range(dc.shape[1]):
+            d += np.abs(dc[:, q, None] - dr[None, start:stop, q]).astype(np.float32)
+        j = d.argmin(axis=1)
+        dj = d[rows, j]
+        better = dj < best
+        best[better] = dj[better]
+        arg[better] = start + j[better]
+    exact = np.abs(bc.astype(np.float64) - br[arg]) @ w
+    exact += np.abs(dc - dr[arg]).sum(axis=1)
+    return exact / p
 
 
 def row_keys(frame: pd.DataFrame, names: Sequence[str]) -> np.ndarray:

@@ -3,8 +3,8 @@ has ``compute(real, synthetic) -> MetricResult``. A metric that cannot be comput
 an ``error`` string (see :func:`safe_compute`), never an exception that aborts an evaluation.
 
 Fidelity metrics re-implement sdmetrics' formulas in vectorised form (so they can run per cluster
-and on 100,000-row waves in seconds); the parity numbers themselves come from sdmetrics
-(:mod:`panelsynth.evaluate.sdm`).
+and on 100,000-row waves in seconds); the parity numbers themselves are sdmetrics' own
+(:mod:`panelsynth.evaluate.sdm`, computed by the parity-tested :mod:`panelsynth.evaluate.parity`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from panelsynth.evaluate.columns import EvalColumn, EvalColumns
 from panelsynth.evaluate.encoding import (
     continuous_edges,
     discrete_codes,
-    gower_matrix,
     model_matrix,
+    nearest_gower,
     row_keys,
 )
+from panelsynth.evaluate.parity import cramers_v, joint_codes
 
 log = logging.getLogger("panelsynth")
 
@@ -35,8 +36,6 @@ log = logging.getLogger("panelsynth")
 C2ST_MAX_ROWS = 10_000
 #: Candidate rows whose distance to closest record is computed (random sample above it).
 DCR_MAX_ROWS = 2_000
-#: Reference rows searched for the closest record (random sample above it).
-DCR_MAX_REFERENCE = 10_000
 #: Training rows of the TSTR classifier (random sample above it).
 TSTR_MAX_ROWS = 50_000
 #: sdmetrics' default thresholds of Column Pair Trends (sdmetrics >= 0.2x).
@@ -174,12 +173,10 @@ def column_shape(col: EvalColumn, real: pd.Series, synthetic: pd.Series) -> floa
             f"{'real' if len(r) == 0 else 'synthetic'} data"
         )
     if col.discrete:
-        pr = r.value_counts(normalize=True)
-        ps = s.value_counts(normalize=True)
-        idx = pr.index.union(ps.index)
-        return 1.0 - 0.5 * float(
-            np.abs(pr.reindex(idx, fill_value=0) - ps.reindex(idx, fill_value=0)).sum()
-        )
+        (cr, cs), k = joint_codes([r, s])
+        pr = np.bincount(cr, minlength=k) / len(cr)
+        ps = np.bincount(cs, minlength=k) / len(cs)
+        return 1.0 - 0.5 * float(np.abs(pr - ps).sum())
     a = np.sort(r.to_numpy(dtype="float64").round(9))
     b = np.sort(s.to_numpy(dtype="float64").round(9))
     grid = np.concatenate([a, b])
@@ -214,8 +211,12 @@ class PairTrends(Metric):
     name = "pair_trends_unthresholded"
     description = "1 - TV of the joint distribution / 1 - |delta r|/2, mean over all column pairs"
 
+    def __init__(self, columns: EvalColumns, details: pd.DataFrame | None = None) -> None:
+        super().__init__(columns)
+        self.details = details  # pair_statistics() already computed for the same data
+
     def compute(self, real: pd.DataFrame, synthetic: pd.DataFrame) -> MetricResult:
-        details = pair_statistics(self.columns, real, synthetic)
+        details = _pair_details(self, real, synthetic)
         if details.empty:
             return self.nan("fewer than two columns: no pairs", details=details)
         scored = details["score"].dropna()
@@ -240,8 +241,12 @@ class AssociationSimilarity(Metric):
     name = "association_similarity"
     description = "1 - |Cramér's V real - synthetic| (or 1 - |delta r|/2), mean over pairs"
 
+    def __init__(self, columns: EvalColumns, details: pd.DataFrame | None = None) -> None:
+        super().__init__(columns)
+        self.details = details
+
     def compute(self, real: pd.DataFrame, synthetic: pd.DataFrame) -> MetricResult:
-        details = pair_statistics(self.columns, real, synthetic)
+        details = _pair_details(self, real, synthetic)
         if details.empty:
             return self.nan("fewer than two columns: no pairs")
         vals = details["association_similarity"].dropna()
@@ -250,89 +255,143 @@ class AssociationSimilarity(Metric):
         return self.result(float(vals.mean()), extra={"n_pairs": int(len(vals))})
 
 
+def _pair_details(
+    metric: PairTrends | AssociationSimilarity, real: pd.DataFrame, synthetic: pd.DataFrame
+) -> pd.DataFrame:
+    if metric.details is not None:
+        return metric.details
+    return pair_statistics(metric.columns, real, synthetic)
+
+
+_PAIR_COLUMNS = [
+    "column_1",
+    "column_2",
+    "metric",
+    "score",
+    "real_association",
+    "synthetic_association",
+    "association_similarity",
+    "meets_sdmetrics_threshold",
+    "error",
+]
+#: Cells (pairs x rows) per batch of joint-table counting.
+_PAIR_BATCH_CELLS = 4_000_000
+
+
 def pair_statistics(
     columns: EvalColumns, real: pd.DataFrame, synthetic: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per-pair contingency/correlation similarity and associations (vectorised)."""
+    """Per-pair contingency/correlation similarity and associations (vectorised over pairs)."""
     cols = list(columns)
-    codes: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+    codes_r, codes_s, ks = [], [], []
     for col in cols:
         edges = None if col.discrete else continuous_edges(real[col.name])
         (cr, cs), k, _ = discrete_codes(col, [real, synthetic], edges)
-        codes[col.name] = (cr, cs, k)
+        codes_r.append(cr)
+        codes_s.append(cs)
+        ks.append(k)
+    pairs = list(combinations(range(len(cols)), 2))
+    joint = [(i, j) for i, j in pairs if cols[i].discrete or cols[j].discrete]
+    stats = dict(zip(joint, _contingency_stats(joint, codes_r, codes_s, ks), strict=True))
     rows = []
-    for c1, c2 in combinations(cols, 2):
-        st = _pair(c1, c2, real, synthetic, codes)
+    for i, j in pairs:
+        st = stats.get((i, j)) or _correlation_pair(cols[i], cols[j], real, synthetic)
         rows.append(
-            {
-                "column_1": c1.name,
-                "column_2": c2.name,
-                "metric": st.metric,
-                "score": st.score,
-                "real_association": st.real_assoc,
-                "synthetic_association": st.synth_assoc,
-                "association_similarity": st.assoc_similarity,
-                "meets_sdmetrics_threshold": st.meets_threshold,
-                "error": st.error,
-            }
+            [
+                cols[i].name,
+                cols[j].name,
+                st.metric,
+                st.score,
+                st.real_assoc,
+                st.synth_assoc,
+                st.assoc_similarity,
+                st.meets_threshold,
+                st.error,
+            ]
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "column_1",
-            "column_2",
-            "metric",
-            "score",
-            "real_association",
-            "synthetic_association",
-            "association_similarity",
-            "meets_sdmetrics_threshold",
-            "error",
-        ],
+    return pd.DataFrame(rows, columns=_PAIR_COLUMNS)
+
+
+def _correlation_pair(
+    c1: EvalColumn, c2: EvalColumn, real: pd.DataFrame, synthetic: pd.DataFrame
+) -> _PairStats:
+    rr = _pearson(real[c1.name], real[c2.name])
+    rs = _pearson(synthetic[c1.name], synthetic[c2.name])
+    if math.isnan(rr) or math.isnan(rs):
+        which = "real" if math.isnan(rr) else "synthetic"
+        return _PairStats(
+            math.nan,
+            "CorrelationSimilarity",
+            rr,
+            rs,
+            math.nan,
+            False,
+            f"correlation undefined in the {which} data (constant column)",
+        )
+    sim = 1.0 - abs(rr - rs) / 2.0
+    return _PairStats(
+        sim, "CorrelationSimilarity", rr, rs, sim, abs(rr) > SDMETRICS_CORRELATION_THRESHOLD
     )
 
 
-def _pair(
-    c1: EvalColumn,
-    c2: EvalColumn,
-    real: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    codes: dict[str, tuple[np.ndarray, np.ndarray, int]],
-) -> _PairStats:
-    if not c1.discrete and not c2.discrete:
-        rr = _pearson(real[c1.name], real[c2.name])
-        rs = _pearson(synthetic[c1.name], synthetic[c2.name])
-        if math.isnan(rr) or math.isnan(rs):
-            which = "real" if math.isnan(rr) else "synthetic"
-            return _PairStats(
-                math.nan,
-                "CorrelationSimilarity",
-                rr,
-                rs,
-                math.nan,
-                False,
-                f"correlation undefined in the {which} data (constant column)",
+def _contingency_stats(
+    pairs: list[tuple[int, int]],
+    codes_r: list[np.ndarray],
+    codes_s: list[np.ndarray],
+    ks: list[int],
+) -> list[_PairStats]:
+    """ContingencySimilarity and Cramér's V of many pairs, from joint tables counted in batches."""
+    if not pairs:
+        return []
+    tr = _joint_tables(pairs, codes_r, ks)
+    ts = _joint_tables(pairs, codes_s, ks)
+    nr, ns = tr.sum(axis=(1, 2)), ts.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tv = 0.5 * np.abs(tr / nr[:, None, None] - ts / ns[:, None, None]).sum(axis=(1, 2))
+    vr, vs = cramers_v(tr), cramers_v(ts)
+    out = []
+    for p in range(len(pairs)):
+        if nr[p] == 0 or ns[p] == 0:
+            out.append(
+                _PairStats(
+                    math.nan,
+                    "ContingencySimilarity",
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    False,
+                    "no rows",
+                )
             )
-        sim = 1.0 - abs(rr - rs) / 2.0
-        return _PairStats(
-            sim, "CorrelationSimilarity", rr, rs, sim, abs(rr) > SDMETRICS_CORRELATION_THRESHOLD
+            continue
+        a, b = float(vr[p]), float(vs[p])
+        assoc = (
+            math.nan
+            if math.isnan(a) and math.isnan(b)
+            else 1.0 - abs((0.0 if math.isnan(a) else a) - (0.0 if math.isnan(b) else b))
         )
-    r1, s1, k1 = codes[c1.name]
-    r2, s2, k2 = codes[c2.name]
-    jr = np.bincount(r1 * k2 + r2, minlength=k1 * k2).reshape(k1, k2).astype("float64")
-    js = np.bincount(s1 * k2 + s2, minlength=k1 * k2).reshape(k1, k2).astype("float64")
-    if jr.sum() == 0 or js.sum() == 0:
-        return _PairStats(
-            math.nan, "ContingencySimilarity", math.nan, math.nan, math.nan, False, "no rows"
+        meets = (not math.isnan(a)) and a > SDMETRICS_ASSOCIATION_THRESHOLD
+        out.append(_PairStats(1.0 - float(tv[p]), "ContingencySimilarity", a, b, assoc, meets))
+    return out
+
+
+def _joint_tables(
+    pairs: list[tuple[int, int]], codes: list[np.ndarray], ks: list[int]
+) -> np.ndarray:
+    """Counts of every pair's joint codes, padded to K x K (K = the largest number of codes)."""
+    big_k = max(ks)
+    cells = big_k * big_k
+    n = len(codes[0]) if codes else 0
+    out = np.zeros((len(pairs), cells), dtype="float64")
+    step = max(1, _PAIR_BATCH_CELLS // max(n, 1))
+    for start in range(0, len(pairs), step):
+        batch = pairs[start : start + step]
+        idx = np.concatenate(
+            [p * cells + codes[i] * big_k + codes[j] for p, (i, j) in enumerate(batch)]
         )
-    tv = 0.5 * float(np.abs(jr / jr.sum() - js / js.sum()).sum())
-    vr, vs = _cramers_v(jr), _cramers_v(js)
-    if math.isnan(vr) and math.isnan(vs):
-        assoc = math.nan
-    else:
-        assoc = 1.0 - abs((0.0 if math.isnan(vr) else vr) - (0.0 if math.isnan(vs) else vs))
-    meets = (not math.isnan(vr)) and vr > SDMETRICS_ASSOCIATION_THRESHOLD
-    return _PairStats(1.0 - tv, "ContingencySimilarity", vr, vs, assoc, meets)
+        counts = np.bincount(idx, minlength=len(batch) * cells)
+        out[start : start + len(batch)] = counts.reshape(len(batch), cells)
+    return out.reshape(len(pairs), big_k, big_k)
 
 
 def _pearson(a: pd.Series, b: pd.Series) -> float:
@@ -343,17 +402,6 @@ def _pearson(a: pd.Series, b: pd.Series) -> float:
     if len(x) < 2 or x.std() == 0 or y.std() == 0:
         return math.nan
     return float(np.corrcoef(x, y)[0, 1])
-
-
-def _cramers_v(table: np.ndarray) -> float:
-    """Cramér's V without bias correction (as scipy.stats.contingency.association)."""
-    t = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
-    if min(t.shape) < 2:
-        return math.nan
-    n = t.sum()
-    expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / n
-    chi2 = float(((t - expected) ** 2 / expected).sum())
-    return math.sqrt(chi2 / (n * (min(t.shape) - 1)))
 
 
 class ClusterShares(Metric):
@@ -607,7 +655,7 @@ class DCRRatio(Metric):
 
     1 means synthetic rows sit no closer to the real records than unseen real respondents do;
     values near 0 mean they hug (or copy) real records. Candidate rows are sampled to
-    :data:`DCR_MAX_ROWS`, reference rows to :data:`DCR_MAX_REFERENCE`.
+    :data:`DCR_MAX_ROWS`; every reference row is searched (:func:`nearest_gower`).
     """
 
     name = "dcr_ratio"
@@ -621,34 +669,21 @@ class DCRRatio(Metric):
         self.seed = seed
 
     def distances(self, real: pd.DataFrame, candidate: pd.DataFrame) -> dict[str, Any]:
-        """DCR summary of ``candidate`` rows against ``real`` rows."""
-        from sklearn.neighbors import NearestNeighbors
-
+        """DCR summary of ``candidate`` rows against every ``real`` row."""
         rng = np.random.default_rng(self.seed)
         cand = (
             candidate
             if len(candidate) <= DCR_MAX_ROWS
             else candidate.iloc[rng.choice(len(candidate), DCR_MAX_ROWS, replace=False)]
         )
-        ref = (
-            real
-            if len(real) <= DCR_MAX_REFERENCE
-            else real.iloc[rng.choice(len(real), DCR_MAX_REFERENCE, replace=False)]
-        )
-        p = len(self.columns)
-        xc, xr = gower_matrix(self.columns, [cand, ref], reference=ref)
-        with single_thread():
-            nn = NearestNeighbors(n_neighbors=1, metric="manhattan", algorithm="brute")
-            nn.fit(xr)
-            d, _ = nn.kneighbors(xc)
-        d = d[:, 0] / max(p, 1)
+        d = nearest_gower(self.columns, cand, real)
         return {
             "mean": float(d.mean()),
             "median": float(np.median(d)),
             "p05": float(np.quantile(d, 0.05)),
             "zero_share": float((d <= 1e-12).mean()),
             "rows": int(len(cand)),
-            "reference_rows": int(len(ref)),
+            "reference_rows": int(len(real)),
         }
 
     def compute(self, real: pd.DataFrame, synthetic: pd.DataFrame) -> MetricResult:

@@ -230,6 +230,19 @@ def _na_table(doc: dict[str, Any]) -> str:
     )
 
 
+def _sampling_note(sampling: dict[str, Any]) -> str:
+    """Says when the real-half reference and the baselines used a sample of each half."""
+    if not sampling.get("sampled"):
+        return ""
+    return (
+        "<p class='muted'>The real-vs-real reference and the baselines use a random sample of "
+        f"{sampling['rows_used_per_half']:,} of the {sampling['rows_per_half']:,} rows of each "
+        "real half (cap per half: "
+        f"{sampling['cap_per_half']:,}); the LLM output is still scored against the whole wave, "
+        "its exact copies and distances to closest record against every real row.</p>"
+    )
+
+
 def _pair_section(ws: Workspace, doc: dict[str, Any]) -> str:
     md, wave = doc["model_dir"], doc["wave"]
     rows = doc.get("rows", {})
@@ -240,6 +253,7 @@ def _pair_section(ws: Workspace, doc: dict[str, Any]) -> str:
         f"halves {rows.get('real_half_a')}/{rows.get('real_half_b')})"
         "</span></h3>"
     ]
+    parts.append(_sampling_note(rows.get("reference_sampling") or {}))
     parts.append(
         "<h4>Reading</h4><ul class='reading'>"
         + "".join(f"<li>{html.escape(s)}</li>" for s in doc.get("reading", []))

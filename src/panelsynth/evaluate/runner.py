@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from panelsynth.evaluate.columns import (
 )
 from panelsynth.evaluate.metrics import MetricResult
 from panelsynth.evaluate.reading import read_summary
+from panelsynth.evaluate.refcache import load_reference, reference_key, store_reference
 from panelsynth.evaluate.suite import (
     CANDIDATES,
     HOLDOUT,
@@ -200,6 +202,10 @@ def evaluate_workspace(
     ``c2st_gb.csv``), with columns ``<model_dir>``, ``_real_holdout``, ``_baseline_marginal`` and
     ``_baseline_cart``; and rewrites ``Evaluation/report.html`` from every metrics JSON present.
 
+    The per-wave references (real halves, baselines) are cached in the workspace's
+    ``.panelsynth/cache`` (see :mod:`panelsynth.evaluate.refcache`); large waves are evaluated by
+    worker processes, one per core (at most :data:`MAX_WORKERS`).
+
     Args:
         workspace: the study folder.
         model_dirs: model dirs to evaluate (default: every one with output).
@@ -221,6 +227,13 @@ def evaluate_workspace(
         return _evaluate_pairs(ws, cfg, pairs, seed, progress, t0)
 
 
+#: Mean size of the real wave files above which waves are evaluated in parallel worker processes
+#: (one per core, at most :data:`MAX_WORKERS`). A worker's start-up (importing pandas and
+#: scikit-learn, ~3 s) only pays off for large waves (~25,000 respondents and more).
+PARALLEL_MIN_WAVE_BYTES = 2_000_000
+MAX_WORKERS = 2
+
+
 def _evaluate_pairs(
     ws: Workspace,
     cfg: PanelsynthConfig,
@@ -229,25 +242,12 @@ def _evaluate_pairs(
     progress: ProgressCallback | None,
     t0: float,
 ) -> EvaluationSummary:
-    ctx = _Context(ws, cfg, seed)
-    outcomes: list[PairOutcome] = []
-    total = len(pairs)
-    for i, (md, w) in enumerate(pairs):
-        if progress:
-            progress(f"{md} · wave {w}", i, total)
-        t1 = time.perf_counter()
-        try:
-            outcome = ctx.evaluate_pair(md, w)
-        except PanelsynthError as err:
-            log.warning("%s wave %s: %s", md, w, err)
-            outcome = PairOutcome(md, w, error=str(err))
-        except Exception as err:  # keep going: one broken pair must not lose the others
-            log.exception("%s wave %s failed", md, w)
-            outcome = PairOutcome(md, w, error=f"{type(err).__name__}: {err}")
-        outcome.seconds = time.perf_counter() - t1
-        outcomes.append(outcome)
-        if progress:
-            progress(f"{md} · wave {w}", i + 1, total)
+    groups = _wave_groups(pairs)
+    workers = _workers(ws, groups)
+    if workers > 1:
+        outcomes = _run_parallel(ws, pairs, groups, seed, progress, workers)
+    else:
+        outcomes = _run_serial(_Context(ws, cfg, seed), pairs, progress)
     good = [o for o in outcomes if not o.error]
     if not good:
         raise PanelsynthError(outcomes[0].error or "evaluation failed")
@@ -256,6 +256,120 @@ def _evaluate_pairs(
 
     report = write_report(ws)
     return EvaluationSummary(ws.root, outcomes, tables, report, time.perf_counter() - t0)
+
+
+def _run_serial(
+    ctx: _Context, pairs: list[tuple[str, str]], progress: ProgressCallback | None
+) -> list[PairOutcome]:
+    outcomes: list[PairOutcome] = []
+    for i, (md, w) in enumerate(pairs):
+        if progress:
+            progress(f"{md} · wave {w}", i, len(pairs))
+        outcomes.append(_evaluate_one(ctx, md, w))
+        if progress:
+            progress(f"{md} · wave {w}", i + 1, len(pairs))
+    return outcomes
+
+
+def _evaluate_one(ctx: _Context, md: str, w: str) -> PairOutcome:
+    """One (model dir, wave); a failure becomes the outcome's ``error``."""
+    t1 = time.perf_counter()
+    try:
+        outcome = ctx.evaluate_pair(md, w)
+    except PanelsynthError as err:
+        log.warning("%s wave %s: %s", md, w, err)
+        outcome = PairOutcome(md, w, error=str(err))
+    except Exception as err:  # keep going: one broken pair must not lose the others
+        log.exception("%s wave %s failed", md, w)
+        outcome = PairOutcome(md, w, error=f"{type(err).__name__}: {err}")
+    outcome.seconds = time.perf_counter() - t1
+    return outcome
+
+
+def _wave_groups(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Pairs grouped by wave (a wave's reference is then built once, in one process)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for md, w in pairs:
+        groups.setdefault(w, []).append((md, w))
+    return list(groups.values())
+
+
+def _workers(ws: Workspace, groups: list[list[tuple[str, str]]]) -> int:
+    """Worker processes for these waves: 1 (in-process) unless the real waves are large."""
+    if len(groups) < 2:
+        return 1
+    sizes = [ws.original_data(g[0][1]).stat().st_size for g in groups]
+    if sum(sizes) / len(sizes) < PARALLEL_MIN_WAVE_BYTES:
+        return 1
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(groups)))
+
+
+def _run_parallel(
+    ws: Workspace,
+    pairs: list[tuple[str, str]],
+    groups: list[list[tuple[str, str]]],
+    seed: int,
+    progress: ProgressCallback | None,
+    workers: int,
+) -> list[PairOutcome]:
+    """Evaluate the wave groups in ``workers`` processes; outcomes in the order of the pairs.
+
+    Workers are started as ``python -m panelsynth.evaluate.worker`` (not multiprocessing, whose
+    spawn start method re-imports the caller's main script) and each takes every
+    ``workers``-th wave, so each pays its start-up once.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    done: dict[tuple[str, str], PairOutcome] = {}
+    if progress:
+        progress(f"{len(groups)} waves in {workers} processes", 0, len(pairs))
+    with tempfile.TemporaryDirectory(prefix="panelsynth-eval-") as tmp:
+        jobs = []
+        for i in range(workers):
+            share = [p for g in groups[i::workers] for p in g]
+            out = Path(tmp) / f"worker{i}.pkl"
+            cmd = [sys.executable, "-m", "panelsynth.evaluate.worker", str(ws.root), str(seed)]
+            proc = subprocess.Popen([*cmd, json.dumps(share), str(out)], env=_worker_env())
+            jobs.append((proc, share, out))
+        for proc, share, out in jobs:
+            proc.wait()
+            for o in _worker_outcomes(proc.returncode, share, out):
+                done[(o.model_dir, o.wave)] = o
+            if progress:
+                progress(f"wave {share[-1][1]}", len(done), len(pairs))
+    return [done[p] for p in pairs]
+
+
+def _worker_env() -> dict[str, str]:
+    """The environment with this package importable (also when it is run from a source tree)."""
+    import panelsynth
+
+    env = dict(os.environ)
+    src = str(Path(panelsynth.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _worker_outcomes(code: int, share: list[tuple[str, str]], out: Path) -> list[PairOutcome]:
+    """A worker's outcomes; every pair fails with the reason if the worker died."""
+    import pickle
+
+    if code == 0 and out.exists():
+        return pickle.loads(out.read_bytes())
+    why = f"evaluation worker process failed (exit code {code}); re-run the evaluation"
+    return [PairOutcome(md, w, error=why) for md, w in share]
+
+
+def evaluate_group(root: str, pairs: list[tuple[str, str]], seed: int) -> list[PairOutcome]:
+    """Evaluate some pairs in a fresh context (the body of a worker process)."""
+    from panelsynth.evaluate.metrics import single_thread
+
+    ws = Workspace(root)
+    ctx = _Context(ws, load_config(ws.config_path), seed)
+    with single_thread():
+        return [_evaluate_one(ctx, md, w) for md, w in pairs]
 
 
 class _Context:
@@ -267,7 +381,7 @@ class _Context:
         self.seed = seed
         self.waves: dict[tuple[str, str], WaveData] = {}
         self.meta: dict[str, dict[str, str]] = {}
-        self.refs: dict[tuple, Reference] = {}
+        self.refs: dict[str, Reference] = {}
 
     # ---- inputs
     def real_wave(self, wave: str, mode: Mode) -> WaveData:
@@ -361,12 +475,7 @@ class _Context:
             frames["examples"] = self.read_frame(ex_path)
         h = harmonise(frames, columns)
         target, target_source = self.target(columns, manifest)
-        key = (wave, tuple((c.name, c.sdtype) for c in columns), target)
-        if key not in self.refs:
-            self.refs[key] = build_reference(
-                h["real"], columns, wave=wave, seed=self.seed, target=target
-            )
-        ref = self.refs[key]
+        ref = self.reference(h["real"], columns, wave, target)
         card = score_candidate(
             SYNTHETIC,
             h["synthetic"],
@@ -420,6 +529,22 @@ class _Context:
             f"n={len(h['synthetic'])}",
         )
         return PairOutcome(md, wave, out_json, plot, doc["summary"])
+
+    def reference(
+        self, real: pd.DataFrame, columns: EvalColumns, wave: str, target: str | None
+    ) -> Reference:
+        """The wave's reference: from memory, else the on-disk cache, else built and cached."""
+        key = reference_key(real, columns, wave=wave, seed=self.seed, target=target)
+        if key not in self.refs:
+            folder = self.ws.cache_dir()
+            ref = load_reference(folder, key)
+            if ref is None:
+                ref = build_reference(real, columns, wave=wave, seed=self.seed, target=target)
+                store_reference(folder, key, ref)
+            else:
+                log.info("wave %s: real-vs-real reference and baselines from the cache", wave)
+            self.refs[key] = ref
+        return self.refs[key]
 
     def target(self, columns: EvalColumns, manifest: dict) -> tuple[str | None, str]:
         outcome = self.cfg.study.outcome
@@ -550,6 +675,7 @@ def build_metrics_doc(
             "synthetic": card.rows,
             "real_half_a": len(ref.half_a),
             "real_half_b": len(ref.half_b),
+            "reference_sampling": ref.sampling,
         },
         "columns": columns.describe(),
         "evaluation_metadata": meta_source,

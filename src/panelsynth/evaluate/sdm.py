@@ -3,6 +3,10 @@
 sdmetrics is imported lazily (it pulls in plotly). The single-table ``QualityReport`` is used
 because it exists in every sdmetrics version the project supports (0.17-0.3x); 0.32 marks it
 deprecated in favour of ``sdmetrics.reports.QualityReport`` but computes the same properties.
+
+The numbers are computed by the vectorised equivalents in :mod:`panelsynth.evaluate.parity`
+(tested equal to sdmetrics 0.32 to 1e-12); data outside their scope go to sdmetrics itself, and
+``extra["engine"]`` says which one ran.
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ from panelsynth.evaluate.metrics import (
     labels,
     numpy_global_seed,
     single_thread,
+)
+from panelsynth.evaluate.parity import (
+    ASSOCIATION_THRESHOLD,
+    CORRELATION_THRESHOLD,
+    QualityResult,
+    Unsupported,
+    logistic_detection,
+    quality_report,
 )
 
 log = logging.getLogger("panelsynth")
@@ -69,29 +81,22 @@ class SDMetricsQuality(Metric):
         rng = np.random.default_rng(self.seed)
         real, synthetic = _cap(real, rng), _cap(synthetic, rng)
         names = self.columns.names
-        QualityReport = _quality_report_class()
-        report = QualityReport()
-        with warnings.catch_warnings(), numpy_global_seed(self.seed):
-            warnings.simplefilter("ignore")
-            report.generate(
-                real[names].copy(),
-                synthetic[names].copy(),
-                self.columns.sdmetrics_metadata(),
-                verbose=False,
-            )
-        props = report.get_properties().set_index("Property")["Score"]
-        shapes = float(props.get("Column Shapes", math.nan))
-        trends = float(props.get("Column Pair Trends", math.nan))
-        overall = float(report.get_score())
-        shape_details = report.get_details(property_name="Column Shapes")
-        pair_details = report.get_details(property_name="Column Pair Trends")
+        try:
+            res = quality_report(real[names], synthetic[names], self.columns)
+            engine = "panelsynth (vectorised; equal to sdmetrics, tested)"
+        except Unsupported:
+            res = self._sdmetrics_report(real[names].copy(), synthetic[names].copy())
+            engine = "sdmetrics"
+        shapes, trends, overall = res.column_shapes, res.column_pair_trends, res.overall
+        shape_details, pair_details = res.shape_details, res.pair_details
         extra: dict[str, Any] = {
             "column_shapes": shapes,
             "column_pair_trends": trends,
             "overall": overall,
             "rows_used": {"real": len(real), "synthetic": len(synthetic)},
-            "association_threshold": getattr(report, "real_association_threshold", None),
-            "correlation_threshold": getattr(report, "real_correlation_threshold", None),
+            "association_threshold": ASSOCIATION_THRESHOLD,
+            "correlation_threshold": CORRELATION_THRESHOLD,
+            "engine": engine,
             "column_shapes_details": frame_records(shape_details),
         }
         extra.update(_pair_summary(pair_details))
@@ -109,6 +114,21 @@ class SDMetricsQuality(Metric):
                 )
         return MetricResult(
             self.name, overall, details=pair_details, extra=extra, error="; ".join(errors) or None
+        )
+
+    def _sdmetrics_report(self, real: pd.DataFrame, synthetic: pd.DataFrame) -> QualityResult:
+        """sdmetrics' own QualityReport (data the vectorised version does not cover)."""
+        report = _quality_report_class()()
+        with warnings.catch_warnings(), numpy_global_seed(self.seed):
+            warnings.simplefilter("ignore")
+            report.generate(real, synthetic, self.columns.sdmetrics_metadata(), verbose=False)
+        props = report.get_properties().set_index("Property")["Score"]
+        return QualityResult(
+            float(props.get("Column Shapes", math.nan)),
+            float(props.get("Column Pair Trends", math.nan)),
+            float(report.get_score()),
+            report.get_details(property_name="Column Shapes"),
+            report.get_details(property_name="Column Pair Trends"),
         )
 
 
@@ -193,8 +213,6 @@ class LogisticDetectionC2ST(Metric):
         self.seed = seed
 
     def compute(self, real: pd.DataFrame, synthetic: pd.DataFrame) -> MetricResult:
-        from sdmetrics.single_table import LogisticDetection
-
         rng = np.random.default_rng(self.seed)
         real = (
             real
@@ -220,9 +238,7 @@ class LogisticDetectionC2ST(Metric):
                 text_s[c.name] = _text(text_s[c.name])
         encoding = "one-hot (coded columns as text, NA a category)"
         try:
-            with warnings.catch_warnings(), numpy_global_seed(self.seed), single_thread():
-                warnings.simplefilter("ignore")
-                score = float(LogisticDetection.compute(text_r, text_s, meta))
+            score = _detection(text_r, text_s, meta, self.seed)
         except Exception as err:
             log.debug("LogisticDetection on one-hot codes failed: %s", err)
             num_r, num_s = real[names].copy(), synthetic[names].copy()
@@ -234,9 +250,7 @@ class LogisticDetectionC2ST(Metric):
                     mapping = {v: i for i, v in enumerate(codes)}
                     num_r[c.name] = num_r[c.name].map(mapping).astype("float64")
                     num_s[c.name] = num_s[c.name].map(mapping).astype("float64")
-            with warnings.catch_warnings(), numpy_global_seed(self.seed), single_thread():
-                warnings.simplefilter("ignore")
-                score = float(LogisticDetection.compute(num_r, num_s, meta))
+            score = _detection(num_r, num_s, meta, self.seed)
             encoding = (
                 f"numeric codes (one-hot failed: {type(err).__name__}: "
                 f"{str(err).splitlines()[0][:160]})"
@@ -245,6 +259,18 @@ class LogisticDetectionC2ST(Metric):
             score,
             extra={"encoding": encoding, "rows": {"real": len(real), "synthetic": len(synthetic)}},
         )
+
+
+def _detection(real: pd.DataFrame, synthetic: pd.DataFrame, meta: dict, seed: int) -> float:
+    """LogisticDetection score: the vectorised design matrix, else sdmetrics itself."""
+    with warnings.catch_warnings(), numpy_global_seed(seed), single_thread():
+        warnings.simplefilter("ignore")
+        try:
+            return logistic_detection(real, synthetic)
+        except Unsupported:
+            from sdmetrics.single_table import LogisticDetection
+
+            return float(LogisticDetection.compute(real, synthetic, meta))
 
 
 def _text(s: pd.Series) -> pd.Series:
