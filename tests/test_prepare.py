@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -375,3 +376,47 @@ def test_demo_labels_agree_with_truth_file(demo_prepared):
         assert ari == pytest.approx(demo_prepared.waves[int(w) - 1].truth.ari)
     top = demo_prepared.ranking["item"].tolist()[:3]
     assert top == ["vaccimportant", "vaccsafe", "howoftenvaccine"]  # the simulator's strongest
+
+
+def _reference_csv(df: pd.DataFrame) -> str:
+    """What prepare wrote before: whole-number float columns as nullable integers, then pandas."""
+    out = df.copy()
+    for c in out.columns:
+        s = out[c]
+        if pd.api.types.is_float_dtype(s):
+            vals = s.dropna().to_numpy()
+            if len(vals) == 0 or bool(np.all(vals == np.round(vals))):
+                out[c] = s.round().astype("Int64")
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def test_csv_writer_matches_pandas() -> None:
+    from panelsynth.prepare import _csv_text
+
+    rng = np.random.default_rng(3)
+    n = 200
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "big": rng.integers(-(10**12), 10**12, n),  # spelled by numpy, not a table
+            "big_na": np.where(rng.random(n) < 0.2, np.nan, rng.integers(-(10**9), 10**9, n)),
+            "code": np.where(rng.random(n) < 0.2, np.nan, rng.integers(1, 6, n).astype(float)),
+            "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n) * 1e3),
+            "tiny": rng.random(n) * 1e-6,
+            "huge": rng.random(n) * 1e17,
+            "all_na": np.full(n, np.nan),
+            "nullable": pd.array(np.where(rng.random(n) < 0.3, None, rng.integers(0, 9, n)), dtype="Int64"),
+            "flag": rng.random(n) < 0.5,
+            "text": rng.choice(['plain', 'with, comma', 'say "hi"', "two\nlines", "", None], n),
+            "label with, comma": rng.choice(["a", "b"], n),
+            "day": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 90, n), "D"),
+        }
+    )
+    assert _csv_text(df) == _reference_csv(df)
+    # an infinite value (which made the old conversion to integers fail) keeps the float format
+    inf = pd.DataFrame({"x": [1.0, np.inf, np.nan, 3.0]})
+    assert _csv_text(inf) == inf.to_csv(index=False, lineterminator="\n")
+    assert _csv_text(df.iloc[:0]) == _reference_csv(df.iloc[:0])
+    # and it reads back to the same values
+    back = pd.read_csv(io.StringIO(_csv_text(df)))
+    assert back["text"].fillna("").tolist() == df["text"].fillna("").tolist()

@@ -283,19 +283,25 @@ def _em(
     n = oh.shape[0]
     prev = -np.inf
     ll = -np.inf
+    # responsibilities class-major, (k, n): every reduction over the few classes then runs along
+    # contiguous rows (numpy's per-row reductions over k = 2 columns cost ~5x more)
+    r = np.ascontiguousarray(resp.T)
     weights = pis = resp
     for it in range(1, max_iter + 1):
         # M-step: class shares and response probabilities over the observed answers (FIML).
-        weights = np.clip(resp.mean(axis=0), _EPS, 1.0)
-        num = oh_t @ resp  # (T, k)
+        weights = np.clip(r.mean(axis=1), _EPS, 1.0)
+        num = oh_t @ r.T  # (T, k)
         den = np.add.reduceat(num, offsets, axis=0)  # (p, k)
         pis = (num / np.maximum(den[item_of_col], _EPS)).T  # (k, T)
-        # E-step
-        lj = oh @ np.log(np.clip(pis, _EPS, 1.0)).T + np.log(weights)
-        mx = lj.max(axis=1, keepdims=True)
-        e = np.exp(lj - mx)
-        tot = e.sum(axis=1)
-        resp = e / tot[:, None]
+        # E-step, in place on the (k, n) log joint
+        lj = np.ascontiguousarray((oh @ np.log(np.clip(pis, _EPS, 1.0)).T).T)
+        lj += np.log(weights)[:, None]
+        mx = lj.max(axis=0)
+        lj -= mx
+        np.exp(lj, out=lj)
+        tot = lj.sum(axis=0)
+        lj /= tot
+        r = lj
         ll = float(mx.sum() + np.log(tot).sum())
         if abs(ll - prev) / n < tol:
             return weights, pis, ll, it, True
