@@ -38,7 +38,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from panelsynth.errors import ConfigError
-from panelsynth.generate import GenerationPrompt, GenerationResult, GenerationSettings, row_key
+from panelsynth.generate import (
+    GenerationPrompt,
+    GenerationResult,
+    GenerationSettings,
+    row_key,
+    with_request,
+)
 from panelsynth.llm.base import Message
 from panelsynth.pydantic_models.rows import RowSpec
 
@@ -421,7 +427,6 @@ class CalibratedPrompt(GenerationPrompt):
         return self._models[key]
 
     def for_batch(self, batch: int, n_rows: int) -> list[Message]:
-        msgs = [dict(m) for m in self.prefix]
         ids = self.profile_ids(batch)[:n_rows]
         lines = [
             f"\n\nRequest {batch + 1}: generate exactly {len(ids)} new, distinct respondents as "
@@ -432,8 +437,7 @@ class CalibratedPrompt(GenerationPrompt):
             f"Respondent {k + 1}: {self.profile(i).text(self.cluster_column)}"
             for k, i in enumerate(ids)
         ]
-        msgs[-1]["content"] += "\n".join(lines)
-        return msgs
+        return with_request(self.prefix, "\n".join(lines))
 
     def check_rows(
         self, batch: int, rows: list[dict[str, Any]]

@@ -27,7 +27,7 @@ from panelsynth.checkpoint import Checkpoint
 from panelsynth.data import WaveData
 from panelsynth.describe import encode_table
 from panelsynth.errors import BudgetExceededError, GenerationExhaustedError, PanelsynthError
-from panelsynth.llm.base import LLMCallError, LLMClient, Message, Usage
+from panelsynth.llm.base import LLMCallError, LLMClient, Message, PromptMessages, Usage
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
@@ -76,12 +76,11 @@ class GenerationPrompt:
 
     def for_batch(self, batch: int, n_rows: int) -> list[Message]:
         """The prefix plus the per-batch request (after the shared prefix)."""
-        msgs = [dict(m) for m in self.prefix]
-        msgs[-1]["content"] += (
+        return with_request(
+            self.prefix,
             f"\n\nRequest {batch + 1}: generate exactly {n_rows} new, distinct respondents as "
-            f'{{"rows": [...]}}. Do not copy the examples.'
+            f'{{"rows": [...]}}. Do not copy the examples.',
         )
-        return msgs
 
     # Hooks of prompts that keep books per batch (calibrated mode, panelsynth.calibrate); the
     # plain prompt keeps none.
@@ -100,6 +99,15 @@ class GenerationPrompt:
 
     def restore(self, record: dict[str, Any]) -> None:
         """Take the books of a checkpointed successful call."""
+
+
+def with_request(prefix: Sequence[Message], request: str) -> PromptMessages:
+    """A copy of the static ``prefix`` with ``request`` appended to its last message; the
+    messages know where the shared prefix ends (for providers that cache marked prefixes)."""
+    msgs = [dict(m) for m in prefix]
+    shared = len(msgs[-1]["content"])
+    msgs[-1]["content"] += request
+    return PromptMessages(msgs, shared)
 
 
 def build_prompt(

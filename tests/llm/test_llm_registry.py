@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from panelsynth.errors import ProviderError
 from panelsynth.llm import registry
@@ -220,3 +221,71 @@ def test_is_loopback(url: str, loopback: bool) -> None:
     from panelsynth.llm.registry import is_loopback
 
     assert is_loopback(url) is loopback
+
+
+# ----- Anthropic prompt caching: the shared prefix is marked -----------------------------------
+class _RecordingInstructor:
+    """Stands in for an Instructor client: records the request, answers one fixed instance."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def create_with_completion(self, **kwargs: Any) -> tuple[Any, Any]:
+        from types import SimpleNamespace
+
+        self.requests.append(kwargs)
+        value = kwargs["response_model"].model_validate({"name": "x"})
+        return value, SimpleNamespace(choices=[SimpleNamespace(finish_reason="stop")])
+
+
+class _Named(BaseModel):
+    name: str
+
+
+def _prefix_and_request() -> Any:
+    from panelsynth.generate import with_request
+
+    prefix = [{"role": "system", "content": "You generate."}, {"role": "user", "content": "CODEBOOK"}]
+    return with_request(prefix, "\n\nRequest 3: ...")
+
+
+@pytest.mark.parametrize("markers", [True, False])
+def test_cache_markers_split_the_shared_prefix(markers: bool) -> None:
+    fake = _RecordingInstructor()
+    client = InstructorClient("anthropic/claude-x", sync_factory=lambda: fake, cache_markers=markers)
+    messages = _prefix_and_request()
+    assert messages.shared_chars == len("CODEBOOK")
+    assert client.create(messages, _Named).value == _Named(name="x")
+    sent = fake.requests[0]["messages"]
+    assert sent[0] == {"role": "system", "content": "You generate."}
+    if markers:
+        assert sent[1]["content"] == [
+            {"type": "text", "text": "CODEBOOK", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "\n\nRequest 3: ..."},
+        ]
+    else:
+        assert sent[1]["content"] == "CODEBOOK\n\nRequest 3: ..."
+    # the caller's messages are not changed, and plain lists (steps 1-2) carry no marker
+    assert messages[1]["content"] == "CODEBOOK\n\nRequest 3: ..."
+    client.create([{"role": "user", "content": "describe"}], _Named)
+    assert fake.requests[1]["messages"] == [{"role": "user", "content": "describe"}]
+
+
+def test_only_anthropic_clients_send_cache_markers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import instructor
+
+    monkeypatch.setattr(registry, "require_sdk", lambda spec: None)
+    monkeypatch.setattr(instructor, "from_provider", lambda label, **kw: _RecordingInstructor())
+    assert make_client("anthropic/claude-x", api_key="k-123456").cache_markers is True
+    assert make_client("openai/gpt-x", api_key="k-123456").cache_markers is False
+    assert make_client("openai/m", base_url="http://127.0.0.1:9/v1").cache_markers is False
+
+
+def test_step3_prompts_know_their_shared_prefix() -> None:
+    from panelsynth.generate import GenerationPrompt
+
+    prefix = [{"role": "system", "content": "S"}, {"role": "user", "content": "static part"}]
+    msgs = GenerationPrompt(prefix, 4).for_batch(7, 10)
+    assert msgs.shared_chars == len("static part")
+    assert msgs[-1]["content"].startswith("static part\n\nRequest 8:")
+    assert prefix[-1]["content"] == "static part"  # the prefix itself is untouched

@@ -21,6 +21,20 @@ T = TypeVar("T", bound=BaseModel)
 Message = dict[str, str]
 
 
+class PromptMessages(list):  # type: ignore[type-arg]  # list[Message]
+    """Chat messages whose last message starts with text every call of a wave shares.
+
+    ``shared_chars``: how many leading characters of the last message's content are the same in
+    every call (the static prefix; the per-call request follows). Providers that cache prompt
+    prefixes only when told where the prefix ends (Anthropic's ``cache_control``) use it; any
+    other client treats the object as the plain list of messages it is.
+    """
+
+    def __init__(self, messages: list[Message], shared_chars: int) -> None:
+        super().__init__(messages)
+        self.shared_chars = shared_chars
+
+
 @dataclass
 class Usage:
     """Token usage of one logical call, summed over its retries and re-asks."""

@@ -178,6 +178,7 @@ def _hosted_factory(
         on_retry=settings.on_retry,
         supports_seed=spec.supports_seed,
         mode=str(getattr(sync_client, "mode", "")),
+        cache_markers=spec.name == "anthropic",  # caches marked prefixes only
     )
 
 

@@ -157,6 +157,9 @@ class InstructorClient:
         request_model: Model name to send with every request (``None``: the Instructor client
             already injects it).
         mode: Name of the Instructor mode, for ``repr`` and reports.
+        cache_markers: Mark where the shared prompt prefix ends (:class:`PromptMessages`) with
+            Anthropic's ``cache_control``, which caches only marked prefixes; other providers
+            cache identical prefixes by themselves.
     """
 
     is_local: bool = False
@@ -178,8 +181,10 @@ class InstructorClient:
         supports_seed: bool = True,
         request_model: str | None = None,
         mode: str = "",
+        cache_markers: bool = False,
     ) -> None:
         self.label = label
+        self.cache_markers = cache_markers
         self.policy = policy or RetryPolicy()
         self.reask_retries = reask_retries
         self.on_retry = on_retry
@@ -374,7 +379,7 @@ class InstructorClient:
     ) -> tuple[T, Any]:
         try:
             value, raw = self._sync_client().create_with_completion(
-                messages=[dict(m) for m in messages],
+                messages=self._provider_messages(messages),
                 response_model=self._instructor_model(response_model),
                 max_retries=self.reask_retries,
                 strict=False,
@@ -394,7 +399,7 @@ class InstructorClient:
     ) -> tuple[T, Any]:
         try:
             value, raw = await self._async_client().create_with_completion(
-                messages=[dict(m) for m in messages],
+                messages=self._provider_messages(messages),
                 response_model=self._instructor_model(response_model),
                 max_retries=self.reask_retries,
                 strict=False,
@@ -404,6 +409,19 @@ class InstructorClient:
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             raise self._translate(exc, usage, kwargs) from self._safe_cause(exc)
         return _plain(value, response_model), raw
+
+    def _provider_messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        """Copies of ``messages`` for the SDK; with cache markers, the shared prefix of the last
+        message becomes its own text block marked ``cache_control`` (the rest a second block)."""
+        out: list[dict[str, Any]] = [dict(m) for m in messages]
+        shared = getattr(messages, "shared_chars", 0)
+        if self.cache_markers and out and 0 < shared < len(out[-1]["content"]):
+            text = out[-1]["content"]
+            out[-1]["content"] = [
+                {"type": "text", "text": text[:shared], "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": text[shared:]},
+            ]
+        return out
 
     def _instructor_model(self, response_model: type[T]) -> type[T]:
         """``response_model`` wrapped the way Instructor wraps it, once per model class.
