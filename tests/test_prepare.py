@@ -420,3 +420,45 @@ def test_csv_writer_matches_pandas() -> None:
     # and it reads back to the same values
     back = pd.read_csv(io.StringIO(_csv_text(df)))
     assert back["text"].fillna("").tolist() == df["text"].fillna("").tolist()
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    """Every file prepare wrote (its manifest lists them), by path."""
+    skip = {"manifest.json"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for d in ("Original data", "Dictionaries", "Prepare")
+        for p in sorted((root / d).rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+def test_waves_fitted_in_worker_processes_give_the_same_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import panelsynth.prepare as prep
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        write_raw_panel(root, seed=5, waves=("1", "2", "3", "4"))
+    serial = prepare_workspace(a)
+    monkeypatch.setattr(prep, "PARALLEL_MIN_RAW_BYTES", 0)  # the demo-sized waves go parallel
+    assert prep._fit_workers([prep._FitJob(w, b / "Raw data" / f"wave{w}.csv", w) for w in "12"]) == 2
+    parallel = prepare_workspace(b)
+    assert _outputs(a) == _outputs(b)
+    assert serial.warnings == parallel.warnings
+    assert [r.bic for r in serial.waves] == [r.bic for r in parallel.waves]
+
+
+def test_an_error_in_a_worker_is_the_same_one_line_error_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import panelsynth.prepare as prep
+
+    root = tmp_path / "ws"
+    write_raw_panel(root, waves=("1", "2", "3"))
+    (root / "Raw data" / "wave3.csv").write_text("respondent_id,vaccimportant\n")  # no rows
+    monkeypatch.setattr(prep, "PARALLEL_MIN_RAW_BYTES", 0)
+    with pytest.raises(DataError, match=r"wave3.csv has no rows — export the wave again"):
+        prepare_workspace(root)
+    assert not any((root / "Original data").glob("*.csv"))

@@ -67,7 +67,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ from panelsynth.dictionaries import (
     metadata_from_csv,
     metadata_to_json,
 )
-from panelsynth.errors import ConfigError, DataError, WorkspaceError
+from panelsynth.errors import ConfigError, DataError, PanelsynthError, WorkspaceError
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Workspace, check_wave_id, wave_sort_key
 
@@ -707,7 +707,7 @@ def _csv_text(df: pd.DataFrame) -> str:
     cells = [_csv_cells(df[c]) for c in df.columns]
     if len(cells) == 1:  # an empty line would be a blank line: quote it, as the csv module does
         cells = [[c or '""' for c in cells[0]]]
-    return header + "\n" + "\n".join(map(",".join, zip(*cells))) + "\n"
+    return header + "\n" + "\n".join(map(",".join, zip(*cells, strict=True))) + "\n"
 
 
 def _csv_cells(s: pd.Series) -> list[str]:
@@ -883,50 +883,24 @@ def prepare_workspace(
     prev_labels: np.ndarray | None = None
     prev_profiles: dict[str, pd.DataFrame] | None = None
     prev_wave: str | None = None
+    jobs = [_FitJob(w, files[w], ws.rel(files[w])) for w in waves]
+    fit_settings = _FitSettings(cfg, dictionary, engine, missing, max_fit_rows)
+    workers = _fit_workers(jobs)
+    fitted_waves = (
+        _parallel_fits(jobs, fit_settings, workers)
+        if workers > 1
+        else (_read_and_fit(job, fit_settings) for job in jobs)
+    )
     try:
         for i, wave in enumerate(waves):
             _emit(progress, {"stage": "wave", "wave": wave, "done": i, "total": len(waves)})
+            fitted = next(fitted_waves)  # in this process, or from a worker
             path = files[wave]
             source = ws.rel(path)
-            frame, labelled = read_raw_wave(path, st.id_column, st.missing_codes, source=source)
-            if frame.empty:
-                raise DataError(f"{source} has no rows — export the wave again", path=source)
-
-            types_all = {
-                c: infer_var_type(
-                    frame[c],
-                    dictionary.meta.get(c) or labelled.get(c),
-                    declared=dictionary.declared.get(c),
-                    demographic=c in pr.demographics,
-                    missing_codes=st.missing_codes,
-                )
-                for c in frame.columns
-                if c != st.id_column
-            }
-            sel = select_variables(frame, cfg, types_all, wave=wave, source=source, warn=warn)
-            if not sel.cluster_items:
-                raise DataError(
-                    f"{source}: no item to cluster on (every candidate is excluded, empty or "
-                    f"below prepare.density_threshold={pr.density_threshold}) — check "
-                    f"prepare.include/exclude",
-                    path=source,
-                )
-            kinds = {c: _KIND[types_all[c]] for c in sel.cluster_items}
-            enc = cl.encode_items(frame, sel.cluster_items, kinds)
-            if enc.n < cc.k:
-                raise DataError(
-                    f"{source} has {enc.n} respondents — too few for {cc.k} clusters", path=source
-                )
-            fit = cl.fit_clusters(
-                enc,
-                k=cc.k,
-                method=cc.method,
-                seed=cc.seed,
-                n_init=cc.n_init,
-                max_fit_rows=max_fit_rows,
-                engine=engine,
-                missing=missing,
-            )
+            for note in fitted.notes:
+                warn(note)
+            frame, labelled, types_all = fitted.frame, fitted.labelled, fitted.types_all
+            sel, enc, fit = fitted.sel, fitted.enc, fitted.fit
 
             # ----- alignment -------------------------------------------------------------
             orient = cc.orientation_item
@@ -1026,7 +1000,8 @@ def prepare_workspace(
             if not fit.converged:
                 warn(f"wave {wave}: the latent class model did not converge — see the fit report")
             prev_ids, prev_labels, prev_wave = ids, labels, wave
-            del frame, enc, out
+            del frame, enc, out, fitted
+        fitted_waves.close()  # the workers' files and processes are gone
 
         if cc.orientation_item and not orientation_seen:
             raise ConfigError(
@@ -1066,6 +1041,7 @@ def prepare_workspace(
         written = staging.commit()
     except BaseException:
         staging.discard()
+        fitted_waves.close()  # stops the fitting workers, if any
         raise
 
     no_context = [w for w in waves if not ws.wave_context(w).exists()]
@@ -1089,6 +1065,173 @@ def prepare_workspace(
         replaced=replaced,
         warnings=warnings,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading and clustering the waves: independent of each other, so large panels use two processes
+# ----------------------------------------------------------------------------------------------
+#: Raw waves of at least this size on average are read and clustered in worker processes (one
+#: per core, at most :data:`MAX_FIT_WORKERS`); a worker's start-up (importing pandas, numpy and
+#: scipy: ~2 s) is not worth it for small waves.
+PARALLEL_MIN_RAW_BYTES = 2_000_000
+MAX_FIT_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class _FitJob:
+    wave: str
+    path: Path
+    source: str
+
+
+@dataclass(frozen=True)
+class _FitSettings:
+    cfg: PanelsynthConfig
+    dictionary: StudyDictionary
+    engine: cl.Engine
+    missing: cl.MissingMode
+    max_fit_rows: int | None
+
+
+@dataclass
+class _FittedWave:
+    """A wave read, typed, with its variables selected and its respondents clustered."""
+
+    frame: pd.DataFrame
+    labelled: dict[str, VariableMeta]
+    types_all: dict[str, str]
+    sel: Selection
+    enc: cl.EncodedItems
+    fit: cl.ClusterFit
+    notes: list[str]  # warnings, in the order they arose
+
+
+def _read_and_fit(job: _FitJob, s: _FitSettings) -> _FittedWave:
+    """The part of preparing a wave that needs no other wave (label alignment comes after)."""
+    st, pr, cc = s.cfg.study, s.cfg.prepare, s.cfg.clustering
+    notes: list[str] = []
+    frame, labelled = read_raw_wave(job.path, st.id_column, st.missing_codes, source=job.source)
+    if frame.empty:
+        raise DataError(f"{job.source} has no rows — export the wave again", path=job.source)
+    types_all = {
+        c: infer_var_type(
+            frame[c],
+            s.dictionary.meta.get(c) or labelled.get(c),
+            declared=s.dictionary.declared.get(c),
+            demographic=c in pr.demographics,
+            missing_codes=st.missing_codes,
+        )
+        for c in frame.columns
+        if c != st.id_column
+    }
+    sel = select_variables(
+        frame, s.cfg, types_all, wave=job.wave, source=job.source, warn=notes.append
+    )
+    if not sel.cluster_items:
+        raise DataError(
+            f"{job.source}: no item to cluster on (every candidate is excluded, empty or "
+            f"below prepare.density_threshold={pr.density_threshold}) — check "
+            f"prepare.include/exclude",
+            path=job.source,
+        )
+    kinds = {c: _KIND[types_all[c]] for c in sel.cluster_items}
+    enc = cl.encode_items(frame, sel.cluster_items, kinds)
+    if enc.n < cc.k:
+        raise DataError(
+            f"{job.source} has {enc.n} respondents — too few for {cc.k} clusters",
+            path=job.source,
+        )
+    fit = cl.fit_clusters(
+        enc,
+        k=cc.k,
+        method=cc.method,
+        seed=cc.seed,
+        n_init=cc.n_init,
+        max_fit_rows=s.max_fit_rows,
+        engine=s.engine,
+        missing=s.missing,
+    )
+    return _FittedWave(frame, labelled, types_all, sel, enc, fit, notes)
+
+
+def _fit_workers(jobs: Sequence[_FitJob]) -> int:
+    """Worker processes for these waves: 1 (in-process) unless the raw waves are large."""
+    if len(jobs) < 2:
+        return 1
+    sizes = [job.path.stat().st_size for job in jobs]
+    if sum(sizes) / len(sizes) < PARALLEL_MIN_RAW_BYTES:
+        return 1
+    return max(1, min(MAX_FIT_WORKERS, os.cpu_count() or 1, len(jobs)))
+
+
+def _parallel_fits(
+    jobs: Sequence[_FitJob], settings: _FitSettings, workers: int
+) -> Iterator[_FittedWave]:
+    """:func:`_read_and_fit` of every job in ``workers`` processes, yielded in the jobs' order.
+
+    Worker ``i`` takes every ``workers``-th wave and hands each result over as a file as soon as
+    it is done, so the caller aligns wave 1 while later waves are still being fitted. A wave's
+    error is raised when its turn comes (as in one process); closing the generator stops the
+    workers.
+    """
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from panelsynth.workers import worker_env
+
+    with tempfile.TemporaryDirectory(prefix="panelsynth-prepare-") as tmp:
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for i in range(workers):
+                job_file = Path(tmp) / f"jobs{i}.pkl"
+                job_file.write_bytes(pickle.dumps((list(jobs[i::workers]), settings)))
+                cmd = [sys.executable, "-m", "panelsynth.prepare_worker", str(job_file), tmp]
+                procs.append(subprocess.Popen(cmd, env=worker_env()))
+            for n, job in enumerate(jobs):
+                proc, out = procs[n % workers], Path(tmp) / f"wave-{job.wave}.pkl"
+                while not out.exists():
+                    if proc.poll() is not None and not out.exists():
+                        raise PanelsynthError(
+                            f"the worker process preparing wave {job.wave} stopped (exit code "
+                            f"{proc.returncode}) — run `panelsynth prepare` again"
+                        )
+                    time.sleep(0.02)
+                ok, value = pickle.loads(out.read_bytes())
+                out.unlink()
+                if not ok:
+                    raise value
+                yield value
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+
+
+def fit_worker_main(argv: Sequence[str]) -> int:
+    """Body of ``python -m panelsynth.prepare_worker JOBS OUT_DIR``: fit the waves of ``JOBS``
+    in order, each result (or the error that stopped it) written to ``OUT_DIR/wave-{W}.pkl``."""
+    import pickle
+
+    from panelsynth.evaluate._io import atomic_write_bytes
+
+    job_file, out_dir = argv
+    jobs, settings = pickle.loads(Path(job_file).read_bytes())
+    for job in jobs:
+        try:
+            payload = pickle.dumps((True, _read_and_fit(job, settings)))
+        except Exception as err:  # noqa: BLE001 - handed to the parent, which raises it
+            try:
+                payload = pickle.dumps((False, err))
+            except Exception:  # noqa: BLE001 - an error that cannot be pickled
+                payload = pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
+        atomic_write_bytes(Path(out_dir) / f"wave-{job.wave}.pkl", payload)
+        if not pickle.loads(payload)[0]:
+            return 1
+    return 0
 
 
 def _stale_outputs(ws: Workspace, waves: list[str], warn: Callable[[str], None]) -> None:

@@ -48,6 +48,7 @@ from panelsynth.evaluate.suite import (
     summary_values,
     wave_rng,
 )
+from panelsynth.workers import worker_env
 from panelsynth.workspace import (
     MODES,
     Mode,
@@ -331,7 +332,7 @@ def _run_parallel(
             share = [p for g in groups[i::workers] for p in g]
             out = Path(tmp) / f"worker{i}.pkl"
             cmd = [sys.executable, "-m", "panelsynth.evaluate.worker", str(ws.root), str(seed)]
-            proc = subprocess.Popen([*cmd, json.dumps(share), str(out)], env=_worker_env())
+            proc = subprocess.Popen([*cmd, json.dumps(share), str(out)], env=worker_env())
             jobs.append((proc, share, out))
         for proc, share, out in jobs:
             proc.wait()
@@ -340,16 +341,6 @@ def _run_parallel(
             if progress:
                 progress(f"wave {share[-1][1]}", len(done), len(pairs))
     return [done[p] for p in pairs]
-
-
-def _worker_env() -> dict[str, str]:
-    """The environment with this package importable (also when it is run from a source tree)."""
-    import panelsynth
-
-    env = dict(os.environ)
-    src = str(Path(panelsynth.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def _worker_outcomes(code: int, share: list[tuple[str, str]], out: Path) -> list[PairOutcome]:
