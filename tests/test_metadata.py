@@ -51,3 +51,17 @@ def test_cached_rerun_makes_no_call(tiny_workspace: Path) -> None:
     format_metadata(client, wd, cache=cache)
     again = format_metadata(client, wd, cache=cache)
     assert again.cached and len(client.calls) == 1
+
+
+def test_reply_budget_leaves_room_for_every_string_at_its_maximum_length() -> None:
+    from panelsynth.llm.base import FakeClient, reply_budget
+
+    msgs = [{"role": "user", "content": "x" * 400}]
+    # 6 variables: a 240-character description plus meaning and values of 160 characters each
+    hosted = reply_budget(FakeClient(), msgs, 240 + 6 * 320, 21)
+    assert hosted >= (240 + 6 * 320) // 2 + 21  # more than the old 150 + 70 per variable (570)
+    small = FakeClient()
+    small.context_window = 1200  # type: ignore[attr-defined]
+    small.count_tokens = lambda text: len(text) // 4  # type: ignore[method-assign]
+    capped = reply_budget(small, msgs, 240 + 6 * 320, 21)
+    assert capped == 1200 - 100 - 16 - 32  # what the context leaves after the prompt

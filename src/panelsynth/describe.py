@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from panelsynth.cache import StepCache, fingerprint
 from panelsynth.data import WaveData
 from panelsynth.dictionaries import CODED_TYPES
-from panelsynth.llm.base import LLMClient, Message, Usage
+from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
 from panelsynth.pydantic_models import ClusterDescription, VariableDescription
 
 log = logging.getLogger("panelsynth")
@@ -326,7 +326,9 @@ def describe_wave(
         raw = cached
         log.info("wave %s: step 1 descriptions from cache", wave.wave)
     else:
-        comp = client.create(messages, model, temperature=temperature, max_tokens=_describe_budget(wave))
+        comp = client.create(
+            messages, model, temperature=temperature, max_tokens=_describe_budget(client, wave, messages)
+        )
         usage = comp.usage
         calls = 1
         raw = comp.value.model_dump()
@@ -350,9 +352,11 @@ def describe_wave(
     )
 
 
-def _describe_budget(wave: WaveData) -> int:
-    per = 60 if wave.mode == "full" else 45
-    return 200 + per * len(wave.variables) * len(wave.clusters)
+def _describe_budget(client: LLMClient, wave: WaveData, messages: list[Message]) -> int:
+    """Room for every description at its maximum length (skew, spread, shape; NA in full mode)."""
+    per = 4 if wave.mode == "full" else 3
+    entries = len(wave.variables) * len(wave.clusters)
+    return reply_budget(client, messages, entries * per * MAX_DESCRIPTION_CHARS, entries * (per + 1))
 
 
 def format_descriptions(descriptions: Sequence[ClusterDescription]) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from panelsynth.cache import StepCache, fingerprint
 from panelsynth.data import WaveData
-from panelsynth.llm.base import LLMClient, Message, Usage
+from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
 from panelsynth.pydantic_models import FeatureDescription, WaveDescription
 
 log = logging.getLogger("panelsynth")
@@ -101,7 +101,8 @@ def format_metadata(
         raw: dict[str, Any] = cached
         log.info("wave %s: step 2 metadata from cache", wave.wave)
     else:
-        budget = 150 + 70 * len(wave.variables)
+        n = len(wave.variables)  # a description, then meaning and values of every variable
+        budget = reply_budget(client, messages, 240 + n * 2 * 160, 3 + 3 * n)
         comp = client.create(messages, model, temperature=temperature, max_tokens=budget)
         usage, calls = comp.usage, 1
         raw = comp.value.model_dump()

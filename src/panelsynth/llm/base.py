@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -34,6 +34,20 @@ class PromptMessages(list):  # type: ignore[type-arg]  # list[Message]
         super().__init__(messages)
         self.shared_chars = shared_chars
 
+
+
+def reply_budget(client: Any, messages: Sequence[Message], text_chars: int, fields: int) -> int:
+    """``max_tokens`` for a structured reply of at most ``text_chars`` characters of free text in
+    ``fields`` JSON fields: room for every string at its ``maxLength`` (2 characters per token, a
+    bound for short words and digits) plus the JSON around them, capped by what the client's
+    context window leaves after the prompt (a smaller budget, not a prompt cut; the client
+    reports a reply that does not fit)."""
+    budget = 64 + 12 * fields + text_chars // 2
+    window = getattr(client, "context_window", None)
+    if window:
+        prompt = client.count_tokens("\n".join(m["content"] for m in messages)) + 16 * len(messages)
+        budget = max(64, min(budget, window - prompt - 32))
+    return budget
 
 @dataclass
 class Usage:
