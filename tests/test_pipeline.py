@@ -110,3 +110,19 @@ def test_dense_prompt_states_the_cluster_shares_of_every_respondent(tiny_workspa
     stated = dict(re.findall(r"cluster (\d): (\d+)%", text.split("Share of respondents")[1]))
     assert stated == {"1": f"{every[1]:.0%}".rstrip("%"), "2": f"{every[2]:.0%}".rstrip("%")}
     assert any("complete cases" in w for w in res.manifest_data["warnings"])
+
+
+def test_temporaries_of_a_killed_write_are_removed_on_resume(tiny_workspace: Path) -> None:
+    ws = Workspace(tiny_workspace)
+    opts = RunOptions(n_outputs=3, n_batches=2)
+    run_wave(tiny_workspace, "2", FakeClient(default=fake_answer), "fake", opts)
+    manifest = ws.manifest("fake", "2")
+    stale = manifest.parent / f".{manifest.name}.abc123.tmp"  # a SIGKILL between write and rename
+    stale.write_text('{"half": ')
+    other = manifest.parent / ".someone_elses_file.tmp"
+    other.write_text("x")
+    res = run_wave(
+        tiny_workspace, "2", FakeClient(default=fake_answer), "fake", RunOptions(n_outputs=3, n_batches=2, resume=True)
+    )
+    assert res.rows == 6
+    assert not stale.exists() and other.exists()  # only this wave's own temporaries

@@ -225,6 +225,7 @@ def run_wave(
     started = time.time()
     # The lock comes first: a second concurrent run is told who holds it, not about its files.
     with RunLock(ws.lock(model_dir, wd.wave), f"wave {wd.wave} of {model_dir}"):
+        _remove_stale_temporaries(ws, model_dir, wd.wave)
         if out_csv.exists() and not (opts.resume or opts.restart):
             raise PanelsynthError(
                 f"{ws.rel(out_csv)} already exists — pass --restart to generate it again (the old "
@@ -425,6 +426,27 @@ def calibration_setup(
             else None
         ),
     )
+
+
+def _remove_stale_temporaries(ws: Workspace, model_dir: str, wave: str) -> None:
+    """Remove half-written temporary files a killed run left next to this wave's outputs.
+
+    Atomic writes go through ``.<name>.<random>.tmp`` and a rename; a run killed in between
+    leaves the temporary file (the real file is intact). Called with the wave's lock held, so
+    no living writer owns them.
+    """
+    outputs = (
+        ws.output_csv(model_dir, wave),
+        ws.manifest(model_dir, wave),
+        ws.cluster_descriptions_log(model_dir, wave),
+        ws.examples_log(model_dir, wave),
+        ws.examples_csv(model_dir, wave),
+        ws.gen_metadata_log(model_dir, wave),
+    )
+    for path in outputs:
+        if path.parent.is_dir():
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
 
 
 def _step_failed(wave: str, step: str, err: LLMCallError) -> PanelsynthError:
