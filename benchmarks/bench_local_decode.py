@@ -95,7 +95,7 @@ def _raw(
     from panelsynth.llm.schema_decode import chat_prompt_tokens
     from panelsynth.metadata import format_metadata, format_wave_description
     from panelsynth.pipeline import load_wave_for_run
-    from panelsynth.pydantic_models.rows import build_specs
+    from panelsynth.pydantic_models.rows import wave_row_specs
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
@@ -106,15 +106,7 @@ def _raw(
         client, wd, n_examples=4 if args.mode == "dense" else 30, seed=42, cache=cache
     )
     s2 = format_metadata(client, wd, cache=cache, preferred_target=cfg.study.outcome)
-    specs = build_specs(
-        wd.var_types,
-        wd.metadata,
-        nullable=args.mode == "full",
-        frame=wd.frame,
-        cluster_column=wd.cluster_column,
-        prev_cluster_column=wd.prev_cluster_column,
-        clusters=wd.clusters,
-    )
+    specs = wave_row_specs(wd)
     prefix = build_prompt(
         wd,
         format_wave_description(s2.description, wd),

@@ -219,17 +219,9 @@ def measure_wave(root: Path, wave: str, local: Any, ours_outputs: int) -> dict[s
     # per-call suffix after the shared prefix (what prefix reuse leaves to evaluate)
     from panelsynth.generate import GenerationPrompt, build_prompt
     from panelsynth.metadata import format_wave_description
-    from panelsynth.pydantic_models.rows import build_specs
+    from panelsynth.pydantic_models.rows import wave_row_specs
 
-    specs = build_specs(
-        wd.var_types,
-        wd.metadata,
-        nullable=True,
-        frame=wd.frame,
-        cluster_column=wd.cluster_column,
-        prev_cluster_column=wd.prev_cluster_column,
-        clusters=wd.clusters,
-    )
+    specs = wave_row_specs(wd)
     prefix = build_prompt(
         wd,
         format_wave_description(s2.description, wd),

@@ -45,7 +45,7 @@ from panelsynth.llm.keys import scrub
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
 from panelsynth.runner import stays_on_this_machine
-from panelsynth.scaffold import atomic_write_text
+from panelsynth.scaffold import atomic_write_text, remove_stale_temporaries
 from panelsynth.workspace import Mode, Workspace
 
 log = logging.getLogger("panelsynth")
@@ -431,9 +431,7 @@ def calibration_setup(
 def _remove_stale_temporaries(ws: Workspace, model_dir: str, wave: str) -> None:
     """Remove half-written temporary files a killed run left next to this wave's outputs.
 
-    Atomic writes go through ``.<name>.<random>.tmp`` and a rename; a run killed in between
-    leaves the temporary file (the real file is intact). Called with the wave's lock held, so
-    no living writer owns them.
+    Called with the wave's lock held, so no living writer owns them.
     """
     outputs = (
         ws.output_csv(model_dir, wave),
@@ -444,9 +442,7 @@ def _remove_stale_temporaries(ws: Workspace, model_dir: str, wave: str) -> None:
         ws.gen_metadata_log(model_dir, wave),
     )
     for path in outputs:
-        if path.parent.is_dir():
-            for stale in path.parent.glob(f".{path.name}.*.tmp"):
-                stale.unlink(missing_ok=True)
+        remove_stale_temporaries(path)
 
 
 def _step_failed(wave: str, step: str, err: LLMCallError) -> PanelsynthError:

@@ -1221,15 +1221,17 @@ def fit_worker_main(argv: Sequence[str]) -> int:
     job_file, out_dir = argv
     jobs, settings = pickle.loads(Path(job_file).read_bytes())
     for job in jobs:
+        ok = True
         try:
             payload = pickle.dumps((True, _read_and_fit(job, settings)))
         except Exception as err:  # noqa: BLE001 - handed to the parent, which raises it
+            ok = False
             try:
                 payload = pickle.dumps((False, err))
             except Exception:  # noqa: BLE001 - an error that cannot be pickled
                 payload = pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
         atomic_write_bytes(Path(out_dir) / f"wave-{job.wave}.pkl", payload)
-        if not pickle.loads(payload)[0]:
+        if not ok:
             return 1
     return 0
 

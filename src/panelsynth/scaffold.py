@@ -30,6 +30,15 @@ def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
         raise
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of :func:`atomic_write_text` calls for ``path`` that a killed
+    process left behind (the file itself is intact). Only call it when no other process can be
+    writing ``path`` (e.g. with the run's lock held)."""
+    if path.parent.is_dir():
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
 def config_template() -> str:
     return resources.files("panelsynth").joinpath("templates/panelsynth.toml").read_text("utf-8")
 
