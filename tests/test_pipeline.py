@@ -46,17 +46,24 @@ def test_existing_output_is_not_overwritten(tiny_workspace: Path) -> None:
 
 def test_second_run_is_refused_while_locked(tiny_workspace: Path) -> None:
     ws = Workspace(tiny_workspace)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    lock = ws.lock("m1", "1")
+    hold = (
+        "import sys; from pathlib import Path; from panelsynth.checkpoint import RunLock; "
+        "RunLock(Path(sys.argv[1]), 'x').acquire(); print('held', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        lock = ws.lock("m1", "1")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename}))
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert json.loads(lock.read_text())["host"] == os.uname().nodename
         with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
             run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1))
     finally:
         holder.kill()
         holder.wait()
-    # the holder is dead now: its stale lock is taken over
+    # the holder is dead now: the kernel released its lock
     res = run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1))
     assert res.rows == 2 and not ws.lock("m1", "1").exists()
 

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from panelsynth.scaffold import atomic_write_text
 
 log = logging.getLogger("panelsynth")
@@ -29,17 +31,32 @@ class StepCache:
     def _path(self, stage: str, key: str) -> Path:
         return self.folder / f"{stage}-{key}.json"
 
-    def get(self, stage: str, key: str) -> Any | None:
+    def get(self, stage: str, key: str, model: type[BaseModel] | None = None) -> Any | None:
+        """The stored document, or ``None`` when absent or unusable.
+
+        With ``model`` (the response model whose ``model_dump()`` was stored), an entry that does
+        not validate against it (valid JSON of the wrong shape, e.g. ``{}``) is ignored with a
+        warning, so the step is computed again and the entry replaced.
+        """
         if not self.enabled:
             return None
         p = self._path(stage, key)
         if not p.exists():
             return None
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            value = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
             log.warning("ignoring unreadable cache entry %s", p.name)
             return None
+        if model is not None:
+            try:
+                return model.model_validate(value).model_dump()
+            except (ValidationError, RecursionError):
+                log.warning(
+                    "ignoring cache entry %s of the wrong shape; computing it again", p.name
+                )
+                return None
+        return value
 
     def put(self, stage: str, key: str, value: Any) -> None:
         if not self.enabled:

@@ -148,7 +148,13 @@ class GenerationConfig(_Section):
     max_retries: int = Field(
         5, ge=0, le=50, description="Retries of transient API failures per call (with back-off)."
     )
-    timeout: float = Field(120.0, gt=0, le=3600, description="Seconds before a call times out.")
+    timeout: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Seconds one request may take in total (to the last byte of the reply) "
+        "before it is abandoned and retried.",
+    )
     max_cost_usd: float | None = Field(
         None,
         gt=0,
@@ -252,8 +258,14 @@ def load_config(path: str | Path | None) -> PanelsynthConfig:
     p = Path(path)
     if not p.exists():
         return PanelsynthConfig()
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not the config file — move it away")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p.name}: not valid TOML ({err}) — fix the syntax") from None
+    except RecursionError:  # tables or arrays nested thousands of levels deep
+        raise ConfigError(
+            f"{p.name}: not valid TOML (nested too deeply) — fix the syntax"
+        ) from None
     return parse_config(data, p.name)

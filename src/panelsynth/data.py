@@ -26,8 +26,9 @@ from panelsynth.dictionaries import (
     load_context,
     load_metadata,
     load_var_types,
+    warn_long_texts,
 )
-from panelsynth.errors import DataError
+from panelsynth.errors import ConfigError, DataError, quote
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -158,6 +159,8 @@ class WaveData:
     prev_cluster_column: str | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: Warnings about texts (questions, answer labels) long enough to make every call costly.
+    size_warnings: list[str] = field(default_factory=list)
     #: Cluster shares among every respondent of the wave, kept when a subset (the dense mode's
     #: complete cases) replaces ``frame``; ``None``: ``frame`` is every respondent.
     population_shares: dict[int, float] | None = None
@@ -235,6 +238,8 @@ def load_wave(
             path=name,
             column=dups[0],
         )
+    check_variable_names(var_types, ws.rel(types_path))
+    check_missing_codes(missing_codes, cluster_column, k)
     df = clean_missing(raw, missing_codes)
     check_wave_frame(
         df,
@@ -254,10 +259,13 @@ def load_wave(
     frame[cluster_column] = frame[cluster_column].astype(int)
     if prev:
         frame[prev] = frame[prev].astype("Int64")
+    long_texts = warn_long_texts(metadata, ws.rel(meta_path))
     return WaveData(
         wave=wave,
         mode=mode,
         frame=frame,
+        notes=list(long_texts),
+        size_warnings=long_texts,
         var_types=var_types,
         metadata=metadata,
         context=context,
@@ -265,6 +273,66 @@ def load_wave(
         prev_cluster_column=prev,
         source=path,
     )
+
+
+def check_variable_names(names: Iterable[str], source: str) -> None:
+    """Refuse variable names that cannot be fields of the response models (checked before any
+    model call): a leading underscore (a private attribute to Pydantic), or a name of
+    ``BaseModel`` itself (``model_config``, ``json``, ...), which Pydantic rejects or warns about.
+
+    Raises:
+        DataError: one line naming the first such variable and the fix.
+    """
+    import warnings
+
+    from pydantic import BaseModel, create_model
+
+    reserved = set(dir(BaseModel))
+    for name in names:
+        problem = None
+        if name.startswith("_"):
+            problem = "starts with an underscore"
+        elif name in reserved:
+            problem = "is the name of a Pydantic model attribute"
+        elif name.startswith("model_"):  # Pydantic's protected namespace: probe this version
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    fields: dict[str, Any] = {name: (int, ...)}
+                    probe = create_model("Probe", **fields)  # type: ignore[call-overload]
+                    if name not in probe.model_fields or caught:
+                        problem = "is reserved by Pydantic"
+                except Exception:  # noqa: BLE001 - a name Pydantic refuses outright
+                    problem = "is reserved by Pydantic"
+        if problem:
+            raise DataError(
+                f"{source}: the variable name {quote(name)} {problem}, so it cannot be a field of "
+                f"the response models — rename the variable "
+                f"(e.g. {quote('v' + name.lstrip('_'))}) "
+                f"in the data, var types and metadata",
+                path=source,
+                column=name,
+            )
+
+
+def check_missing_codes(
+    missing_codes: Iterable[int | float | str], cluster_column: str, k: int
+) -> None:
+    """Refuse missing codes that are also cluster labels (1..k): every label would become NA.
+
+    Raises:
+        ConfigError: one line naming the clashing codes.
+    """
+    labels = set(range(1, k + 1))
+    clash = sorted({int(f) for f in map(_num, missing_codes) if f is not None and f in labels})
+    if clash:
+        shown = ", ".join(map(str, clash))
+        raise ConfigError(
+            f"study.missing_codes lists {shown}, which {'is a' if len(clash) == 1 else 'are'} "
+            f"cluster label{'s' if len(clash) > 1 else ''} of the column {cluster_column!r} "
+            f"(1..{k}) and a valid answer — remove {'it' if len(clash) == 1 else 'them'} from "
+            f"study.missing_codes (survey missing codes are usually negative, e.g. -9)"
+        )
 
 
 def check_wave_frame(
@@ -297,7 +365,7 @@ def check_wave_frame(
             column=cluster_column,
         )
     allowed = set(range(1, k + 1))
-    bad = sorted({str(v) for v in labels.unique() if _num(v) not in allowed})
+    bad = sorted({quote(str(v))[1:-1] for v in labels.unique() if _num(v) not in allowed})
     if bad:
         raise DataError(
             f"{source}: column {cluster_column!r} has labels {', '.join(bad[:5])} — use "
@@ -323,7 +391,7 @@ def check_wave_frame(
                 column=prev_cluster_column,
             )
         prev = df[prev_cluster_column].dropna()
-        badp = sorted({str(v) for v in prev.unique() if _num(v) not in allowed})
+        badp = sorted({quote(str(v))[1:-1] for v in prev.unique() if _num(v) not in allowed})
         if badp:
             raise DataError(
                 f"{source}: column {prev_cluster_column!r} has labels {', '.join(badp[:5])} — use "
@@ -358,7 +426,8 @@ def check_wave_frame(
             if numeric_codes and len(nonnum):
                 raise DataError(
                     f"{source}: column {var!r} ({vtype}) has non-numeric values such as "
-                    f"{str(nonnum.iloc[0])!r} — recode them to the metadata codes or add them to "
+                    f"{quote(str(nonnum.iloc[0]))} — recode them to the metadata codes or add "
+                    f"them to "
                     f"study.missing_codes",
                     path=source,
                     column=var,
@@ -368,7 +437,10 @@ def check_wave_frame(
                 vals = nums.dropna() if numeric_codes else s.dropna().astype(str)
                 outside = sorted({v for v in vals.unique() if v not in allowed_codes}, key=str)
                 if outside:
-                    shown = ", ".join(_fmt(v) if isinstance(v, float) else str(v) for v in outside[:5])
+                    shown = ", ".join(
+                        _fmt(v) if isinstance(v, float) else quote(str(v))[1:-1]
+                        for v in outside[:5]
+                    )
                     raise DataError(
                         f"{source}: column {var!r} has values {shown} that the metadata does not "
                         f"list — add them to its responses or to study.missing_codes",
@@ -378,7 +450,7 @@ def check_wave_frame(
         elif vtype == "a continuous" and len(nonnum):
             raise DataError(
                 f"{source}: column {var!r} (a continuous) has non-numeric values such as "
-                f"{str(nonnum.iloc[0])!r} — recode them or add them to study.missing_codes",
+                f"{quote(str(nonnum.iloc[0]))} — recode them or add them to study.missing_codes",
                 path=source,
                 column=var,
             )

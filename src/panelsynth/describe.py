@@ -319,7 +319,7 @@ def describe_wave(
     full = wave.mode == "full"
     model = describe_response_model(wave.variables, wave.clusters, full)
     key = fingerprint("step1", client.label, messages, model.model_json_schema())
-    cached = cache.get("step1", key) if cache else None
+    cached = cache.get("step1", key, model) if cache else None
     usage = Usage(attempts=0)
     calls = 0
     if cached is not None:

@@ -15,13 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from panelsynth.errors import MetadataError
+from panelsynth.errors import MetadataError, quote
+
+log = logging.getLogger("panelsynth")
 
 VarType = Literal["an ordinal", "a categorical", "a continuous", "a binary"]
 VAR_TYPES: tuple[str, ...] = ("an ordinal", "a categorical", "a continuous", "a binary")
@@ -90,7 +93,13 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
         return {"note": None}
     m = _RANGE_RE.match(text)
     if m:
-        return {"range": (float(m.group(1)), float(m.group(2)))}
+        lo, hi = float(m.group(1)), float(m.group(2))
+        if lo > hi:
+            raise MetadataError(
+                f"{source}: variable {quote(variable)}: range {quote(text)} runs from a larger to "
+                f"a smaller number — write it as '{m.group(2)}-{m.group(1)}'"
+            )
+        return {"range": (lo, hi)}
     parts = [p for p in re.split(r"\s*[;|\n]\s*", text) if p.strip()]
     if len(parts) == 1 and "," in text and "=" in text:
         parts = [p for p in text.split(",") if p.strip()]
@@ -99,13 +108,16 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
         pm = _PAIR_RE.match(part)
         if not pm:
             raise MetadataError(
-                f"{source}: variable {variable!r}: cannot read response {part!r} — write responses "
+                f"{source}: variable {quote(variable)}: cannot read response {quote(part)} — "
+                f"write "
+                f"responses "
                 f"as '1=Label; 2=Label' or a range '18-90'"
             )
         code = str(_as_number(pm.group(1)))
         if code in responses:
             raise MetadataError(
-                f"{source}: variable {variable!r}: response code {code} appears twice — give each "
+                f"{source}: variable {quote(variable)}: response code {quote(code)[1:-1]} appears twice "
+                f"— give each "
                 f"code one label"
             )
         responses[code] = pm.group(2)
@@ -141,16 +153,18 @@ def metadata_from_csv(path: str | Path) -> dict[str, VariableMeta]:
         name = (row.get(cols["variable"]) or "").strip()
         if any((c or "").strip() for c in row.get(None) or []):  # cells beyond the header
             raise MetadataError(
-                f"{p.name}: line {i} (variable {name!r}) has more cells than the header — put "
+                f"{p.name}: line {i} (variable {quote(name)}) has more cells than the header — "
+                f"put "
                 f"double quotes around cells that contain the separator"
             )
         if not name:
             raise MetadataError(f"{p.name}: line {i} has no variable name — fill it in or delete it")
         if name in meta:
-            raise MetadataError(f"{p.name}: variable {name!r} appears twice — keep one row")
+            raise MetadataError(f"{p.name}: variable {quote(name)} appears twice — keep one row")
         question = (row.get(cols["question"]) or "").strip() or name
         extra = parse_responses(row.get(cols["responses"]) or "", variable=name, source=p.name)
         meta[name] = VariableMeta(question=question, **extra)
+    warn_long_texts(meta, p.name)
     return meta
 
 
@@ -201,10 +215,30 @@ def load_metadata(path: Path) -> dict[str, VariableMeta]:
             loc = ".".join(str(x) for x in first["loc"])
             where = f"{loc}: " if loc else ""
             raise MetadataError(
-                f"{path.name}: variable {name!r}: {where}{first['msg']} — expected "
+                f"{path.name}: variable {quote(name)}: {where}{first['msg']} — expected "
                 f'{{"question": ..., "responses": {{"1": "label"}}}} or {{"question": ..., "range": [lo, hi]}}'
             ) from None
     return out
+
+
+#: Question texts longer than this get a warning: each is sent in every call of a wave.
+LONG_TEXT_CHARS = 10_000
+
+
+def warn_long_texts(meta: dict[str, VariableMeta], source: str) -> list[str]:
+    """Warn (once per variable) about question or response texts above :data:`LONG_TEXT_CHARS`
+    characters; returns the warnings."""
+    notes = []
+    for name, m in meta.items():
+        size = len(m.question) + sum(len(v) for v in (m.responses or {}).values())
+        if size > LONG_TEXT_CHARS:
+            note = (
+                f"{source}: the texts of variable {quote(name)} have {size:,} characters (more "
+                f"than {LONG_TEXT_CHARS:,}) and are sent in every call — shorten them"
+            )
+            log.warning(note)
+            notes.append(note)
+    return notes
 
 
 def load_var_types(path: Path) -> dict[str, str]:

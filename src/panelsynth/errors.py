@@ -57,3 +57,41 @@ class RunLockedError(PanelsynthError):
 
 class BudgetExceededError(PanelsynthError):
     """The next LLM call would take the run's spending past ``generation.max_cost_usd``."""
+
+
+#: Longest quoted value an error message shows in full.
+QUOTE_LIMIT = 80
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters with "…" (a 2 MB cell is not
+    printed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_OS_HINTS = {
+    "ENOSPC": "the disk is full — free some space and rerun (with --resume for `run`)",
+    "EDQUOT": "the disk quota is used up — free some space and rerun (with --resume for `run`)",
+    "EROFS": "the file system is read-only — use a writable workspace",
+    "EACCES": "permission denied — make the workspace writable or use another one",
+    "EPERM": "operation not permitted — make the workspace writable or use another one",
+    "ENAMETOOLONG": "the name is too long — use a shorter name",
+    "EISDIR": "it is a folder where a file is expected — move it away",
+    "ENOTDIR": "a part of the path is a file where a folder is expected",
+    "ELOOP": "it is a symbolic link, which panelsynth does not follow here — replace it with a "
+    "real file or folder",
+}
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an operating-system error: the path, the cause and what to do."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(err.errno or 0, "")
+    cause = err.strerror or type(err).__name__
+    where = f"{err.filename}: " if err.filename else ""
+    if err.filename2:
+        where = f"{err.filename} -> {err.filename2}: "
+    hint = _OS_HINTS.get(name)
+    return f"{where}{cause}" + (f" — {hint}" if hint else "")

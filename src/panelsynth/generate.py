@@ -559,7 +559,8 @@ def generate_rows(
             wanted=settings.wanted,
             accepted=min(runner.accepted, settings.wanted),
             attempts=len(runner.calls),
-            hint=(
+            hint=_persistent_cause(runner)
+            or (
                 f"{runner.consecutive_failures} calls in a row failed or gave no valid row "
                 f"(faults: {_faults_text(runner.faults)}); stopped early — fix the cause and "
                 f"rerun with --resume"
@@ -579,7 +580,8 @@ def generate_rows(
             wanted=settings.wanted,
             accepted=runner.accepted,
             attempts=len(runner.calls),
-            hint=(
+            hint=_persistent_cause(runner)
+            or (
                 f"the call budget ({settings.max_calls} calls) is used up (faults: "
                 f"{_faults_text(runner.faults)}); rerun with --resume, or raise "
                 f"generation.max_attempts_factor"
@@ -636,6 +638,28 @@ def _run_loop(coro: Any) -> None:
         asyncio.run(coro)
     finally:
         gc.unfreeze()
+
+
+def _persistent_cause(runner: _Runner) -> str | None:
+    """The fix for failures that more calls cannot cure, whatever the call budget: a rejected
+    key (401/403), or a server that never answers in time. ``None`` for anything else."""
+    mine = runner.calls[runner.calls_before :]  # this invocation's calls, in finishing order
+    last_ok = max((i for i, c in enumerate(mine) if c.ok), default=-1)
+    failed = [c.kind for c in mine[last_ok + 1 :] if not c.ok]
+    if not failed:
+        return None
+    faults = _faults_text(runner.faults)
+    if "auth" in failed:
+        return (
+            f"the provider refused the request (401/403: auth; faults: {faults}) — check the key "
+            f"/ permissions (that this key may use this model), then rerun with --resume"
+        )
+    if last_ok < 0 and set(failed) == {"timeout"}:
+        return (
+            f"no call was answered in time (faults: {faults}) — check the server, or raise "
+            f"generation.timeout in panelsynth.toml, then rerun with --resume"
+        )
+    return None
 
 
 def _faults_text(faults: dict[str, int]) -> str:

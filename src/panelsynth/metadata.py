@@ -94,7 +94,7 @@ def format_metadata(
     messages = metadata_messages(wave)
     model = metadata_response_model(wave.variables)
     key = fingerprint("step2", client.label, messages, model.model_json_schema())
-    cached = cache.get("step2", key) if cache else None
+    cached = cache.get("step2", key, model) if cache else None
     usage = Usage(attempts=0)
     calls = 0
     if cached is not None:

@@ -43,6 +43,7 @@ from panelsynth.llm.base import LLMCallError, LLMClient, Usage
 from panelsynth.llm.budget import BudgetedClient
 from panelsynth.llm.keys import scrub
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
+from panelsynth.prepare_switch import finish_interrupted_prepare
 from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
 from panelsynth.runner import stays_on_this_machine
 from panelsynth.scaffold import atomic_write_text, remove_stale_temporaries
@@ -207,6 +208,7 @@ def run_wave(
     ws = Workspace(workspace)
     if not ws.root.is_dir():
         raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    finish_interrupted_prepare(ws)  # never read a half-switched set of prepare's outputs
     config = config or load_config(ws.config_path)
     mode, n_examples, settings = resolve_settings(config, opts, client)
     g = config.generation
@@ -547,6 +549,8 @@ def _write_manifest(
         "throttle": gen.throttle if gen else {},
         "copies_dropped": gen.copies_dropped if gen else None,
         "resumed_batches": gen.resumed_batches if gen else 0,
+        # replies whose token usage was missing or implausible and estimated from the text
+        "usage_estimated": sum(int(c.get("estimated", 0)) for c in calls),
         "retries": sum(c["retries"] for c in calls),
         "reasks": sum(c["reasks"] for c in calls),
         "tokens": {"input": total_in, "output": total_out, "per_stage": stages},

@@ -281,7 +281,7 @@ def plan_wave(
     wd = load_wave_for_run(ws, wave, config, mode)
     cache = _ReadOnlyCache(ws.cache_dir(), enabled=opts.use_cache)
     proj = _Projector(client)
-    notes: list[str] = []
+    notes: list[str] = list(wd.size_warnings)  # a huge question text is sent in every call
 
     s1 = describe_wave(
         proj,

@@ -53,7 +53,10 @@ Safety
 Nothing is written until every wave has been read and clustered. ``Original data/`` files, var
 types and metadata that ``prepare`` did not write (or that were edited since) are not replaced
 unless ``force=True``; with ``force`` the old file is first copied to ``Prepare/replaced/``.
-``Prepare/manifest.json`` records what ``prepare`` wrote (a SHA-256 per file).
+``Prepare/manifest.json`` records what ``prepare`` wrote (a SHA-256 per file). One ``prepare``
+runs per workspace (an OS lock), and its outputs are staged and switched in all at once, the
+manifest last: a kill part-way leaves the old set, or a switch the next run completes
+(:mod:`panelsynth.prepare_switch`).
 """
 
 from __future__ import annotations
@@ -66,7 +69,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,7 @@ from panelsynth.dictionaries import (
     metadata_to_json,
 )
 from panelsynth.errors import ConfigError, DataError, PanelsynthError, WorkspaceError
+from panelsynth.prepare_switch import StagedOutputs, finish_interrupted_prepare, prepare_lock
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Workspace, check_wave_id, wave_sort_key
 
@@ -654,46 +657,6 @@ def _backup(ws: Workspace, path: Path) -> Path:
     return dest
 
 
-class _Staging:
-    """Temporary files next to their targets, renamed into place only on :meth:`commit`."""
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[Path, Path]] = []
-
-    def write(self, path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        os.chmod(tmp, 0o666 & ~_umask())
-        self._pending.append((Path(tmp), path))
-
-    def commit(self) -> list[Path]:
-        done = []
-        for tmp, path in self._pending:
-            os.replace(tmp, path)
-            done.append(path)
-        self._pending.clear()
-        return done
-
-    def discard(self) -> None:
-        for tmp, _ in self._pending:
-            tmp.unlink(missing_ok=True)
-        self._pending.clear()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _csv_text(df: pd.DataFrame) -> str:
     """``df.to_csv(index=False)`` (``\\n`` line ends, minimal quoting), except that a float column
     whose values are all whole numbers is written as integers (``3``, not ``3.0``).
@@ -841,6 +804,20 @@ def prepare_workspace(
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if not ws.root.is_dir():
         raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    with prepare_lock(ws):  # one prepare per workspace; outputs switched in all at once
+        finish_interrupted_prepare(ws, locked=True)
+        return _prepare_locked(ws, config, progress, force, engine, missing, max_fit_rows)
+
+
+def _prepare_locked(
+    ws: Workspace,
+    config: PanelsynthConfig | None,
+    progress: Progress | None,
+    force: bool,
+    engine: cl.Engine | None,
+    missing: cl.MissingMode | None,
+    max_fit_rows: int | None,
+) -> PrepareResult:
     cfg = config if config is not None else load_config(ws.config_path)
     st, pr, cc = cfg.study, cfg.prepare, cfg.clustering
     engine = engine or cc.engine
@@ -874,7 +851,7 @@ def prepare_workspace(
             f"(variable, question, responses) for question texts"
         )
 
-    staging = _Staging()
+    staging = StagedOutputs(ws)
     works: list[_WaveWork] = []
     transitions: list[pd.DataFrame] = []
     told: set[str] = set()
@@ -1038,7 +1015,6 @@ def prepare_workspace(
                 )
 
         replaced = [_relposix(ws, _backup(ws, p)) for p in foreign]
-        written = staging.commit()
     except BaseException:
         staging.discard()
         fitted_waves.close()  # stops the fitting workers, if any
@@ -1054,8 +1030,13 @@ def prepare_workspace(
     _stale_outputs(ws, waves, warn)
     trans = pd.concat(transitions, ignore_index=True) if transitions else _empty_transitions()
     reports = [w.report for w in works]
-    written += _write_reports(ws, reports, ranking, trans, cfg, engine, missing, warnings)
-    _write_manifest(ws, written)
+    try:
+        _write_reports(ws, reports, ranking, trans, cfg, engine, missing, warnings, staging)
+        _write_manifest(ws, staging.targets(), staging)
+    except BaseException:
+        staging.discard()
+        raise
+    written = [p for p in staging.switch() if p != _manifest_path(ws)]  # the manifest last
     return PrepareResult(
         workspace=ws,
         waves=reports,
@@ -1377,13 +1358,17 @@ def _write_reports(
     engine: str,
     missing: str,
     warnings: list[str],
+    staging: StagedOutputs | None = None,
 ) -> list[Path]:
     d = ws.prepare_dir()
     written: list[Path] = []
 
     def put(name: str, text: str) -> None:
         p = d / name
-        atomic_write_text(p, text)
+        if staging is not None:
+            staging.write(p, text)
+        else:
+            atomic_write_text(p, text)
         written.append(p)
 
     rows = []
@@ -1468,9 +1453,15 @@ def _round(x: float | None, digits: int = 4) -> float | None:
     return round(float(x), digits)
 
 
-def _write_manifest(ws: Workspace, written: list[Path]) -> None:
+def _write_manifest(
+    ws: Workspace, written: list[Path], staging: StagedOutputs | None = None
+) -> None:
     files = _read_manifest(ws)
     for p in written:
-        files[_relposix(ws, p)] = _sha256(p)
+        files[_relposix(ws, p)] = (staging.digest(p) if staging else None) or _sha256(p)
     doc = {"written_by": "panelsynth prepare", "files": dict(sorted(files.items()))}
-    atomic_write_text(_manifest_path(ws), json.dumps(doc, indent=2) + "\n")
+    text = json.dumps(doc, indent=2) + "\n"
+    if staging is not None:
+        staging.write(_manifest_path(ws), text)  # staged last: switched in last
+    else:
+        atomic_write_text(_manifest_path(ws), text)

@@ -15,7 +15,10 @@ from panelsynth.workspace import Workspace, check_wave_id
 def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
     """Write via a temporary file in the same folder and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # a read-only folder: name the folder, not a random temporary
+        raise OSError(err.errno, err.strerror, str(path.parent)) from None
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -25,6 +28,11 @@ def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, ...: the message names the file, not the temporary
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is None or err.filename == tmp:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from panelsynth.errors import WorkspaceError
+from panelsynth.errors import WorkspaceError, quote
 
 Mode = Literal["dense", "full"]
 MODES: tuple[Mode, ...] = ("dense", "full")
 
 _WAVE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
 _MODEL_DIR_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
+#: Longest wave id / model dir: they become parts of file names (a file name has at most 255
+#: bytes, and a wave id appears inside longer names).
+MAX_NAME_LENGTH = 100
 
 CONFIG_FILE = "panelsynth.toml"
 ORIGINAL_DATA = "Original data"
@@ -60,18 +63,28 @@ EXTRA_EVAL_TABLES: tuple[str, ...] = ("density_trend_unthresholded", "c2st_gb")
 def check_wave_id(wave: str | int) -> str:
     """Return the wave id as a string, or raise if it cannot name a file."""
     w = str(wave).strip()
+    if len(w) > MAX_NAME_LENGTH:
+        raise WorkspaceError(
+            f"wave id {quote(w)} has {len(w)} characters — use at most {MAX_NAME_LENGTH}"
+        )
     if not _WAVE_RE.fullmatch(w):
         raise WorkspaceError(
-            f"wave id {wave!r} is not valid — use letters, digits, '-' or '_' (e.g. 1, 8a)"
+            f"wave id {quote(wave)} is not valid — use letters, digits, '-' or '_' (e.g. 1, 8a)"
         )
     return w
 
 
 def check_model_dir(model_dir: str) -> str:
     """Return the model dir name, or raise if it cannot be a folder name."""
+    if len(model_dir or "") > MAX_NAME_LENGTH:
+        raise WorkspaceError(
+            f"model dir {quote(model_dir)} has {len(model_dir)} characters — use at most "
+            f"{MAX_NAME_LENGTH}"
+        )
     if not _MODEL_DIR_RE.fullmatch(model_dir or ""):
         raise WorkspaceError(
-            f"model dir {model_dir!r} is not a valid folder name — use letters, digits, '.', '-', '_'"
+            f"model dir {quote(model_dir)} is not a valid folder name — use letters, digits, "
+            f"'.', '-', '_'"
         )
     return model_dir
 
@@ -209,6 +222,23 @@ class Workspace:
 
     def report_html(self) -> Path:
         return self.root / EVALUATION / "report.html"
+
+    def eval_tables_lock(self) -> Path:
+        """OS lock held while ``evaluate`` merges its figures into the results tables."""
+        return self.root / EVAL_RESULTS / ".tables.lock"
+
+    # ----- prepare's switch of its outputs -------------------------------------------------
+    def prepare_lock(self) -> Path:
+        """OS lock held by ``panelsynth prepare`` for its whole run."""
+        return self.root / STATE / "prepare.lock"
+
+    def prepare_staging(self) -> Path:
+        """Where ``prepare`` builds its outputs before switching them in."""
+        return self.root / STATE / "prepare-staging"
+
+    def prepare_journal(self) -> Path:
+        """The list of staged outputs to switch in; its presence means a switch is under way."""
+        return self.root / STATE / "prepare-journal.json"
 
     # ----- discovery -----------------------------------------------------------------------
     def waves_with_data(self) -> list[str]:

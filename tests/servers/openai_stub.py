@@ -57,6 +57,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "auth",  # 401
 )
 
+#: Faults that test the client's limits, not part of the random fault mix (too slow or too big).
+LIMIT_FAULT_KINDS: tuple[str, ...] = (
+    "trickle",  # 200 whose headers come at once and whose body then comes one byte at a time
+    "huge",  # 200 whose body never ends (no length; closed only when the client stops reading)
+)
+
 
 @dataclass
 class Fault:
@@ -74,8 +80,9 @@ class Fault:
     message: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if self.kind not in FAULT_KINDS + LIMIT_FAULT_KINDS:
+            known = ", ".join(FAULT_KINDS + LIMIT_FAULT_KINDS)
+            raise ValueError(f"unknown fault {self.kind!r}; known: {known}")
 
 
 @dataclass
@@ -101,6 +108,10 @@ class _Config:
     rng: random.Random
     fault_filter: Callable[[dict[str, Any]], bool] | None = None
     script: deque[Fault | None] = field(default_factory=deque)
+    trickle_seconds: float = 1.0
+    usage: Callable[[dict[str, int]], dict[str, Any] | None] | None = None
+    #: bytes a ``huge`` reply sent before the client stopped reading (per request, in order)
+    huge_sent: list[int] = field(default_factory=list)
 
 
 def estimate_tokens(text: str) -> int:
@@ -253,6 +264,12 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             self._drop()
             return
+        if kind == "trickle":
+            self._trickle(stub, reply)
+            return
+        if kind == "huge":
+            self._huge(stub)
+            return
         if reply is None:
             assert kind is not None
             status = {
@@ -272,6 +289,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(status, {"error": {"message": text, "type": kind}}, headers)
             return
         self._send_json(200, reply)
+
+    def _trickle(self, stub: OpenAIStub, reply: dict | None) -> None:
+        """Headers at once, then the body one byte every ``trickle_seconds``."""
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                if stub._stop.wait(stub.config.trickle_seconds):
+                    break
+        except OSError:  # the client gave up
+            pass
+        self._drop()
+
+    def _huge(self, stub: OpenAIStub) -> None:
+        """A reply without a length whose body goes on until the client stops reading."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = b" " * 65536
+        sent = 0
+        try:
+            self.wfile.write(b'{"id": "huge", "choices": [{"message": {"content": "')
+            while sent < 300_000_000 and not stub._stop.is_set():
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:  # the client closed the connection
+            pass
+        with stub._lock:
+            stub.config.huge_sent.append(sent)
+        self._drop()
 
     def _completion(self, stub: OpenAIStub, body: dict[str, Any], kind: str | None) -> dict:
         """The chat-completion payload for ``body`` (``kind``: ``malformed``/``truncated`` or None)."""
@@ -310,22 +364,27 @@ class _Handler(BaseHTTPRequestHandler):
             prompt_text += json.dumps(tools)
         prompt_tokens = estimate_tokens(prompt_text)
         completion_tokens = estimate_tokens(text)
-        return {
+        usage: dict[str, Any] | None = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if cfg.usage is not None:  # a server that reports wrong usage (or none)
+            usage = cfg.usage(dict(usage))
+        reply = {
             "id": f"chatcmpl-stub-{len(stub.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", cfg.model),
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
         }
+        if usage is not None:
+            reply["usage"] = usage
+        return reply
 
 
 #: Fault kinds (and ``None``) whose reply is a completion.
-_ANSWERING = (None, "malformed", "truncated")
+_ANSWERING = (None, "malformed", "truncated", "trickle")
 
 
 class _StubHTTPServer(ThreadingHTTPServer):
@@ -354,6 +413,9 @@ class OpenAIStub:
         fault_filter: ``fault_filter(request_json) -> bool``; when given, only requests for which
             it is true receive faults (scripted or drawn) and the others are answered normally,
             e.g. to fault the generation calls of a run but not its description calls.
+        trickle_seconds: Pause between the bytes of a ``trickle`` reply.
+        usage: ``usage(honest_usage) -> usage`` replaces the ``usage`` object of every reply
+            (``None``: the reply carries none), for servers that report wrong token counts.
 
     Attributes:
         requests: Every chat-completions request received, in arrival order.
@@ -370,6 +432,8 @@ class OpenAIStub:
         stall_seconds: float = 5.0,
         model: str = "stub-model",
         fault_filter: Callable[[dict[str, Any]], bool] | None = None,
+        trickle_seconds: float = 1.0,
+        usage: Callable[[dict[str, int]], dict[str, Any] | None] | None = None,
     ) -> None:
         rates = dict(fault_rates or {})
         for kind in rates:
@@ -385,6 +449,8 @@ class OpenAIStub:
             model=model,
             rng=random.Random(seed),
             fault_filter=fault_filter,
+            trickle_seconds=trickle_seconds,
+            usage=usage,
         )
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()

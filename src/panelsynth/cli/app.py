@@ -10,7 +10,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from panelsynth.errors import PanelsynthError
+from panelsynth.errors import PanelsynthError, os_error_line
 
 
 class _Group(TyperGroup):
@@ -22,6 +22,9 @@ class _Group(TyperGroup):
         except PanelsynthError as err:
             typer.echo(f"Error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except OSError as err:  # a full disk, a read-only folder, a name too long, ...
+            typer.echo(f"Error: {os_error_line(err)}", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("Interrupted.", err=True)
             sys.exit(130)

@@ -50,9 +50,11 @@ def run_waves_with_progress(
             disable=not show_progress,
         ) as bar:
             task = bar.add_task("run", total=None, wave=wave, stage="step 1", tokens=0)
+            reached: set[str] = set()  # stages this wave has started
 
-            def progress(ev: dict[str, Any], _task=task, _bar=bar) -> None:
+            def progress(ev: dict[str, Any], _task=task, _bar=bar, _reached=reached) -> None:
                 if "stage" in ev:
+                    _reached.add(ev["stage"])
                     stage = {"step1": "step 1: descriptions", "step2": "step 2: metadata",
                              "step3": "step 3: rows"}.get(ev["stage"], ev["stage"])
                     _bar.update(_task, stage=stage, total=ev.get("wanted"))
@@ -72,6 +74,13 @@ def run_waves_with_progress(
             except KeyboardInterrupt:
                 bar.stop()
                 ckpt = ws.checkpoint(model_dir, wave)
+                if "step3" not in reached and not ckpt.exists():
+                    echo(
+                        f"Interrupted during steps 1-2 of wave {wave}: no row was generated yet, "
+                        f"so there is no checkpoint. Run the same command again (answers already "
+                        f"received for steps 1-2 are cached)."
+                    )
+                    raise typer.Exit(130) from None
                 echo(
                     f"Interrupted. Every finished call is saved in {ws.rel(ckpt)}. Resume with: "
                     f"panelsynth run --workspace {ws.root} --wave {wave} --model {client.label} "
@@ -158,7 +167,7 @@ def run(
     if all_waves:
         waves = config.study.waves or ws.waves_with_data()
     else:
-        waves = [check_wave_id(w) for w in (wave or [])]
+        waves = list(dict.fromkeys(check_wave_id(w) for w in (wave or [])))  # --wave 2 --wave 2
     if not waves:
         raise PanelsynthError("no wave given — pass --wave W (repeatable) or --all")
     md = check_model_dir(model_dir or default_model_dir(model, config))

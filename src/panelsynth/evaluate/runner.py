@@ -48,6 +48,7 @@ from panelsynth.evaluate.suite import (
     summary_values,
     wave_rng,
 )
+from panelsynth.oslock import OsLock
 from panelsynth.workers import worker_env
 from panelsynth.workspace import (
     MODES,
@@ -737,6 +738,20 @@ def write_tables(ws: Workspace, outcomes: Sequence[PairOutcome]) -> dict[str, Pa
     paths: dict[str, Path] = {}
     specs = [(name, ws.eval_table(name), key) for name, key in TABLE_KEYS.items()]
     specs += [(name, extra_table_path(ws, name), key) for name, key in EXTRA_TABLE_KEYS.items()]
+    # Another evaluate may merge its own columns at the same time: read-modify-write under an OS
+    # lock (waiting for it), or one run's columns would be lost.
+    with OsLock(ws.eval_tables_lock(), _tables_busy, wait=True):
+        _merge_tables(specs, outcomes, paths)
+    return paths
+
+
+def _tables_busy(holder: dict[str, Any] | None) -> PanelsynthError:  # pragma: no cover - waits
+    return PanelsynthError("the results tables are locked by another evaluate")
+
+
+def _merge_tables(
+    specs: list[tuple[str, Path, str]], outcomes: Sequence[PairOutcome], paths: dict[str, Path]
+) -> None:
     for name, path, key in specs:
         table = _read_table(path)
         for o in outcomes:
@@ -749,7 +764,6 @@ def write_tables(ws: Workspace, outcomes: Sequence[PairOutcome]) -> dict[str, Pa
         table.to_csv(buf, index_label="wave", float_format="%.4f")
         atomic_write_text(path, buf.getvalue())
         paths[name] = path
-    return paths
 
 
 def _nan(v: float | None) -> float:

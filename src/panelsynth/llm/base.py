@@ -60,6 +60,8 @@ class Usage:
     retries: int = 0
     reasks: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    #: Replies whose token usage was missing or implausible and was estimated from the text.
+    estimated: int = 0
 
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
@@ -68,6 +70,7 @@ class Usage:
         self.attempts += other.attempts
         self.retries += other.retries
         self.reasks += other.reasks
+        self.estimated += other.estimated
         for k, v in other.faults.items():
             self.faults[k] = self.faults.get(k, 0) + v
 
@@ -80,6 +83,7 @@ class Usage:
             "retries": self.retries,
             "reasks": self.reasks,
             "faults": dict(self.faults),
+            **({"estimated": self.estimated} if self.estimated else {}),
         }
 
 
@@ -96,7 +100,8 @@ class LLMCallError(Exception):
     """A call failed for good (retries/re-asks exhausted, or a non-retryable error).
 
     ``kind`` is one of ``rate_limit``, ``server_error``, ``timeout``, ``connection``,
-    ``invalid_output``, ``truncated``, ``context_overflow``, ``auth``, ``bad_request``, ``other``.
+    ``invalid_output``, ``truncated``, ``context_overflow``, ``oversized``, ``auth``,
+    ``bad_request``, ``other``.
     ``usage`` holds the tokens spent before giving up, so a run's totals stay exact. The message
     is one line and never contains an API key.
     """

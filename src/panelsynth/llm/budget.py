@@ -102,10 +102,13 @@ class BudgetedClient:
             self._calls += 1
         return usd
 
-    def _settle(self, reserved: float, usage: Usage) -> None:
+    def _settle(self, reserved: float, usage: Usage, answered: bool = False) -> None:
+        cost = self.cost(max(0, usage.input_tokens), max(0, usage.output_tokens))
+        if answered and cost <= 0:  # a reply that booked no tokens: book its projection
+            cost = reserved
         with self._lock:
             self._reserved -= reserved
-            self.spent_usd += self.cost(usage.input_tokens, usage.output_tokens)
+            self.spent_usd += cost
 
     def create(
         self,
@@ -122,18 +125,18 @@ class BudgetedClient:
             BudgetExceededError: the call could take spending past the limit (nothing was sent).
         """
         reserved = self._reserve(messages, response_model, max_tokens)
-        usage = Usage(attempts=0)
+        usage, answered = Usage(attempts=0), False
         try:
             comp = self.inner.create(
                 messages, response_model, max_tokens=max_tokens, temperature=temperature, seed=seed
             )
-            usage = comp.usage
+            usage, answered = comp.usage, True
             return comp
         except LLMCallError as err:
             usage = err.usage
             raise
         finally:
-            self._settle(reserved, usage)
+            self._settle(reserved, usage, answered)
 
     async def acreate(
         self,
@@ -146,15 +149,15 @@ class BudgetedClient:
     ) -> Completion[T]:
         """Async :meth:`create`."""
         reserved = self._reserve(messages, response_model, max_tokens)
-        usage = Usage(attempts=0)
+        usage, answered = Usage(attempts=0), False
         try:
             comp = await self.inner.acreate(
                 messages, response_model, max_tokens=max_tokens, temperature=temperature, seed=seed
             )
-            usage = comp.usage
+            usage, answered = comp.usage, True
             return comp
         except LLMCallError as err:
             usage = err.usage
             raise
         finally:
-            self._settle(reserved, usage)
+            self._settle(reserved, usage, answered)

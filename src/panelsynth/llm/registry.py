@@ -134,6 +134,12 @@ def _tame_sdk_client(sdk_client: Any, timeout: float) -> None:
             sdk_client.timeout = timeout
         except (AttributeError, TypeError):
             pass
+    from panelsynth.llm.limits import limit_sdk_client
+
+    try:
+        limit_sdk_client(sdk_client, timeout)  # a total deadline and a reply-size cap per request
+    except Exception as exc:  # noqa: BLE001 - an SDK built otherwise keeps its own timeouts
+        logger.debug("cannot bound the requests of %r: %s", type(sdk_client).__name__, exc)
 
 
 def _hosted_factory(
@@ -221,6 +227,8 @@ def _openai_compatible_factory(
     import instructor
     import openai
 
+    from panelsynth.llm.limits import limited_http_client
+
     install_log_scrubber()
     mode = {
         "json_schema": instructor.Mode.JSON_SCHEMA,
@@ -234,7 +242,8 @@ def _openai_compatible_factory(
         if async_client:
             # A new event loop needs a new async client; share one TLS context between them
             # (loading the CA store costs ~60 ms, every run would pay it again).
-            http = openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+            # bounded requests: a total deadline of `timeout` s and a reply-size cap (limits.py)
+            http = limited_http_client(settings.timeout, is_async=True, verify=shared_ssl_context())
             sdk: Any = openai.AsyncOpenAI(
                 base_url=base_url,
                 api_key=key,
@@ -244,7 +253,13 @@ def _openai_compatible_factory(
             )
         else:
             sdk = openai.OpenAI(
-                base_url=base_url, api_key=key, timeout=settings.timeout, max_retries=0
+                base_url=base_url,
+                api_key=key,
+                timeout=settings.timeout,
+                max_retries=0,
+                http_client=limited_http_client(
+                    settings.timeout, is_async=False, verify=shared_ssl_context()
+                ),
             )
         return instructor.from_openai(sdk, mode=mode)
 

@@ -33,6 +33,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "invalid_output",
     "truncated",
     "context_overflow",
+    "oversized",
     "auth",
     "bad_request",
     "other",
@@ -106,10 +107,18 @@ def classify_exception(exc: BaseException) -> str:
         One of :data:`FAULT_KINDS`: ``rate_limit`` (429), ``server_error`` (5xx, overloaded),
         ``timeout``, ``connection`` (refused/dropped), ``auth`` (401/403), ``bad_request``
         (other 4xx), ``invalid_output`` (unparseable/invalid structured output), ``truncated``
-        (cut off by the token limit), ``context_overflow`` or ``other``.
+        (cut off by the token limit), ``context_overflow``, ``oversized`` (a reply larger than
+        ``max_tokens`` allows, cut off by :mod:`panelsynth.llm.limits`) or ``other``.
     """
     if isinstance(exc, LLMCallError):
         return exc.kind
+    seen: BaseException | None = exc
+    for _ in range(8):  # an SDK wraps what the transport raised (APIConnectionError from ...)
+        if seen is None:
+            break
+        if getattr(seen, "kind", None) == "oversized":
+            return "oversized"
+        seen = seen.__cause__ or seen.__context__
     names = _class_names(exc)
     if "IncompleteOutputException" in names or "LengthFinishReasonError" in names:
         return "truncated"

@@ -32,6 +32,7 @@ from tenacity import (
 
 from panelsynth.llm.base import Completion, LLMCallError, Message, Usage
 from panelsynth.llm.keys import scrub
+from panelsynth.llm.limits import REPLY_CAP, reply_byte_cap
 from panelsynth.llm.retry import (
     RETRY_LISTENER,
     OnRetry,
@@ -102,6 +103,38 @@ def response_tokens(response: Any) -> tuple[int, int, int] | None:
             _int(meta, "cached_content_token_count"),
         )
     return None
+
+
+def plausible_usage(
+    counts: tuple[int, int, int] | None, prompt: str, reply: str, max_tokens: int | None
+) -> tuple[tuple[int, int, int], bool]:
+    """Token counts a reply reported, made safe to book: ``(counts, estimated)``.
+
+    Negative counts are clamped to zero. Counts that are missing, zero, far below the size of
+    the text (under a quarter of the characters / 4 estimate) are replaced by the estimate; an
+    output count beyond ``max_tokens`` (impossible for a server that honours it) by
+    ``max_tokens``, the most the reply can have cost. ``estimated`` says whether anything was
+    replaced, so a manifest can say its token counts (and cost) are partly estimates.
+    """
+    est_in, est_out = estimate_tokens(prompt), estimate_tokens(reply)
+    if counts is None:
+        return (est_in, est_out, 0), True
+    n_in, n_out, n_cached = (max(0, int(c)) for c in counts)
+    estimated = any(int(c) < 0 for c in counts)
+    if n_in == 0 and est_in or n_in * 4 < est_in:
+        n_in, estimated = est_in, True
+    if max_tokens and n_out > max_tokens:
+        n_out, estimated = max(max_tokens, 0), True
+    elif n_out == 0 and est_out or n_out * 4 < est_out:
+        n_out, estimated = est_out, True
+    return (n_in, n_out, min(n_cached, n_in)), estimated
+
+
+def _message_text(message: Any) -> str:
+    content = message.get("content", "") if isinstance(message, dict) else ""
+    if isinstance(content, list):  # content blocks (cache markers)
+        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return str(content or "")
 
 
 def finish_reason_of(response: Any) -> str | None:
@@ -340,7 +373,7 @@ class InstructorClient:
             "before_sleep": before_sleep,
         }
 
-    def _hooks(self, usage: Usage) -> Any:
+    def _hooks(self, usage: Usage, max_tokens: int | None = None) -> Any:
         from instructor.core import Hooks
 
         last_messages: list[Any] = []
@@ -350,10 +383,13 @@ class InstructorClient:
             last_messages[:] = list(kwargs.get("messages") or [])
 
         def on_response(response: Any) -> None:
-            counts = response_tokens(response)
-            if counts is None:  # the server reported no usage: estimate it
-                prompt = "".join(str(m.get("content", "")) for m in last_messages if m)
-                counts = (estimate_tokens(prompt), estimate_tokens(_content_text(response)), 0)
+            prompt = "".join(_message_text(m) for m in last_messages if m)
+            counts, estimated = plausible_usage(
+                response_tokens(response), prompt, _content_text(response), max_tokens
+            )
+            if estimated:
+                usage.estimated += 1
+                logger.debug("%s: implausible or missing token usage; estimated", self.label)
             usage.input_tokens += counts[0]
             usage.output_tokens += counts[1]
             usage.cached_input_tokens += counts[2]
@@ -377,17 +413,20 @@ class InstructorClient:
         kwargs: dict[str, Any],
         usage: Usage,
     ) -> tuple[T, Any]:
+        cap = REPLY_CAP.set(reply_byte_cap(kwargs.get("max_tokens")))
         try:
             value, raw = self._sync_client().create_with_completion(
                 messages=self._provider_messages(messages),
                 response_model=self._instructor_model(response_model),
                 max_retries=self.reask_retries,
                 strict=False,
-                hooks=self._hooks(usage),
+                hooks=self._hooks(usage, kwargs.get("max_tokens")),
                 **kwargs,
             )
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             raise self._translate(exc, usage, kwargs) from self._safe_cause(exc)
+        finally:
+            REPLY_CAP.reset(cap)
         return _plain(value, response_model), raw
 
     async def _call_async(
@@ -397,17 +436,20 @@ class InstructorClient:
         kwargs: dict[str, Any],
         usage: Usage,
     ) -> tuple[T, Any]:
+        cap = REPLY_CAP.set(reply_byte_cap(kwargs.get("max_tokens")))
         try:
             value, raw = await self._async_client().create_with_completion(
                 messages=self._provider_messages(messages),
                 response_model=self._instructor_model(response_model),
                 max_retries=self.reask_retries,
                 strict=False,
-                hooks=self._hooks(usage),
+                hooks=self._hooks(usage, kwargs.get("max_tokens")),
                 **kwargs,
             )
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             raise self._translate(exc, usage, kwargs) from self._safe_cause(exc)
+        finally:
+            REPLY_CAP.reset(cap)
         return _plain(value, response_model), raw
 
     def _provider_messages(self, messages: list[Message]) -> list[dict[str, Any]]:
@@ -487,8 +529,9 @@ class InstructorClient:
         if is_retryable(kind):
             return _Transient(kind, detail, retry_after_seconds(inner))
         hint = {
-            "auth": "check the API key and that it may use this model",
+            "auth": "check the key / permissions: that the API key is right and may use this model",
             "bad_request": "the provider rejected the request",
+            "oversized": "the server sent more than max_tokens allows",
         }.get(kind, "unexpected failure")
         return LLMCallError(kind, f"{self.label}: {kind} ({hint}): {detail}", usage)
 
