@@ -149,7 +149,7 @@ def test_an_oversized_reply_in_a_run_is_counted_and_replaced(tmp_path: Path) -> 
     assert m["faults"].get("oversized") == 1 and m["rows"] == 6
 
 
-# ----- 17: token usage -----------------------------------------------------------------------------
+# ----- 17: token usage ----------------------------------------------------------------------
 
 
 def test_reported_usage_is_clamped_and_estimated_when_implausible() -> None:
@@ -209,7 +209,7 @@ def test_max_cost_stops_a_server_reporting_zero_usage_where_it_stops_an_honest_o
         assert "budget" in _error_line(out)
 
 
-# ----- 19: a refused key ---------------------------------------------------------------------------
+# ----- 19: a refused key ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("n_batches", ["1", "12"])  # the call budget first / the breaker first

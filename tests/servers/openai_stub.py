@@ -395,6 +395,15 @@ class _StubHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
     stub: OpenAIStub
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that closed its connection (a killed or timed-out run) is not an error of
+        the server; anything else is reported as usual."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
 
 class OpenAIStub:
     """An OpenAI-compatible chat-completions server on 127.0.0.1, run in a background thread.
