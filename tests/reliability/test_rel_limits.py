@@ -222,3 +222,9 @@ def test_a_refused_key_says_check_the_key_whatever_the_budget(tmp_path: Path, n_
     assert r.exit_code == 2, r.output
     line = _error_line(r.output)
     assert "check the key / permissions" in line and "max_attempts_factor" not in line
+
+
+def test_hosted_sdk_clients_are_bounded_too() -> None:
+    client = make_client("openai/gpt-4o", api_key="sk-test-" + "x" * 40)  # no request is made
+    sdk = client._sync_client().client
+    assert type(sdk._client._transport).__qualname__.endswith("SyncTransport")

@@ -18,6 +18,7 @@ by the client; asyncio tasks and worker threads copy context variables).
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -66,9 +67,12 @@ def _too_large(headers: Any, cap: int) -> bool:
         return False
 
 
-def limit_transport(inner: Any, timeout: float, *, is_async: bool) -> Any:
-    """``inner`` (an httpx transport) with a total deadline of ``timeout`` s and a size cap."""
-    httpx = _httpx()
+def limit_transport(inner: Any, timeout: float, *, is_async: bool, httpx: Any = None) -> Any:
+    """``inner`` (an httpx transport) with a total deadline of ``timeout`` s and a size cap.
+
+    ``httpx``: the module of ``inner`` (``httpx`` or ``httpx2``; default: the OpenAI SDK's).
+    """
+    httpx = httpx or _httpx()
 
     def deadline_error(request: Any) -> Exception:
         return httpx.ReadTimeout(
@@ -180,11 +184,13 @@ def limit_sdk_client(sdk_client: Any, timeout: float) -> bool:
     transport = getattr(http, "_transport", None)
     if transport is None:
         return False
-    httpx = _httpx()
+    httpx = sys.modules.get(type(transport).__module__.split(".")[0])  # httpx or httpx2
+    if httpx is None or not hasattr(httpx, "BaseTransport"):
+        return False
     if isinstance(transport, httpx.AsyncBaseTransport):
-        http._transport = limit_transport(transport, timeout, is_async=True)
+        http._transport = limit_transport(transport, timeout, is_async=True, httpx=httpx)
     elif isinstance(transport, httpx.BaseTransport):
-        http._transport = limit_transport(transport, timeout, is_async=False)
+        http._transport = limit_transport(transport, timeout, is_async=False, httpx=httpx)
     else:
         return False
     return True
