@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from panelsynth.errors import PanelsynthError
-from panelsynth.faults import fault_point
+from panelsynth import faultpoint
 from panelsynth.oslock import OsLock, describe_holder
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Workspace
@@ -90,9 +90,9 @@ class StagedOutputs:
             {"staged": _rel(self.ws, staged), "target": _rel(self.ws, target)}
             for target, (staged, _) in self._pending.items()
         ]
-        fault_point("prepare-staged")
+        faultpoint.reach("prepare-staged")
         atomic_write_text(self.ws.prepare_journal(), json.dumps({"switch": entries}, indent=1))
-        fault_point("prepare-journal")
+        faultpoint.reach("prepare-journal")
         targets = list(self._pending)
         self._pending.clear()
         _roll_forward(self.ws, entries)
@@ -147,13 +147,13 @@ def finish_interrupted_prepare(ws: Workspace, *, locked: bool = False) -> bool:
 
 def _roll_forward(ws: Workspace, entries: list[dict[str, str]]) -> None:
     """Rename each staged file that is still there over its target, in order; then clean up."""
-    for entry in entries:
+    for n, entry in enumerate(entries, start=1):
         staged, target = ws.root / entry["staged"], ws.root / entry["target"]
         if not staged.exists():  # switched in before the kill
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         _move(staged, target)
-        fault_point("prepare-switch")
+        faultpoint.reach(f"prepare-switch:{n}")  # a kill after the n-th file (tests)
     ws.prepare_journal().unlink(missing_ok=True)
     shutil.rmtree(ws.prepare_staging(), ignore_errors=True)
 

@@ -4,7 +4,7 @@
   taken over, a dead one (SIGKILL) releases it by itself, and what the lock file says (a reused
   pid, another host, nothing at all) never decides anything.
 * ``prepare`` holds a workspace lock, stages every output and switches them in as one step: a
-  kill at a chosen point (``PANELSYNTH_KILL_AT``, no timing) leaves the old set, or a switch the
+  kill at a chosen point (``PANELSYNTH_FAULT_AT``, no timing) leaves the old set, or a switch the
   next ``prepare`` finishes; never a mix, never "files not written by panelsynth prepare".
 * ``evaluate`` merges its columns into the results tables under a lock: two runs at once keep
   both columns.
@@ -157,7 +157,7 @@ def _set_dense_items(root: Path, n: int) -> None:
 def _prepare_killed_at(root: Path, point: str) -> None:
     r = subprocess.run(
         [PANELSYNTH, "prepare", "-w", str(root)],
-        env=clean_env(PANELSYNTH_KILL_AT=point),
+        env=clean_env(PANELSYNTH_FAULT_AT=point),
         capture_output=True,
         text=True,
         timeout=300,
