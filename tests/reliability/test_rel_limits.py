@@ -85,7 +85,7 @@ def test_a_trickled_reply_ends_as_a_timeout_after_the_timeout(how: str) -> None:
                 asyncio.run(client.acreate(MESSAGES, Answer, max_tokens=50))
         elapsed = time.monotonic() - started
         assert err.value.kind == "timeout" and err.value.usage.faults == {"timeout": 1}
-        assert 1.4 < elapsed < 4.0, elapsed
+        assert 1.4 < elapsed < 6.0, elapsed  # 40 s without the deadline
         assert client.create(MESSAGES, Answer, max_tokens=50).value.name  # the next call is fine
 
 
