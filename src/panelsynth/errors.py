@@ -70,6 +70,15 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def cap_long_words(text: str, limit: int = 500) -> str:
+    """``text`` with every run of more than ``limit`` non-blank characters cut to
+    :data:`QUOTE_LIMIT` characters and "…": the last guard against a message that quotes a huge
+    value its author did not cap."""
+    import re
+
+    return re.sub(r"\S{%d,}" % (limit + 1), lambda m: m.group()[: QUOTE_LIMIT - 1] + "…", text)
+
+
 _OS_HINTS = {
     "ENOSPC": "the disk is full — free some space and rerun (with --resume for `run`)",
     "EDQUOT": "the disk quota is used up — free some space and rerun (with --resume for `run`)",

@@ -21,6 +21,7 @@ from relhelpers import hash_tree, is_step3, nonblank_lines, responder, run_cli, 
 from servers.openai_stub import OpenAIStub
 
 from panelsynth import pipeline
+from panelsynth.errors import cap_long_words
 from panelsynth.workspace import Workspace
 
 
@@ -152,3 +153,17 @@ def test_a_huge_question_text_is_warned_about_and_sized_in_the_dry_run(tmp_path:
     assert "WARNING" in r.output and "60,035 characters" in r.output
     warnings = json.loads(ws.manifest("stub", "2").read_text())["warnings"]
     assert any(note in w for w in warnings)
+
+
+def test_a_huge_cluster_label_is_cut_and_any_huge_word_of_an_error_too(tmp_path: Path) -> None:
+    root = write_tiny_workspace(tmp_path / "ws")
+    ws = Workspace(root)
+    df = pd.read_csv(ws.original_data("2"))
+    df["cluster"] = df["cluster"].astype(object)
+    df.loc[1, "cluster"] = "z" * 1_000_000
+    df.to_csv(ws.original_data("2"), index=False)
+    out = _refused(root, "column 'cluster' has labels zzz")
+    assert len(_error_line(out)) < 400
+    # the CLI's last guard, for a message that quotes a value without capping it
+    line = cap_long_words("bad value " + "q" * 2_000_000 + " — fix it")
+    assert line.startswith("bad value qqq") and line.endswith("… — fix it") and len(line) < 120

@@ -10,7 +10,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from panelsynth.errors import PanelsynthError, os_error_line
+from panelsynth.errors import PanelsynthError, cap_long_words, os_error_line
 
 
 class _Group(TyperGroup):
@@ -20,7 +20,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except PanelsynthError as err:
-            typer.echo(f"Error: {err}", err=True)
+            typer.echo(f"Error: {cap_long_words(str(err))}", err=True)
             raise typer.Exit(err.exit_code) from None
         except OSError as err:  # a full disk, a read-only folder, a name too long, ...
             typer.echo(f"Error: {os_error_line(err)}", err=True)
