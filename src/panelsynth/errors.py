@@ -76,7 +76,8 @@ def cap_long_words(text: str, limit: int = 500) -> str:
     value its author did not cap."""
     import re
 
-    return re.sub(r"\S{%d,}" % (limit + 1), lambda m: m.group()[: QUOTE_LIMIT - 1] + "…", text)
+    long_word = re.compile(rf"\S{{{limit + 1},}}")
+    return long_word.sub(lambda m: m.group()[: QUOTE_LIMIT - 1] + "…", text)
 
 
 _OS_HINTS = {
