@@ -49,6 +49,7 @@ from panelsynth.evaluate.suite import (
     wave_rng,
 )
 from panelsynth.oslock import OsLock
+from panelsynth.prepare_switch import finish_interrupted_prepare
 from panelsynth.workers import worker_env
 from panelsynth.workspace import (
     MODES,
@@ -223,6 +224,8 @@ def evaluate_workspace(
 
     t0 = time.perf_counter()
     ws = Workspace(workspace)
+    if ws.root.is_dir():
+        finish_interrupted_prepare(ws)  # never score a half-switched set of prepare's outputs
     pairs = plan_evaluations(ws, model_dirs, waves)
     cfg = load_config(ws.config_path)
     with single_thread():  # see single_thread(): many small models, no OpenMP spin-waiting
