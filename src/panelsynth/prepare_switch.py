@@ -29,8 +29,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from panelsynth.errors import PanelsynthError
 from panelsynth import faultpoint
+from panelsynth.errors import PanelsynthError
 from panelsynth.oslock import OsLock, describe_holder
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Workspace
