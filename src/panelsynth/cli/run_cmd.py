@@ -103,7 +103,7 @@ def _saved_calls(ws: Any, model_dir: str, wave: str) -> str:
     ckpt = Checkpoint(ws.checkpoint(model_dir, wave))
     try:
         if not ckpt.exists():
-            return "No generation call of this wave had finished; nothing was saved yet."
+            return "No generation (step 3) call of this wave had finished yet, so none is lost."
         _, records = ckpt.load()
     except (OSError, PanelsynthError):
         return f"The checkpoint {ws.rel(ckpt.path)} could not be read back."
