@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from panelsynth.scaffold import atomic_write_text
+from panelsynth.llm.keys import scrub_data
+from panelsynth.scaffold import atomic_write_text, remove_old_temporaries, remove_stale_temporaries
 
 log = logging.getLogger("panelsynth")
 
@@ -27,6 +28,11 @@ class StepCache:
     def __init__(self, folder: Path, enabled: bool = True) -> None:
         self.folder = folder
         self.enabled = enabled
+
+    def remove_stale(self) -> None:
+        """Remove the temporaries killed runs left in the cache folder (old enough that no live
+        write owns them; an entry's own are removed when it is written)."""
+        remove_old_temporaries(self.folder)
 
     def _path(self, stage: str, key: str) -> Path:
         return self.folder / f"{stage}-{key}.json"
@@ -59,6 +65,20 @@ class StepCache:
         return value
 
     def put(self, stage: str, key: str, value: Any) -> None:
+        """Store ``value`` (secrets scrubbed). A failed write only costs the cache entry.
+
+        The temporaries a killed predecessor left for this entry are removed first; a run writing
+        the same entry at the same moment writes the same content, and losing its temporary only
+        costs it this (optional) write.
+        """
         if not self.enabled:
             return
-        atomic_write_text(self._path(stage, key), json.dumps(value, ensure_ascii=False, indent=1))
+        path = self._path(stage, key)
+        text = json.dumps(scrub_data(value), ensure_ascii=False, indent=1)
+        try:
+            remove_stale_temporaries(path)
+            atomic_write_text(path, text)
+        except OSError as err:
+            log.warning(
+                "could not write the cache entry %s (%s) — it will be recomputed", path.name, err
+            )

@@ -15,6 +15,7 @@ from panelsynth.cache import StepCache, fingerprint
 from panelsynth.data import WaveData
 from panelsynth.dictionaries import CODED_TYPES
 from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
+from panelsynth.llm.keys import scrub_data
 from panelsynth.pydantic_models import ClusterDescription, VariableDescription
 
 log = logging.getLogger("panelsynth")
@@ -331,7 +332,7 @@ def describe_wave(
         )
         usage = comp.usage
         calls = 1
-        raw = comp.value.model_dump()
+        raw = scrub_data(comp.value.model_dump())  # a key echoed in the reply is never kept
         if cache:
             cache.put("step1", key, raw)
     descriptions = [

@@ -515,8 +515,12 @@ def generate_rows(
     progress: Callable[[dict[str, Any]], None] | None = None,
     max_tokens: int | None = None,
     exclude_rows: set[tuple[Any, ...]] | None = None,
+    accept_headerless: bool = False,
 ) -> GenerationResult:
     """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
+
+    With ``resume``, the checkpoint's readable calls are taken over (:func:`load_for_resume`);
+    ``accept_headerless`` resumes a checkpoint whose header is missing or unreadable.
 
     ``exclude_rows`` holds :func:`row_key` keys (over ``columns``) of rows that must not be
     copied (real respondents, few-shot examples): a synthetic row equal to one is dropped,
@@ -534,19 +538,9 @@ def generate_rows(
     runner.exclude = set(exclude_rows or ())
     resumed = 0
     if resume and checkpoint.exists():
-        old_header, records = checkpoint.load()
-        if old_header is not None and old_header.get("fingerprint") != header["fingerprint"]:
-            raise PanelsynthError(
-                f"the checkpoint {checkpoint.path.name} was made with other settings or inputs "
-                f"({_diff(old_header, header)}) — rerun with the same settings, or pass --restart "
-                f"to set it aside and start over"
-            )
+        records = load_for_resume(checkpoint, header, accept_headerless=accept_headerless)
         resumed = runner.restore(records)
         log.info("wave %s: resuming with %d finished calls (%d rows)", wave, resumed, runner.accepted)
-        # rewrite cleanly (drops a torn last line) by appending to a fresh copy
-        checkpoint.start(header)
-        for r in records:
-            checkpoint.append(r)
     else:
         checkpoint.start(header)
     runner._emit()
@@ -606,6 +600,59 @@ def generate_rows(
         error.result = result  # the books so far, for the manifest of an incomplete run
         raise error
     return result
+
+
+def load_for_resume(
+    checkpoint: Checkpoint, header: dict[str, Any], *, accept_headerless: bool = False
+) -> list[dict[str, Any]]:
+    """The finished calls of ``checkpoint`` that a resume may take over.
+
+    Damaged lines are skipped and counted (with a warning) and the records after them kept. A
+    checkpoint is only rewritten when it must be (a damaged or torn line, a missing header): a
+    copy of the original is kept first, and the new file replaces the old one by a rename, so a
+    kill at any moment leaves every finished call on disk.
+
+    Raises:
+        PanelsynthError: the checkpoint was made with other settings, or it has no readable
+            header (it cannot be checked) and ``accept_headerless`` is not set.
+    """
+    old_header, records = checkpoint.load()
+    name = checkpoint.path.name
+    if old_header is None and not accept_headerless:
+        raise headerless_error(checkpoint, records)
+    if old_header is not None and old_header.get("fingerprint") != header["fingerprint"]:
+        raise PanelsynthError(
+            f"the checkpoint {name} was made with other settings or inputs "
+            f"({_diff(old_header, header)}) — rerun with the same settings, or pass --restart "
+            f"to set it aside and start over"
+        )
+    if old_header is None or checkpoint.damaged:
+        copy = checkpoint.keep_copy()
+        if checkpoint.skipped:
+            lines = ", ".join(str(n) for n in checkpoint.skipped[:5])
+            more = "" if len(checkpoint.skipped) <= 5 else ", ..."
+            log.warning(
+                "%s: skipped %d damaged line(s) (line %s%s); the %d readable calls after them are "
+                "kept; the original file is kept as %s",
+                name, len(checkpoint.skipped), lines, more, len(records), copy.name,
+            )
+        if old_header is None:
+            log.warning(
+                "%s: no readable header; resuming its %d calls as told "
+                "(--accept-headerless-checkpoint); the original file is kept as %s",
+                name, len(records), copy.name,
+            )
+        checkpoint.rewrite(header, records)
+    return records
+
+
+def headerless_error(checkpoint: Checkpoint, records: list[dict[str, Any]]) -> PanelsynthError:
+    """The refusal of a checkpoint whose header is missing or unreadable."""
+    return PanelsynthError(
+        f"the checkpoint {checkpoint.path} has no readable header, so it cannot be checked "
+        f"that its {len(records)} calls were made with these settings — pass "
+        f"--accept-headerless-checkpoint to resume them anyway, or --restart to set them aside"
+    )
 
 
 def row_key(values: Iterable[Any]) -> tuple[Any, ...]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from panelsynth.cache import StepCache, fingerprint
 from panelsynth.data import WaveData
 from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
+from panelsynth.llm.keys import scrub_data
 from panelsynth.pydantic_models import FeatureDescription, WaveDescription
 
 log = logging.getLogger("panelsynth")
@@ -105,7 +106,7 @@ def format_metadata(
         budget = reply_budget(client, messages, 240 + n * 2 * 160, 3 + 3 * n)
         comp = client.create(messages, model, temperature=temperature, max_tokens=budget)
         usage, calls = comp.usage, 1
-        raw = comp.value.model_dump()
+        raw = scrub_data(comp.value.model_dump())  # a key echoed in the reply is never kept
         if cache:
             cache.put("step2", key, raw)
     notes: list[str] = []

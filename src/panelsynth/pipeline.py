@@ -14,9 +14,10 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from panelsynth import faultpoint
 from panelsynth.cache import StepCache, fingerprint
 from panelsynth.calibrate import CalibrationSetup, add_profile_rule, setup_calibration
-from panelsynth.checkpoint import Checkpoint, RunLock
+from panelsynth.checkpoint import Checkpoint, RunLock, keep_aside
 from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.data import WaveData, load_wave
 from panelsynth.describe import (
@@ -36,15 +37,16 @@ from panelsynth.generate import (
     estimate_output_tokens,
     fit_prompt,
     generate_rows,
+    headerless_error,
     row_keys,
     write_csv_atomic,
 )
 from panelsynth.llm.base import LLMCallError, LLMClient, Usage
 from panelsynth.llm.budget import BudgetedClient
-from panelsynth.llm.keys import scrub
+from panelsynth.llm.keys import scrub, scrub_data
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.prepare_switch import finish_interrupted_prepare
-from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
+from panelsynth.pydantic_models.rows import row_model_for_wave, trusted_models_dir, wave_row_specs
 from panelsynth.runner import stays_on_this_machine
 from panelsynth.scaffold import atomic_write_text, remove_stale_temporaries
 from panelsynth.workspace import Mode, Workspace
@@ -86,6 +88,10 @@ class RunOptions:
     calibrate: bool | None = None
     oversample: float | None = None
     anchors: list[str] | None = None
+    #: Resume a checkpoint whose header is missing or unreadable (it cannot be checked).
+    accept_headerless_checkpoint: bool = False
+    #: Import the workspace's ``pydantic_models/*.py`` (code) — only when the user says so.
+    trust_workspace_models: bool = False
 
 
 @dataclass
@@ -222,28 +228,35 @@ def run_wave(
     calib = calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
     out_csv = ws.output_csv(model_dir, wd.wave)
     ckpt = Checkpoint(ws.checkpoint(model_dir, wd.wave))
+    manifest_path = ws.manifest(model_dir, wd.wave)
     if opts.restart and opts.resume:
         raise PanelsynthError("--resume and --restart exclude each other — pick one")
+    ws.refuse_links(*_written_paths(ws, model_dir, wd.wave))
     started = time.time()
     # The lock comes first: a second concurrent run is told who holds it, not about its files.
     with RunLock(ws.lock(model_dir, wd.wave), f"wave {wd.wave} of {model_dir}"):
         _remove_stale_temporaries(ws, model_dir, wd.wave)
-        if out_csv.exists() and not (opts.resume or opts.restart):
+        resume = opts.resume or _rebuild_manifest(ws, out_csv, manifest_path, ckpt, opts)
+        if out_csv.exists() and not (resume or opts.restart):
             raise PanelsynthError(
                 f"{ws.rel(out_csv)} already exists — pass --restart to generate it again (the old "
                 f"checkpoint is kept aside) or use another --model-dir"
             )
-        if ckpt.exists() and not (opts.resume or opts.restart):
+        if ckpt.exists() and not (resume or opts.restart):
             _, recs = ckpt.load()
             raise PanelsynthError(
                 f"an unfinished run of wave {wd.wave} for {model_dir} has {len(recs)} finished "
                 f"calls in {ws.rel(ckpt.path)} — pass --resume to continue it or --restart to "
                 f"start over"
             )
-        if opts.restart and ckpt.exists():
-            moved = ckpt.archive()
-            log.info("previous checkpoint kept as %s", ws.rel(moved))
+        if resume and ckpt.exists() and not opts.accept_headerless_checkpoint:
+            old_header, records = ckpt.load()  # refused before steps 1-2 cost anything
+            if old_header is None:
+                raise headerless_error(ckpt, records)
+        if opts.restart:
+            _set_aside(ws, ckpt, manifest_path)
         cache = StepCache(ws.cache_dir(), enabled=opts.use_cache)
+        cache.remove_stale()
         _emit(progress, {"stage": "step1"})
         try:
             s1 = describe_wave(
@@ -261,8 +274,11 @@ def run_wave(
         _write_step2_log(ws, model_dir, wd, s2)
 
         specs = wave_row_specs(wd)
+        models_dir, models_note = trusted_models_dir(
+            ws.user_models_dir(), wd.wave, opts.trust_workspace_models
+        )
         row_model, row_source = row_model_for_wave(
-            calib.row_specs() if calib else specs, ws.user_models_dir(), wd.wave
+            calib.row_specs() if calib else specs, models_dir, wd.wave
         )
         columns = [s.name for s in specs]
         prompt, max_tokens = step3_prompt(client, wd, s1, s2, settings, calib, row_model)
@@ -283,10 +299,11 @@ def run_wave(
             header["temperature"] = settings.temperature
         if calib:
             header["calibrate"] = {**calib.settings(), "profiles": calib.profiles_fingerprint()}
+        if getattr(client, "endpoint_host", None):  # where the rows go (--base-url)
+            header["endpoint"] = client.endpoint_host
         header["fingerprint"] = fingerprint(header, prompt.prefix, row_model.model_json_schema())
         gen_settings = calib.pool_settings if calib else settings
         _emit(progress, {"stage": "step3", "wanted": gen_settings.wanted})
-        manifest_path = ws.manifest(model_dir, wd.wave)
         base = {
             "wave": wd.wave,
             "model": client.label,
@@ -310,7 +327,7 @@ def run_wave(
                 "drop_copies": drop_copies,
                 "max_cost_usd": max_cost,
             },
-            "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes,
+            "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes + models_note,
             "real_rows_used": int(len(wd.frame)),
             "examples": {
                 "source": examples_source,
@@ -329,7 +346,7 @@ def run_wave(
                 gen_settings,
                 ckpt,
                 header=header,
-                resume=opts.resume,
+                resume=resume,
                 wave=wd.wave,
                 progress=progress,
                 max_tokens=max_tokens,
@@ -338,6 +355,7 @@ def run_wave(
                     if drop_copies
                     else None
                 ),
+                accept_headerless=opts.accept_headerless_checkpoint,
             )
         except GenerationExhaustedError as err:
             _write_manifest(
@@ -349,6 +367,7 @@ def run_wave(
         if calib:
             gen, base["calibration"] = calib.apply(gen, prompt, examples=s1.examples)
         write_csv_atomic(gen.rows, out_csv)
+        faultpoint.reach("after-csv")  # a kill here: the next run rebuilds the manifest
         data = _write_manifest(
             manifest_path, {**base, "status": "complete", "output": ws.rel(out_csv)}, s1, s2, gen,
             config, client, started,
@@ -442,9 +461,53 @@ def _remove_stale_temporaries(ws: Workspace, model_dir: str, wave: str) -> None:
         ws.examples_log(model_dir, wave),
         ws.examples_csv(model_dir, wave),
         ws.gen_metadata_log(model_dir, wave),
+        ws.checkpoint(model_dir, wave),
     )
     for path in outputs:
         remove_stale_temporaries(path)
+
+
+def _written_paths(ws: Workspace, model_dir: str, wave: str) -> tuple[Path, ...]:
+    """Every path a run of ``wave`` writes (none of them, nor their folders, may be a link)."""
+    return (
+        ws.output_csv(model_dir, wave),
+        ws.manifest(model_dir, wave),
+        ws.checkpoint(model_dir, wave),
+        ws.lock(model_dir, wave),
+        ws.cluster_descriptions_log(model_dir, wave),
+        ws.examples_log(model_dir, wave),
+        ws.examples_csv(model_dir, wave),
+        ws.gen_metadata_log(model_dir, wave),
+        ws.cache_dir(),
+    )
+
+
+def _rebuild_manifest(
+    ws: Workspace, out_csv: Path, manifest_path: Path, ckpt: Checkpoint, opts: RunOptions
+) -> bool:
+    """Whether a plain run finds a CSV without its manifest (a run killed between the two) and a
+    checkpoint to rebuild it from: then it resumes, which pays no call again."""
+    if opts.resume or opts.restart or not out_csv.exists() or manifest_path.exists():
+        return False
+    if not ckpt.exists():
+        return False
+    log.warning(
+        "%s has no manifest (its run was stopped after writing it): rebuilding the manifest from "
+        "the checkpoint %s, as --resume does — no call is paid again",
+        ws.rel(out_csv), ws.rel(ckpt.path),
+    )
+    return True
+
+
+def _set_aside(ws: Workspace, ckpt: Checkpoint, manifest_path: Path) -> None:
+    """``--restart``: move the checkpoint aside and keep a copy of the manifest next to it, so a
+    restart that fails keeps the previous run's books (settings, tokens, cost)."""
+    moved = ckpt.archive() if ckpt.exists() else None
+    if moved is not None:
+        log.info("previous checkpoint kept as %s", ws.rel(moved))
+    kept = keep_aside(manifest_path, moved or ckpt.path)
+    if kept is not None:
+        log.info("previous manifest kept as %s", ws.rel(kept))
 
 
 def _step_failed(wave: str, step: str, err: LLMCallError) -> PanelsynthError:
@@ -467,7 +530,7 @@ def _write_step1_logs(ws: Workspace, model_dir: str, wd: WaveData, s1: Step1Resu
         lines.append(f"Cluster {c}:")
         lines += [f"- {v}: {format_statistics(s)}" for v, s in per_var.items()]
     lines += ["", "Descriptions:", format_descriptions(s1.descriptions), ""]
-    atomic_write_text(ws.cluster_descriptions_log(model_dir, wd.wave), "\n".join(lines))
+    atomic_write_text(ws.cluster_descriptions_log(model_dir, wd.wave), scrub("\n".join(lines)))
     ex_lines = [f"Wave {wd.wave} examples ({len(s1.examples)} rows)", ""]
     if s1.examples_source == "synthetic":
         ex_lines[1:1] = [
@@ -490,7 +553,7 @@ def _write_step2_log(ws: Workspace, model_dir: str, wd: WaveData, s2: Step2Resul
         + s2.description.model_dump_json(indent=2)
         + "\n"
     )
-    atomic_write_text(ws.gen_metadata_log(model_dir, wd.wave), text)
+    atomic_write_text(ws.gen_metadata_log(model_dir, wd.wave), scrub(text))
 
 
 def _stage_usage(usage: Usage, calls: int, cached: bool) -> dict[str, Any]:
@@ -558,7 +621,7 @@ def _write_manifest(
         "wall_seconds": round(time.time() - started, 3),
         "calls": calls,
     }
-    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(scrub_data(data), indent=2, default=str) + "\n")
     return data
 
 

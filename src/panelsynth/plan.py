@@ -42,7 +42,7 @@ from panelsynth.pipeline import (
     resolve_settings,
     step3_prompt,
 )
-from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
+from panelsynth.pydantic_models.rows import row_model_for_wave, trusted_models_dir, wave_row_specs
 from panelsynth.workspace import Workspace
 
 log = logging.getLogger("panelsynth")
@@ -313,8 +313,12 @@ def plan_wave(
 
     specs = wave_row_specs(wd)
     calib = calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
+    models_dir, models_note = trusted_models_dir(
+        ws.user_models_dir(), wd.wave, opts.trust_workspace_models
+    )
+    notes += models_note
     row_model, _ = row_model_for_wave(  # the same checks as a run
-        calib.row_specs() if calib else specs, ws.user_models_dir(), wd.wave
+        calib.row_specs() if calib else specs, models_dir, wd.wave
     )
     columns = [s.name for s in specs]
     prompt, _ = step3_prompt(client, wd, s1, s2, settings, calib, row_model)

@@ -88,7 +88,11 @@ from panelsynth.dictionaries import (
 )
 from panelsynth.errors import ConfigError, DataError, PanelsynthError, WorkspaceError
 from panelsynth.prepare_switch import StagedOutputs, finish_interrupted_prepare, prepare_lock
-from panelsynth.scaffold import atomic_write_text
+from panelsynth.scaffold import (
+    atomic_write_text,
+    remove_old_temporaries,
+    remove_stale_temporaries_of,
+)
 from panelsynth.workspace import Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -844,6 +848,9 @@ def _prepare_locked(
         )
     ]
     foreign = check_targets(ws, targets, force=force)
+    # what killed predecessors left: hidden temporaries full of real rows
+    remove_stale_temporaries_of([*targets, _manifest_path(ws)])
+    remove_old_temporaries(ws.prepare_dir(), older_than=0)
     dictionary = StudyDictionary.load(ws)
     if not dictionary.found:
         warn(

@@ -60,18 +60,23 @@ def open_client(
 
 @dataclass
 class Confirmation:
-    """Asks "Continue? [y/N]" on a terminal; never blocks on a non-interactive stdin."""
+    """Asks "Continue? [y/N]" on a terminal; never blocks on a non-interactive stdin.
+
+    Without a terminal and without an answer waiting on stdin, it continues — unless
+    ``needs_yes`` is set (real rows would go to a third party): then it raises that message,
+    since nobody said yes.
+    """
 
     assume_yes: bool = False
     timeout: float = 2.0
+    needs_yes: str | None = None
 
     def __call__(self, question: str, echo: Callable[[str], None]) -> bool:
         if self.assume_yes:
             return True
         stdin = sys.stdin
         if stdin is None or stdin.closed:
-            echo(f"{question} [y/N] (no input: continuing)")
-            return True
+            return self._no_answer(question, "no input", echo)
         if stdin.isatty():
             try:
                 answer = input(f"{question} [y/N] ")
@@ -85,11 +90,27 @@ class Confirmation:
             ready = [stdin]
         line = stdin.readline() if ready else ""
         if not line:
-            echo(f"{question} [y/N] (non-interactive: continuing)")
-            return True
+            return self._no_answer(question, "non-interactive", echo)
         ok = line.strip().lower() in ("y", "yes")
         echo(f"{question} [y/N] {line.strip()}")
         return ok
+
+    def _no_answer(self, question: str, why: str, echo: Callable[[str], None]) -> bool:
+        if self.needs_yes:
+            raise PanelsynthError(self.needs_yes)
+        echo(f"{question} [y/N] ({why}: continuing)")
+        return True
+
+
+def needs_yes_message(client: LLMClient, examples: str, yes_flag: str = "--yes") -> str | None:
+    """The refusal a run without a terminal gets when real rows would go to a third party
+    unconfirmed; ``None`` when nothing real leaves this machine."""
+    if privacy_warning(client, examples) is None:
+        return None
+    return (
+        f"standard input is not a terminal, so nobody confirmed that real survey rows go to "
+        f"{client.label} — pass {yes_flag} to confirm"
+    )
 
 
 def privacy_warning(

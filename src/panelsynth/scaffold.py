@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -45,6 +47,35 @@ def remove_stale_temporaries(path: Path) -> None:
     if path.parent.is_dir():
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+#: Age after which a temporary file in a folder that several runs share (the cache) is stale: an
+#: atomic write lives for well under a second.
+STALE_TEMPORARY_SECONDS = 15 * 60
+
+
+def remove_old_temporaries(folder: Path, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
+    """Remove ``.*.tmp`` files older than ``older_than`` seconds in ``folder`` (one that other
+    runs may be writing at the same time, so only files no live write can own); returns how many.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return 0
+    removed = 0
+    now = time.time()
+    for stale in folder.glob(".*.tmp"):
+        try:
+            if stale.is_file() and now - stale.lstat().st_mtime > older_than:
+                stale.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def remove_stale_temporaries_of(paths: Iterable[Path]) -> None:
+    """:func:`remove_stale_temporaries` for each of ``paths`` (a command's outputs)."""
+    for path in paths:
+        remove_stale_temporaries(path)
 
 
 def config_template() -> str:

@@ -276,6 +276,33 @@ class Workspace:
             raise WorkspaceError(f"{what} not found: {self.rel(path)} — {fix}")
         return path
 
+    def refuse_links(self, *paths: Path) -> None:
+        """Refuse a symbolic link at ``paths`` or at any folder between the root and them.
+
+        The folders panelsynth writes (``.checkpoints``, ``Final_gen_data``, the logs, the
+        evaluation, ``.panelsynth``) may come with a workspace from someone else: a link there
+        would make a run write (or resume into) a file outside the workspace.
+
+        Raises:
+            WorkspaceError: one line naming the link.
+        """
+        for path in paths:
+            try:
+                parts = path.relative_to(self.root).parts
+            except ValueError:
+                continue
+            current = self.root
+            for part in parts:
+                current = current / part
+                if current.is_symlink():
+                    raise WorkspaceError(
+                        f"{self.rel(current)} is a symbolic link — panelsynth does not follow "
+                        f"links in the folders it writes; replace it with a real "
+                        f"{'folder' if current.is_dir() else 'file'} (or remove it)"
+                    )
+                if not current.exists():
+                    break
+
     def rel(self, path: Path) -> str:
         """Path relative to the workspace root, for messages."""
         try:

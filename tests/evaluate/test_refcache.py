@@ -39,7 +39,7 @@ def test_second_evaluation_reuses_the_reference_and_a_changed_real_file_rebuilds
 
     first = evaluate_workspace(root, waves=["1"])
     assert calls == ["1"]  # two model dirs, one reference
-    assert list(Workspace(root).cache_dir().glob("eval-reference-*.pkl"))
+    assert list(Workspace(root).cache_dir().glob("eval-reference-*.json"))
     again = evaluate_workspace(root, waves=["1"])
     assert calls == ["1"]  # re-run: from the disk cache
     for a, b in zip(first.outcomes, again.outcomes, strict=True):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +22,13 @@ def run_waves_with_progress(
     *,
     config: Any,
     show_progress: bool = True,
+    resume_hint: Callable[[str], str] | None = None,
 ) -> list[Any]:
-    """Run waves one after the other with a rich progress bar (rows, ETA, tokens)."""
+    """Run waves one after the other with a rich progress bar (rows, ETA, tokens).
+
+    ``resume_hint(wave)`` is the command that resumes from ``wave`` on after Ctrl-C (default:
+    ``panelsynth run`` with the workspace, wave, model and model dir).
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -81,11 +88,11 @@ def run_waves_with_progress(
                         f"received for steps 1-2 are cached)."
                     )
                     raise typer.Exit(130) from None
-                echo(
-                    f"Interrupted. Every finished call is saved in {ws.rel(ckpt)}. Resume with: "
-                    f"panelsynth run --workspace {ws.root} --wave {wave} --model {client.label} "
-                    f"--model-dir {model_dir} --resume"
+                hint = resume_hint(wave) if resume_hint else shlex.join(
+                    ["panelsynth", "run", "--workspace", str(ws.root), "--wave", wave,
+                     "--model", client.label, "--model-dir", model_dir, "--resume"]
                 )
+                echo(f"Interrupted. {_saved_calls(ws, model_dir, wave)} Resume with: {hint}")
                 raise typer.Exit(130) from None
         m = res.manifest_data
         echo(
@@ -98,8 +105,77 @@ def run_waves_with_progress(
     return results
 
 
+def _saved_calls(ws: Any, model_dir: str, wave: str) -> str:
+    """What is really on disk after an interruption (read back from the checkpoint)."""
+    from panelsynth.checkpoint import Checkpoint
+    from panelsynth.errors import PanelsynthError
+
+    ckpt = Checkpoint(ws.checkpoint(model_dir, wave))
+    try:
+        if not ckpt.exists():
+            return "No generation (step 3) call of this wave had finished yet, so none is lost."
+        _, records = ckpt.load()
+    except (OSError, PanelsynthError):
+        return f"The checkpoint {ws.rel(ckpt.path)} could not be read back."
+    done = sum(1 for r in records if not r.get("failed"))
+    return f"Every finished call is saved in {ws.rel(ckpt.path)} ({done} calls with rows)."
+
+
+#: Options a resume command never repeats (``--restart`` becomes ``--resume``; the key is never
+#: printed).
+_NOT_REPEATED = {"workspace", "wave", "all_waves", "model", "model_dir", "resume", "restart",
+                 "dry_run", "api_key"}
+
+
+def resume_command(
+    ctx: Any, ws_root: Path, waves: list[str], model: str, model_dir: str,
+    api_key_arg: str | None,
+) -> Callable[[str], str]:
+    """The shell command (quoted) that resumes the run from a wave on with every setting the
+    user gave (``--base-url``, mode, calibration, examples, limits, ...)."""
+    args: list[str] = []
+    for param in ctx.command.params:  # typer's (vendored) click options
+        name = param.name or ""
+        if name in _NOT_REPEATED or getattr(param, "param_type_name", "") != "option":
+            continue
+        source = getattr(ctx.get_parameter_source(name), "name", "")
+        if source not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        value = ctx.params.get(name)
+        if param.is_flag:
+            if param.secondary_opts:
+                args.append(param.opts[0] if value else param.secondary_opts[0])
+            elif value:
+                args.append(param.opts[0])
+            continue
+        if value is None:
+            continue
+        for v in value if param.multiple else [value]:
+            args += [param.opts[0], str(v)]
+    if api_key_arg is not None and api_key_arg.strip().startswith("@"):
+        args += ["--api-key", api_key_arg.strip()]
+    elif api_key_arg is not None and api_key_arg.strip() == "-":
+        args += ["--api-key", "-"]
+
+    def hint(wave: str) -> str:
+        rest = waves[waves.index(wave):] if wave in waves else [wave]
+        cmd = ["panelsynth", "run", "--workspace", str(ws_root)]
+        for w in rest:
+            cmd += ["--wave", w]
+        cmd += ["--model", model, "--model-dir", model_dir, *args, "--resume"]
+        text = shlex.join(cmd)
+        if api_key_arg is not None and not api_key_arg.strip().startswith("@") and (
+            api_key_arg.strip() != "-"
+        ):
+            text += " (give the key again: --api-key @FILE, --api-key - or its environment variable)"
+        return text
+
+    return hint
+
+
 @app.command("run")
 def run(
+    ctx: typer.Context,
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path("."),
     wave: Annotated[list[str] | None, typer.Option("--wave", help="Wave id (repeatable).")] = None,
     all_waves: Annotated[bool, typer.Option("--all", help="Every wave with data.")] = False,
@@ -117,7 +193,10 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Start over (old checkpoint kept aside).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    api_key: Annotated[str | None, typer.Option("--api-key", help="API key (default: provider env var).", show_default=False)] = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", help="API key: @FILE (read from a file), - (read from standard input), or "
+        "the key itself (visible to other users in ps: avoid). Default: the provider's "
+        "environment variable.", show_default=False)] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute steps 1-2.")] = False,
     examples: Annotated[str | None, typer.Option(
@@ -143,16 +222,26 @@ def run(
     anchors: Annotated[str | None, typer.Option(
         "--anchors", help="Calibrated mode: comma-separated variables fixed in every profile "
         "(default: the demographics in the wave, e.g. age,sex).")] = None,
+    accept_headerless_checkpoint: Annotated[bool, typer.Option(
+        "--accept-headerless-checkpoint", help="With --resume: take over the calls of a "
+        "checkpoint whose header (the settings it was made with) is missing or damaged, "
+        "unchecked.")] = False,
+    trust_workspace_models: Annotated[bool, typer.Option(
+        "--trust-workspace-models", help="Import the workspace's pydantic_models/*.py (Python "
+        "code: it runs with your rights) to use its row models. Without it the built row models "
+        "are used.")] = False,
 ) -> None:
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
     from panelsynth.errors import PanelsynthError, WorkspaceError
+    from panelsynth.llm.keys import key_from_argument
     from panelsynth.pipeline import RunOptions, resolve_settings
     from panelsynth.runner import (
         Confirmation,
         check_examples,
         check_mode,
         default_model_dir,
+        needs_yes_message,
         open_client,
         privacy_warning,
     )
@@ -179,6 +268,8 @@ def run(
         examples=examples, drop_copies=drop_copies, max_cost_usd=max_cost,
         calibrate=calibrate, oversample=oversample,
         anchors=None if anchors is None else [a.strip() for a in anchors.split(",") if a.strip()],
+        accept_headerless_checkpoint=accept_headerless_checkpoint,
+        trust_workspace_models=trust_workspace_models,
     )
     if dry_run:
         from panelsynth.plan import format_plans, plan_wave, planning_client
@@ -188,7 +279,10 @@ def run(
         echo(format_plans(plans))
         echo("Dry run: no model was called and nothing was written.")
         return
-    client = open_client(model, api_key=api_key, base_url=base_url, config=config)
+    key, key_warning = key_from_argument(api_key)
+    if key_warning:
+        typer.echo(key_warning, err=True)
+    client = open_client(model, api_key=key, base_url=base_url, config=config)
     g = config.generation
     total_calls = resolve_settings(config, options, client)[2].n_batches * len(waves)
     if g.calibrate if calibrate is None else calibrate:  # the pool is oversample x the rows
@@ -198,7 +292,9 @@ def run(
         typer.echo(warning, err=True)  # once per run, whatever the number of waves
     if not client.is_local and not yes:
         echo(f"About to call {model}: {len(waves)} wave(s), about {total_calls} calls.")
-        if not Confirmation()("Continue?", echo):
+        refusal = needs_yes_message(client, examples or g.examples)
+        if not Confirmation(needs_yes=refusal)("Continue?", echo):
             echo("Nothing was run.")
             raise typer.Exit(1)
-    run_waves_with_progress(ws.root, waves, client, md, options, config=config)
+    hint = resume_command(ctx, ws.root, waves, model, md, api_key)
+    run_waves_with_progress(ws.root, waves, client, md, options, config=config, resume_hint=hint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -48,9 +49,15 @@ def demo(
     from panelsynth.config import load_config
     from panelsynth.demo.pipeline import DEMO_PLAN, run_demo
 
+    # the demo resumes its own runs: after Ctrl-C, the same command continues it
+    again = shlex.join(["panelsynth", "demo", str(Path(directory).resolve()), "--seed", str(seed),
+                        "--respondents", str(respondents)])
+
     def hook(root, wave, client, model_dir, options):
         cfg = load_config(Path(root) / "panelsynth.toml")
-        return run_waves_with_progress(root, [wave], client, model_dir, options, config=cfg)[0]
+        return run_waves_with_progress(
+            root, [wave], client, model_dir, options, config=cfg, resume_hint=lambda _w: again
+        )[0]
 
     plan = ", ".join(
         f"wave {p.wave} {p.mode}{' calibrated' if p.calibrate else ''} "

@@ -57,6 +57,7 @@ table{border-collapse:collapse;margin:6px 0 12px;font-size:12.5px}
 th,td{border:1px solid #d5d9e0;padding:3px 8px;text-align:right}th{background:#eef1f6}
 td.l,th.l{text-align:left}.good{background:#dff3e3}.mid{background:#fff4d6}.bad{background:#fbe0df}
 .na{color:#999}.muted{color:#666;font-size:12px}ul.reading li{margin:2px 0}
+.warn{background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px}
 img{max-width:100%;border:1px solid #ddd;margin-top:6px}
 .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border-radius:3px;font-size:12px}
 details{margin:6px 0}summary{cursor:pointer;color:#4C72B0}
@@ -254,6 +255,13 @@ def _pair_section(ws: Workspace, doc: dict[str, Any]) -> str:
         "</span></h3>"
     ]
     parts.append(_sampling_note(rows.get("reference_sampling") or {}))
+    disagreements = (doc.get("manifest_check") or {}).get("warnings") or []
+    if disagreements:
+        parts.append(
+            "<p class='warn'><b>The CSV and its run manifest disagree:</b> "
+            + "; ".join(html.escape(w) for w in disagreements)
+            + "</p>"
+        )
     parts.append(
         "<h4>Reading</h4><ul class='reading'>"
         + "".join(f"<li>{html.escape(s)}</li>" for s in doc.get("reading", []))

@@ -50,8 +50,11 @@ from panelsynth.evaluate.suite import (
 )
 from panelsynth.oslock import OsLock
 from panelsynth.prepare_switch import finish_interrupted_prepare
+from panelsynth.scaffold import remove_old_temporaries, remove_stale_temporaries_of
 from panelsynth.workers import worker_env
 from panelsynth.workspace import (
+    EVAL_TABLES,
+    EXTRA_EVAL_TABLES,
     MODES,
     Mode,
     Workspace,
@@ -228,8 +231,21 @@ def evaluate_workspace(
         finish_interrupted_prepare(ws)  # never score a half-switched set of prepare's outputs
     pairs = plan_evaluations(ws, model_dirs, waves)
     cfg = load_config(ws.config_path)
+    clean_outputs(ws, pairs)
     with single_thread():  # see single_thread(): many small models, no OpenMP spin-waiting
         return _evaluate_pairs(ws, cfg, pairs, seed, progress, t0)
+
+
+def clean_outputs(ws: Workspace, pairs: list[tuple[str, str]]) -> None:
+    """Before an evaluation writes: refuse symbolic links among its outputs and remove the
+    temporary files a killed evaluation left next to them (the tables, the report, each pair's
+    metrics JSON and plot, the evaluation metadata) and old ones in the cache."""
+    outputs = [ws.report_html(), *(ws.eval_table(n) for n in EVAL_TABLES + EXTRA_EVAL_TABLES)]
+    for md, wave in pairs:
+        outputs += [ws.eval_metrics_json(md, wave), ws.eval_plot(md, wave), ws.eval_meta(wave)]
+    ws.refuse_links(*outputs, ws.cache_dir())
+    remove_stale_temporaries_of(outputs)
+    remove_old_temporaries(ws.cache_dir())
 
 
 #: Mean size of the real wave files above which waves are evaluated in parallel worker processes
@@ -448,6 +464,9 @@ class _Context:
         if synth_raw.empty:
             raise WorkspaceError(f"{ws.rel(synth_path)} has no rows — re-run generation")
         manifest = _read_json(ws.manifest(md, wave))
+        manifest_warnings = check_manifest(ws, md, wave, manifest, len(synth_raw))
+        for warning in manifest_warnings:
+            log.warning("%s", warning)
         mode, mode_source = self.infer_mode(wave, list(synth_raw.columns), manifest)
         real = self.real_wave(wave, mode)
         meta, meta_source = self.eval_meta(wave, real)
@@ -506,6 +525,7 @@ class _Context:
             coerced=h["synthetic"].attrs.get("coerced_to_na", {}),
             extra_synth_cols=sorted(set(synth_raw.columns) - set(columns.names)),
         )
+        doc["manifest_check"] = {"agrees": not manifest_warnings, "warnings": manifest_warnings}
         out_json = ws.eval_metrics_json(md, wave)
         atomic_write_text(out_json, json.dumps(doc, indent=2, allow_nan=False) + "\n")
         from panelsynth.evaluate.plots import plot_wave
@@ -562,6 +582,34 @@ class _Context:
         return None, "TSTR skipped: no target variable in this wave's data (" + "; ".join(
             tried
         ) + ")"
+
+
+def check_manifest(ws: Workspace, md: str, wave: str, manifest: dict, rows: int) -> list[str]:
+    """Where a synthetic CSV and its run manifest disagree (empty when they agree).
+
+    A CSV without a manifest, a manifest of an incomplete or failed run (e.g. a ``--restart``
+    that failed next to the previous run's CSV), or a different row count mean the figures may
+    not describe the run the manifest (settings, tokens, cost) describes.
+    """
+    csv_name = ws.rel(ws.output_csv(md, wave))
+    path = ws.manifest(md, wave)
+    if not manifest:
+        why = "is missing" if not path.exists() else "is unreadable"
+        return [
+            f"{csv_name}: its manifest {ws.rel(path)} {why} — the run's settings and books are "
+            f"unknown (rerun with --resume to rebuild it from the checkpoint)"
+        ]
+    out = []
+    status = manifest.get("status")
+    if status != "complete":
+        out.append(
+            f"{csv_name}: its manifest says the run is {status or 'of unknown status'} "
+            f"({manifest.get('error') or 'no output recorded'}) — the CSV is from another run"
+        )
+    n = manifest.get("rows")
+    if isinstance(n, int) and n != rows:
+        out.append(f"{csv_name} has {rows} rows but its manifest records {n}")
+    return out
 
 
 def _read_json(path: Path) -> dict:

@@ -9,11 +9,15 @@ neither a log line nor an error message.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
 
 from panelsynth.errors import ProviderError
 
@@ -65,6 +69,10 @@ def register_secret(value: str | None) -> None:
 def scrub(text: str) -> str:
     """Mask every registered secret and every well-known key shape in ``text``.
 
+    A secret's fragments are masked too: any start or end of it of :data:`MIN_FRAGMENT`
+    characters or more (error messages shorten long values to their start and end, as pydantic's
+    ``input_value='sk-abc...xyz'`` does).
+
     Args:
         text: Any text about to be logged, raised or written.
 
@@ -78,7 +86,56 @@ def scrub(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
+        if len(secret) > MIN_FRAGMENT:
+            text = _mask_fragments(text, secret)
     return _KEY_PATTERNS.sub(_MASK, text)
+
+
+#: Shortest start or end of a secret that :func:`scrub` masks on its own.
+MIN_FRAGMENT = 8
+
+
+def _mask_fragments(text: str, secret: str) -> str:
+    """Mask the starts and ends of ``secret`` (at least :data:`MIN_FRAGMENT` long) in ``text``."""
+    spans: list[tuple[int, int]] = []
+    head, tail = secret[:MIN_FRAGMENT], secret[-MIN_FRAGMENT:]
+    at = text.find(head)
+    while at != -1:
+        n = MIN_FRAGMENT
+        while n < len(secret) and at + n < len(text) and text[at + n] == secret[n]:
+            n += 1
+        spans.append((at, at + n))
+        at = text.find(head, at + n)
+    at = text.find(tail)
+    while at != -1:
+        begin, k = at, len(secret) - MIN_FRAGMENT
+        while k > 0 and begin > 0 and text[begin - 1] == secret[k - 1]:
+            begin, k = begin - 1, k - 1
+        spans.append((begin, at + MIN_FRAGMENT))
+        at = text.find(tail, at + MIN_FRAGMENT)
+    if not spans:
+        return text
+    out, pos = [], 0
+    for begin, end in sorted(spans):
+        if end <= pos:
+            continue
+        out.append(text[pos : max(begin, pos)])
+        if begin >= pos:
+            out.append(_MASK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def scrub_data(obj: Any) -> Any:
+    """:func:`scrub` applied to every string (keys and values) of JSON-like data."""
+    if isinstance(obj, str):
+        return scrub(obj)
+    if isinstance(obj, dict):
+        return {scrub_data(k): scrub_data(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub_data(v) for v in obj]
+    return obj
 
 
 def key_env_vars(provider: str) -> tuple[str, ...]:
@@ -143,6 +200,82 @@ def resolve_api_key(
             f"(export {names[0]}=...) or pass the key with --api-key"
         )
     return None
+
+
+#: Shown once per process when a key arrives as a literal command-line argument.
+LITERAL_KEY_WARNING = (
+    "Warning: an API key given on the command line is visible to other users of this machine "
+    "(ps, /proc) and stays in your shell history — pass --api-key @FILE (a file only you can "
+    "read), --api-key - (read from standard input) or set the provider's environment variable "
+    "(e.g. OPENAI_API_KEY) instead"
+)
+_literal_warned = False
+
+
+def key_from_argument(
+    value: str | None,
+    *,
+    option: str = "--api-key",
+    stdin: TextIO | None = None,
+    allow_stdin: bool = True,
+) -> tuple[str | None, str | None]:
+    """The key a command-line argument stands for, and the warning to show (once per process).
+
+    ``-`` reads the key from standard input (hidden prompt on a terminal, else its first line),
+    ``@FILE`` from the first non-empty line of a file; a placeholder (``none``) is passed on as
+    it is; any other value is the key itself, which ``ps`` shows to every user: the first such
+    argument of the process gets :data:`LITERAL_KEY_WARNING`.
+
+    Args:
+        value: The argument (``None`` when not given).
+        option: How the argument is named in messages.
+        stdin: Stream ``-`` reads (default ``sys.stdin``).
+        allow_stdin: Whether ``-`` means standard input (the seed script's ``API_KEY`` keeps
+            ``-`` as "no key").
+
+    Raises:
+        ProviderError: the key file cannot be read or is empty, or standard input holds no key.
+    """
+    global _literal_warned
+    if value is None:
+        return None, None
+    text = value.strip()
+    if text == "-" and allow_stdin:
+        stream = sys.stdin if stdin is None else stdin
+        if stream is None or stream.closed:
+            raise ProviderError(f"{option} -: there is no standard input to read the key from")
+        if stream.isatty():
+            key = getpass.getpass("API key: ", stream=sys.stderr).strip()
+        else:
+            key = stream.readline().strip()
+        if not key:
+            raise ProviderError(
+                f"{option} -: standard input held no key — pipe the key in (e.g. from your "
+                f"password manager) or use {option} @FILE"
+            )
+        register_secret(key)
+        return key, None
+    if text.startswith("@") and len(text) > 1:
+        path = Path(text[1:]).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as err:
+            raise ProviderError(
+                f"{option} @{path}: cannot read the key file ({err.strerror or err}) — check "
+                f"the path"
+            ) from None
+        key = next((line.strip() for line in lines if line.strip()), "")
+        if not key:
+            raise ProviderError(f"{option} @{path}: the file is empty — write the key into it")
+        register_secret(key)
+        return key, None
+    if _is_placeholder(text):
+        return value, None
+    register_secret(text)
+    if _literal_warned:
+        return text, None
+    _literal_warned = True
+    return text, LITERAL_KEY_WARNING
 
 
 def _scrub_record(record: logging.LogRecord) -> None:

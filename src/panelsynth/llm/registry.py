@@ -276,6 +276,7 @@ def _openai_compatible_factory(
         mode=mode_name,
     )
     client.on_this_machine = is_loopback(base_url)
+    client.endpoint_host = (urllib.parse.urlsplit(base_url).hostname or "").lower()
     return client
 
 

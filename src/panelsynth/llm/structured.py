@@ -199,6 +199,8 @@ class InstructorClient:
     #: The server is on this machine (an OpenAI-compatible server on a loopback address): data
     #: sent to it does not leave the machine.
     on_this_machine: bool = False
+    #: Host of the OpenAI-compatible server (``--base-url``); ``None`` for the provider's own API.
+    endpoint_host: str | None = None
     #: Context window in tokens when known (local models); ``None`` for hosted models.
     context_window: int | None = None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import logging
 import math
 import re
 import sys
@@ -38,6 +39,8 @@ from panelsynth.errors import MetadataError
 
 if TYPE_CHECKING:
     from panelsynth.data import WaveData
+
+log = logging.getLogger("panelsynth")
 
 NA_STRINGS = frozenset({"", "na", "n/a", "nan", "null", "none", "missing", "-"})
 
@@ -243,6 +246,46 @@ def validate_rows(
         dumped = obj.model_dump()
         good.append({c: dumped.get(c) for c in columns})
     return good, errors
+
+
+def user_model_file(models_dir: Path, wave: str) -> Path | None:
+    """The file of ``models_dir`` that defines ``Wave{W}Data`` (found by reading, not importing)."""
+    if not models_dir.is_dir():
+        return None
+    pattern = re.compile(rf"^\s*class\s+Wave{re.escape(wave)}Data\b", re.MULTILINE)
+    for path in sorted(models_dir.glob("*.py")):
+        if pattern.search(path.read_text(encoding="utf-8", errors="replace")):
+            return path
+    return None
+
+
+_untrusted_warned: set[str] = set()
+
+
+def trusted_models_dir(
+    models_dir: Path, wave: str, trusted: bool
+) -> tuple[Path | None, list[str]]:
+    """Where to look for the workspace's own row models, and the notes for the manifest.
+
+    A workspace's ``pydantic_models/*.py`` is Python code: importing it runs it. It is imported
+    only when the user trusts it outside the workspace (``--trust-workspace-models``), never
+    because the workspace says so. Otherwise the built row model is used, with one warning per
+    workspace and process.
+    """
+    if trusted:
+        return models_dir, []
+    found = user_model_file(models_dir, wave)
+    if found is None:
+        return None, []
+    note = (
+        f"{found.parent.name}/{found.name} defines Wave{wave}Data, but code from a workspace is "
+        f"only run when you trust it: the built row model is used — pass "
+        f"--trust-workspace-models to use it"
+    )
+    if str(models_dir) not in _untrusted_warned:
+        _untrusted_warned.add(str(models_dir))
+        log.warning(note)
+    return None, [note]
 
 
 def load_user_row_model(models_dir: Path, wave: str) -> type[BaseModel] | None:
