@@ -136,6 +136,14 @@ def test_bad_options_exit_2(tmp_path, args, message):
 def test_no_raw_folder_exits_2(tmp_path):
     root = tmp_path / "empty"
     init_workspace(root)
+    # `init` creates an empty Raw data/: prepare says that it holds no wave file
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "Error: no raw wave files matching 'wave{W}.csv' in Raw data — name them like wave1.csv "
+        "or set prepare.raw_pattern\n"
+    )
+    (root / "Raw data").rmdir()
     res = _invoke("--workspace", str(root))
     assert res.exit_code == 2
     assert res.stderr == (
