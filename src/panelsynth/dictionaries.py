@@ -238,6 +238,7 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
     errors: list[str] = []
     meta: dict[str, VariableMeta] = {}
     declared: dict[str, str] = {}
+    seen: set[str] = set()
     for i, row in enumerate(rows, start=2):
         name = (row.get(cols["variable"]) or "").strip()
         if any((c or "").strip() for c in row.get(None) or []):  # cells beyond the header
@@ -252,9 +253,10 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
                     f"{p.name}: line {i} has no variable name — fill it in or delete it"
                 )
             continue
-        if name in meta:
+        if name in seen:
             errors.append(f"{p.name}: line {i}: variable {name!r} appears twice — keep one row")
             continue
+        seen.add(name)
         question = (row.get(cols["question"]) or "").strip() or name
         try:
             extra = parse_responses(row.get(cols["responses"]) or "", variable=name, source=p.name)

@@ -79,7 +79,7 @@ def codes_for_variable(
     for c in codes:
         key = code_key(c)
         label = labelled.get(key)
-        if label is not None and not looks_missing(label) and not looks_missing(key):
+        if label is not None and not looks_missing(label):
             kept[key] = f"labelled {label!r}"
             continue
         if meta.range is not None and label is None:
