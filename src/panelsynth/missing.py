@@ -104,14 +104,14 @@ def codes_by_variable(
 
 def kept_warning(variable: str, kept: Mapping[str, str], source: str) -> str:
     """The warning for configured missing codes kept as answers of one variable."""
-    what = "; ".join(f"{c} ({why})" for c, why in kept.items())
     one = len(kept) == 1
+    codes = ", ".join(kept)
+    why = "; ".join(dict.fromkeys(kept.values()))
     return (
-        f"variable {variable!r}: the missing code{'' if one else 's'} {what} "
-        f"{'is an answer' if one else 'are answers'} in {source} — kept as "
-        f"{'an answer' if one else 'answers'}, not set to NA (label "
-        f"{'it' if one else 'them'} 'Refused', \"Don't know\", ... in the dictionary if "
-        f"{'it means' if one else 'they mean'} missing)"
+        f"variable {variable!r}: {codes} {'is an answer' if one else 'are answers'} in {source} "
+        f"({why}) — kept as {'an answer' if one else 'answers'}, although study.missing_codes "
+        f"lists {'it' if one else 'them'}; label {'it' if one else 'them'} 'Refused', "
+        f"\"Don't know\", ... in the dictionary if {'it means' if one else 'they mean'} missing"
     )
 
 

@@ -280,7 +280,8 @@ def test_init_creates_raw_data_and_names_the_dictionary_in_its_next_steps(tmp_pa
     assert (ws / "Raw data").is_dir()
     out = result.stdout
     assert "'Raw data/'" in out
-    assert "'Dictionaries/dictionary.csv' with the columns variable,question,responses[,type]" in out
+    columns = "with the columns variable,question,responses[,type]"
+    assert f"'Dictionaries/dictionary.csv' {columns}" in out
     assert "`panelsynth prepare --workspace DIR`" in out
     assert "wave{W}_context.txt" in out
 
