@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -144,12 +145,20 @@ def test_gender_is_used_as_the_demographic(messy) -> None:
     assert default_anchors(["age", "sex"], list(dense)) == ["age", "gender"]
 
 
-def test_run_time_reading_keeps_the_labelled_answers(messy) -> None:
+def test_run_time_reading_keeps_the_labelled_answers(messy, caplog) -> None:
     survey, _ = messy
     cfg = load_config(survey.root / "panelsynth.toml")
     assert cfg.study.missing_codes == DEFAULT_MISSING_CODES
-    wd = load_wave(
-        Workspace(survey.root), "2", mode="full", missing_codes=cfg.study.missing_codes
+    with caplog.at_level(logging.INFO, logger="panelsynth"):
+        for _ in range(2):
+            wd = load_wave(
+                Workspace(survey.root), "2", mode="full", missing_codes=cfg.study.missing_codes
+            )
+    said = [r.getMessage() for r in caplog.records if "kept as answers" in r.getMessage()]
+    assert len(said) == 1  # one line per metadata file, not one per variable or per load
+    assert said[0].startswith(
+        "Dictionaries/json_metadata/full/metadata_wave2.json lists the missing code(s) -1 as "
+        f"answers of {len(TRINARY)} variables (att01, att02"
     )
     raw = survey.raw["2"]
     for var in TRINARY:

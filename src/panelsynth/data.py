@@ -281,7 +281,7 @@ def load_wave(
         )
     # a code the wave's metadata lists as an answer (-1 = Disagree) stays an answer
     df, tally = clean_missing_by_variable(raw, missing_codes, metadata)
-    _log_kept_codes(tally, ws.rel(meta_path))
+    _log_kept_codes(tally, ws.rel(meta_path), str(meta_path.resolve()))
     check_wave_frame(
         df,
         var_types,
@@ -313,15 +313,25 @@ def load_wave(
     )
 
 
-_TOLD_KEPT: set[tuple[str, str]] = set()
+_TOLD_KEPT: set[str] = set()
 
 
-def _log_kept_codes(tally: MissingTally, source: str) -> None:
-    """Say once per process and variable that a missing code was kept as an answer."""
-    for var, kept in tally.kept.items():
-        if tally.kept_n.get(var) and (source, var) not in _TOLD_KEPT:
-            _TOLD_KEPT.add((source, var))
-            log.info(kept_warning(var, kept, source))
+def _log_kept_codes(tally: MissingTally, source: str, key: str) -> None:
+    """Say once per process and metadata file (``key``) which missing codes were kept."""
+    used = {v: k for v, k in tally.kept.items() if tally.kept_n.get(v)}
+    if not used or key in _TOLD_KEPT:
+        return
+    _TOLD_KEPT.add(key)
+    if len(used) == 1:
+        var, kept = next(iter(used.items()))
+        log.info(kept_warning(var, kept, source))
+        return
+    codes = ", ".join(dict.fromkeys(c for k in used.values() for c in k))
+    names = ", ".join(list(used)[:5]) + (f" and {len(used) - 5} more" if len(used) > 5 else "")
+    log.info(
+        "%s lists the missing code(s) %s as answers of %d variables (%s) — kept as answers",
+        source, codes, len(used), names,
+    )
 
 
 def check_wave_frame(
