@@ -452,6 +452,8 @@ def test_check_metadata_covers_coded_variable_without_codes() -> None:
         ),
         ("0 = never … 3 = always", {"0": "never", "1": "1", "2": "2", "3": "always"}),
         ("1=Low; 2=Fair ... 4=High", {"1": "Low", "2": "Fair", "3": "3", "4": "High"}),
+        ("1=Low, 2=Fair ... 4=High", {"1": "Low", "2": "Fair", "3": "3", "4": "High"}),
+        ("1 = bad, very ... 3 = good", {"1": "bad, very", "2": "2", "3": "good"}),
         ("-2 = strongly against ... 2", {"-2": "strongly against", "-1": "-1", "0": "0",
                                          "1": "1", "2": "2"}),
         (

@@ -178,3 +178,25 @@ def test_every_dictionary_error_in_one_pass(tmp_path: Path) -> None:
     assert "type 'likertish' of 'att03'" in lines[2]
     assert "line 6: variable 'gender' appears twice" in lines[3]
     assert not (survey.root / "Original data" / "wave1.csv").exists()
+
+
+def test_value_labels_of_a_sav_wave_keep_their_answers_too(tmp_path: Path) -> None:
+    import pyreadstat
+
+    survey = write_messy_survey(tmp_path / "ws", waves=("1",), n=120)
+    (survey.root / "Dictionaries" / "dictionary.csv").unlink()  # the file's own labels only
+    csv_path = survey.root / "Raw data" / "wave1.csv"
+    df = pd.read_csv(csv_path)[["id", "gender", "age", *TRINARY]]
+    labels = {v: {-1.0: "Disagree", 0.0: "Neither", 1.0: "Agree"} for v in TRINARY}
+    pyreadstat.write_sav(
+        df.astype(float),
+        str(survey.root / "Raw data" / "wave1.sav"),
+        column_labels={c: f"label of {c}" for c in df.columns},
+        variable_value_labels=labels,
+    )
+    csv_path.unlink()
+    result = prepare_workspace(survey.root)
+    out = pd.read_csv(survey.root / "Original data" / "wave1.csv")
+    assert (out[TRINARY[0]] == -1).sum() == (df[TRINARY[0]] == -1).sum() > 0
+    kept = [w for w in result.warnings if "kept as an answer" in w]
+    assert len(kept) == len(TRINARY) and "Raw data/wave1.sav's labels" in kept[0]

@@ -112,8 +112,11 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
     if m:
         return {"range": (float(m.group(1)), float(m.group(2)))}
     parts = [p for p in re.split(r"\s*[;|\n]\s*", text) if p.strip()]
-    if len(parts) == 1 and "," in text and "=" in text and not _ELLIPSIS_RE.match(text):
-        parts = [p for p in text.split(",") if p.strip()]
+    if len(parts) == 1 and "," in text and "=" in text:
+        comma = [p for p in text.split(",") if p.strip()]
+        # not when the cell is one scale whose labels hold commas ("1 = bad, very ... 5 = good")
+        if not _ELLIPSIS_RE.match(text) or any(_ELLIPSIS_RE.match(p) for p in comma):
+            parts = comma
     if len(parts) == 1 and not _split_pair(parts[0]) and not _ELLIPSIS_RE.match(parts[0]):
         return {"note": text}  # "integer", "text", "Number of years", ...
     pairs = [_split_pair(p) for p in parts]

@@ -866,7 +866,8 @@ def prepare_workspace(
             for var, kept in fitted.missing.kept.items():
                 if var not in told_kept:
                     told_kept.add(var)
-                    warn(kept_warning(var, kept, dictionary.source))
+                    where = dictionary.source if var in dictionary.meta else f"{source}'s labels"
+                    warn(kept_warning(var, kept, where))
             frame, labelled, types_all = fitted.frame, fitted.labelled, fitted.types_all
             sel, enc, fit = fitted.sel, fitted.enc, fitted.fit
 
