@@ -13,14 +13,18 @@ class model (:mod:`panelsynth.clustering`), aligns the labels across waves and w
   the study dictionary ``Dictionaries/dictionary.csv`` (so metadata keys == var-type keys);
 - reports in ``Prepare/``: ``fit_wave{W}.json`` and ``fit_report.csv`` (class sizes, average
   posterior, entropy, BIC for k = 1..4), ``transitions.csv``, ``item_ranking.csv``,
-  ``selection.csv``, ``warnings.txt`` and, when the workspace has a ``Ground truth/`` folder (the
-  demo), ``truth_check.csv``.
+  ``selection.csv``, ``types.csv`` (every variable's type, role and why), ``missing_codes.csv``
+  (per wave, variable and missing code: values set to NA, or codes kept because the dictionary
+  lists them as answers), ``warnings.txt`` and, when the workspace has a ``Ground truth/`` folder
+  (the demo), ``truth_check.csv``.
 
 Variable selection
 ------------------
 - The id column, ``cluster``/``prev_cluster`` columns of the raw file and ``prepare.exclude`` are
-  never used. Demographics (``prepare.demographics``) and the outcome (``study.outcome``) are
-  carried into both modes where a wave has them, but are not clustered on.
+  never used. Demographics (``prepare.demographics``; one the data lacks is matched to a column
+  of its kind, e.g. ``gender`` for ``sex``: :mod:`panelsynth.demographics`) and the outcome
+  (``study.outcome``) are carried into both modes where a wave has them, but are not clustered
+  on.
 - Items: ``prepare.include`` when given (these bypass the density threshold), otherwise every other
   variable whose response density — the share of the wave's respondents who answered — is at least
   ``prepare.density_threshold``. Free-text columns (non-numeric with more than 20 distinct answers)
