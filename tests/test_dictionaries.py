@@ -438,3 +438,101 @@ def test_check_metadata_covers_coded_variable_without_codes() -> None:
         check_metadata_covers(meta, {"sex": "a binary"}, "metadata_wave1.json", "types_wave1.json")
     msg = _single_line(info)
     assert "metadata_wave1.json: variable 'sex' is a binary but lists no response codes" in msg
+
+
+# ----- formats of real codebooks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        (
+            "1 = much worse ... 5 = much better",
+            {"1": "much worse", "2": "2", "3": "3", "4": "4", "5": "much better"},
+        ),
+        ("0 = never … 3 = always", {"0": "never", "1": "1", "2": "2", "3": "always"}),
+        ("1=Low; 2=Fair ... 4=High", {"1": "Low", "2": "Fair", "3": "3", "4": "High"}),
+        ("1=Low, 2=Fair ... 4=High", {"1": "Low", "2": "Fair", "3": "3", "4": "High"}),
+        ("1 = bad, very ... 3 = good", {"1": "bad, very", "2": "2", "3": "good"}),
+        ("-2 = strongly against ... 2", {"-2": "strongly against", "-1": "-1", "0": "0",
+                                         "1": "1", "2": "2"}),
+        (
+            "Social Democrat=Social Democrat; Green/Left Alliance=Green/Left Alliance",
+            {"Social Democrat": "Social Democrat", "Green/Left Alliance": "Green/Left Alliance"},
+        ),
+        (
+            "Conservative; Labour; Social Democrat",
+            {"Conservative": "Conservative", "Labour": "Labour",
+             "Social Democrat": "Social Democrat"},
+        ),
+        (
+            "Church of England | lower middle | Green/Left Alliance",
+            {"Church of England": "Church of England", "lower middle": "lower middle",
+             "Green/Left Alliance": "Green/Left Alliance"},
+        ),
+        ("1; 2; 3", {"1": "1", "2": "2", "3": "3"}),
+        ("-1=Disagree; 0=Neither; 1=Agree", {"-1": "Disagree", "0": "Neither", "1": "Agree"}),
+    ],
+)
+def test_real_codebook_response_formats(cell: str, expected: dict) -> None:
+    assert parse_responses(cell, variable="v", source="d.csv") == {"responses": expected}
+
+
+@pytest.mark.parametrize("cell", ["integer", "text", "Number of years", "ID", ""])
+def test_id_like_and_free_cells_have_no_codes(cell: str) -> None:
+    parsed = parse_responses(cell, variable="id", source="d.csv")
+    assert "responses" not in parsed and "range" not in parsed
+    meta = VariableMeta(question="Respondent id", **parsed)
+    assert meta.codes() == []
+
+
+@pytest.mark.parametrize(
+    ("cell", "fragment"),
+    [
+        ("5 = high ... 1 = low", "cannot read the scale '5 = high ... 1 = low'"),
+        ("1 = low ... 500 = high", "at most 101 points"),
+        ("1=Low ... 5=High; 3=Middle", "code 3 appears twice"),
+    ],
+)
+def test_bad_scales_are_one_line_errors(cell: str, fragment: str) -> None:
+    with pytest.raises(MetadataError) as info:
+        parse_responses(cell, variable="v", source="d.csv")
+    assert fragment in _single_line(info)
+
+
+def test_every_error_of_a_dictionary_in_one_pass(tmp_path: Path) -> None:
+    p = tmp_path / "dict.csv"
+    p.write_text(
+        "variable,question,responses,type\n"
+        "a,A?,1=Yes; maybe,\n"
+        ",orphan,1=x,\n"
+        "b,B?,1=Yes; 2=No,likertish\n"
+        "c,C?,90-18,\n"
+        "a,A again?,1=Yes,\n"
+        "d,D?,1 = low ... 5 = high,ordinal\n"
+    )
+    with pytest.raises(MetadataError) as info:
+        metadata_from_csv(p)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 5, lines
+    assert lines[0].startswith("dict.csv: variable 'a': cannot read response 'maybe'")
+    assert lines[1].startswith("dict.csv: line 3 has no variable name")
+    assert lines[2].startswith("dict.csv: line 4: type 'likertish' of 'b' is not one of ordinal")
+    assert lines[3].startswith("dict.csv: line 5: variable 'c': ") and "min > max" in lines[3]
+    assert lines[4].startswith("dict.csv: line 6: variable 'a' appears twice")
+    assert all(" — " in line for line in lines)
+
+
+def test_type_column_is_read_with_the_metadata(tmp_path: Path) -> None:
+    from panelsynth.dictionaries import read_csv_dictionary
+
+    p = tmp_path / "dict.csv"
+    p.write_text(
+        "variable,question,responses,type\n"
+        "a,A?,1=Yes; 2=No; 3=Maybe,categorical\n"
+        "b,B?,0-7,Continuous\n"
+        "c,C?,1 = low ... 5 = high,\n"
+    )
+    read = read_csv_dictionary(p)
+    assert read.declared == {"a": "a categorical", "b": "a continuous"}
+    assert read.meta["c"].codes() == [1, 2, 3, 4, 5]

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
+from panelsynth.demographics import resolve_demographics
 from panelsynth.errors import ConfigError
 from panelsynth.generate import (
     GenerationPrompt,
@@ -142,8 +143,10 @@ class Profile:
 
 
 def default_anchors(demographics: Sequence[str], variables: Sequence[str]) -> list[str]:
-    """The demographics (config ``prepare.demographics``) that are variables of the wave."""
-    return [d for d in demographics if d in variables]
+    """The demographics (config ``prepare.demographics``) that are variables of the wave; one
+    missing under its name is found under another of its kind (``gender`` for ``sex``), as
+    ``prepare`` does."""
+    return resolve_demographics(demographics, variables).used
 
 
 def resolve_anchors(

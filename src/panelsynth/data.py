@@ -11,7 +11,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from panelsynth.dictionaries import (
     warn_long_texts,
 )
 from panelsynth.errors import ConfigError, DataError, quote
+from panelsynth.missing import MissingTally, code_key, codes_for_variable, kept_warning
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -141,6 +142,49 @@ def clean_missing(df: pd.DataFrame, codes: Iterable[int | float | str]) -> pd.Da
     return pd.DataFrame(out, index=df.index)
 
 
+def clean_missing_by_variable(
+    df: pd.DataFrame,
+    codes: Iterable[int | float | str],
+    metadata: Mapping[str, VariableMeta],
+) -> tuple[pd.DataFrame, MissingTally]:
+    """:func:`clean_missing` per variable: a code the variable's metadata lists as an answer
+    (or that lies inside its declared range) is kept (see :mod:`panelsynth.missing`).
+
+    Returns:
+        The cleaned frame and, per variable, how many values each code set to NA (and which
+        configured codes were kept as answers, how often).
+    """
+    codes = list(codes)
+    plans = {c: codes_for_variable(metadata.get(str(c)), codes) for c in df.columns}
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for c, plan in plans.items():
+        groups.setdefault(tuple(code_key(x) for x in plan.applied), []).append(c)
+    cleaned: dict[Any, pd.Series] = {}
+    for cols in groups.values():
+        part = clean_missing(df[cols], plans[cols[0]].applied)
+        cleaned.update({c: part[c] for c in cols})
+    out = pd.DataFrame({c: cleaned[c] for c in df.columns}, index=df.index)
+    tally = MissingTally()
+    for c, plan in plans.items():
+        spelled = {code_key(x): (str(x) if str(x).strip() else "(empty)") for x in plan.applied}
+        changed = out[c].isna().to_numpy() & df[c].notna().to_numpy()
+        if changed.any():
+            counts: dict[str, int] = {}
+            for value, n in df[c][changed].value_counts(dropna=True).items():
+                key = spelled.get(code_key(value), str(value))
+                counts[key] = counts.get(key, 0) + int(n)
+            tally.to_na[str(c)] = counts
+        if plan.kept:
+            tally.kept[str(c)] = dict(plan.kept)
+            seen: dict[str, int] = {}
+            for value, n in df[c].value_counts(dropna=True).items():
+                key = code_key(value)
+                if key in plan.kept:
+                    seen[key] = seen.get(key, 0) + int(n)
+            tally.kept_n[str(c)] = seen
+    return out, tally
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -240,7 +284,9 @@ def load_wave(
         )
     check_variable_names(var_types, ws.rel(types_path))
     check_missing_codes(missing_codes, cluster_column, k)
-    df = clean_missing(raw, missing_codes)
+    # a code the wave's metadata lists as an answer (-1 = Disagree) stays an answer
+    df, tally = clean_missing_by_variable(raw, missing_codes, metadata)
+    _log_kept_codes(tally, ws.rel(meta_path), str(meta_path.resolve()))
     check_wave_frame(
         df,
         var_types,
@@ -333,6 +379,25 @@ def check_missing_codes(
             f"(1..{k}) and a valid answer — remove {'it' if len(clash) == 1 else 'them'} from "
             f"study.missing_codes (survey missing codes are usually negative, e.g. -9)"
         )
+_TOLD_KEPT: set[str] = set()
+
+
+def _log_kept_codes(tally: MissingTally, source: str, key: str) -> None:
+    """Say once per process and metadata file (``key``) which missing codes were kept."""
+    used = {v: k for v, k in tally.kept.items() if tally.kept_n.get(v)}
+    if not used or key in _TOLD_KEPT:
+        return
+    _TOLD_KEPT.add(key)
+    if len(used) == 1:
+        var, kept = next(iter(used.items()))
+        log.info(kept_warning(var, kept, source))
+        return
+    codes = ", ".join(dict.fromkeys(c for k in used.values() for c in k))
+    names = ", ".join(list(used)[:5]) + (f" and {len(used) - 5} more" if len(used) > 5 else "")
+    log.info(
+        "%s lists the missing code(s) %s as answers of %d variables (%s) — kept as answers",
+        source, codes, len(used), names,
+    )
 
 
 def check_wave_frame(

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -81,12 +82,31 @@ _RANGE_RE = re.compile(
     r"^\s*(?:from\s+)?(-?\d+(?:\.\d+)?)\s*(?:-|–|to|\.\.)\s*(-?\d+(?:\.\d+)?)\s*$", re.IGNORECASE
 )
 _PAIR_RE = re.compile(r"^\s*(-?[\w.]+)\s*[=:]\s*(.+?)\s*$")
+#: ``1 = much worse ... 5 = much better`` (either label may be left out): the range of codes.
+_ELLIPSIS_RE = re.compile(
+    r"^\s*(-?\d+)\s*(?:[=:]\s*(.*?))?\s*(?:\.{3}|…)\s*(-?\d+)\s*(?:[=:]\s*(.*?))?\s*$"
+)
+#: Largest scale an ellipsis may span (``1 = low ... 100 = high`` is a range, not 100 codes).
+MAX_ELLIPSIS_CODES = 101
 
 
 def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | dict:
-    """Parse a codebook cell: ``1=Yes; 2=No`` or ``18-90`` (a numeric range).
+    """Parse a codebook cell into the keyword arguments of :class:`VariableMeta` (no question).
 
-    Returns the keyword arguments of :class:`VariableMeta` except ``question``.
+    Accepted forms:
+
+    - coded answers ``1=Yes; 2=No`` (also ``1: Yes | 2: No``, one per line, or comma-separated);
+      a code may be text with spaces and punctuation (``Social Democrat=Social Democrat``);
+    - a list of plain labels ``Conservative; Labour; Social Democrat``: the labels are the codes;
+    - an ellipsis scale ``1 = much worse ... 5 = much better``: codes 1..5, the end points with
+      their labels, the codes between labelled by their number (may be combined with pairs:
+      ``1=Low; 2=Fair ... 5=High``);
+    - a numeric range ``18-90`` (``18 to 90``, ``0.5..2.5``);
+    - an empty cell, one word describing a free value (``integer``, ``text``, ``id``, ...) or a
+      single free-text remark: no codes (kept as a note).
+
+    Raises:
+        MetadataError: one line naming the file, the variable and the fix.
     """
     text = (text or "").strip()
     if not text:
@@ -102,26 +122,66 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
         return {"range": (lo, hi)}
     parts = [p for p in re.split(r"\s*[;|\n]\s*", text) if p.strip()]
     if len(parts) == 1 and "," in text and "=" in text:
-        parts = [p for p in text.split(",") if p.strip()]
+        comma = [p for p in text.split(",") if p.strip()]
+        # not when the cell is one scale whose labels hold commas ("1 = bad, very ... 5 = good")
+        if not _ELLIPSIS_RE.match(text) or any(_ELLIPSIS_RE.match(p) for p in comma):
+            parts = comma
+    if len(parts) == 1 and not _split_pair(parts[0]) and not _ELLIPSIS_RE.match(parts[0]):
+        return {"note": text}  # "integer", "text", "Number of years", ...
+    pairs = [_split_pair(p) for p in parts]
+    scales = [_ELLIPSIS_RE.match(p) for p in parts]
+    if not any(pairs) and not any(scales):  # plain labels: the categories themselves
+        pairs = [(p.strip(), p.strip()) for p in parts]
     responses: dict[str, str] = {}
-    for part in parts:
-        pm = _PAIR_RE.match(part)
-        if not pm:
-            raise MetadataError(
-                f"{source}: variable {quote(variable)}: cannot read response {quote(part)} — "
-                f"write "
-                f"responses "
-                f"as '1=Label; 2=Label' or a range '18-90'"
-            )
-        code = str(_as_number(pm.group(1)))
+
+    def put(code_text: str, label: str, *, fill: bool = False) -> None:
+        code = str(_as_number(code_text))
         if code in responses:
+            if fill:
+                return
             raise MetadataError(
                 f"{source}: variable {quote(variable)}: response code {quote(code)[1:-1]} appears twice "
                 f"— give each "
                 f"code one label"
             )
-        responses[code] = pm.group(2)
+        responses[code] = label
+
+    for part, pair, scale in zip(parts, pairs, scales, strict=True):
+        if scale is not None:
+            lo, lo_label, hi, hi_label = scale.groups()
+            a, b = int(lo), int(hi)
+            if a >= b or b - a + 1 > MAX_ELLIPSIS_CODES:
+                raise MetadataError(
+                    f"{source}: variable {quote(variable)}: cannot read the scale {quote(part)} — write it "
+                    f"as 'low = label ... high = label' with low < high (at most "
+                    f"{MAX_ELLIPSIS_CODES} points) or as a range '0-100'"
+                )
+            put(lo, lo_label or lo, fill=not lo_label)
+            for code in range(a + 1, b):
+                put(str(code), str(code), fill=True)
+            put(hi, hi_label or hi)
+        elif pair is not None:
+            put(*pair)
+        else:
+            raise MetadataError(
+                f"{source}: variable {quote(variable)}: cannot read response {quote(part)} — write responses "
+                f"as '1=Label; 2=Label', a list of labels 'Label; Label', a scale "
+                f"'1 = low ... 5 = high' or a range '18-90'"
+            )
     return {"responses": responses}
+
+
+def _split_pair(part: str) -> tuple[str, str] | None:
+    """``code=label`` (the code may hold spaces and punctuation) or ``code: label``."""
+    if _ELLIPSIS_RE.match(part):
+        return None
+    if "=" in part:
+        code, label = part.split("=", 1)
+        if code.strip() and label.strip():
+            return code.strip(), label.strip()
+        return None
+    pm = _PAIR_RE.match(part)
+    return (pm.group(1), pm.group(2)) if pm else None
 
 
 _COLUMN_ALIASES = {
@@ -131,8 +191,47 @@ _COLUMN_ALIASES = {
 }
 
 
-def metadata_from_csv(path: str | Path) -> dict[str, VariableMeta]:
-    """Read a CSV dictionary (one row per variable: name, question text, possible responses)."""
+#: The optional ``type`` column of a CSV dictionary: its words -> type phrases.
+DECLARED_TYPE_WORDS: dict[str, str] = {
+    **{t: t for t in VAR_TYPES},
+    "ordinal": "an ordinal",
+    "ordered": "an ordinal",
+    "likert": "an ordinal",
+    "categorical": "a categorical",
+    "nominal": "a categorical",
+    "category": "a categorical",
+    "continuous": "a continuous",
+    "numeric": "a continuous",
+    "interval": "a continuous",
+    "ratio": "a continuous",
+    "binary": "a binary",
+    "dichotomous": "a binary",
+}
+_TYPE_COLUMNS = ("type", "var_type", "variable_type", "vartype")
+
+
+@dataclass
+class CsvDictionary:
+    """A CSV dictionary read in full: metadata per variable and the declared types, if any.
+
+    Attributes:
+        meta: Variable -> question text and responses.
+        declared: Variable -> type phrase, from the optional ``type`` column.
+    """
+
+    meta: dict[str, VariableMeta]
+    declared: dict[str, str]
+
+
+def read_csv_dictionary(path: str | Path) -> CsvDictionary:
+    """Read a CSV dictionary: columns ``variable``, ``question``, ``responses`` and optionally
+    ``type`` (ordinal, categorical, continuous, binary; empty: inferred).
+
+    Every problem of the file is collected first and reported together, one line each.
+
+    Raises:
+        MetadataError: the message has one line per problem (file, line, variable, fix).
+    """
     p = Path(path)
     text = _read_text(p)
     rows = list(csv.DictReader(io.StringIO(text), dialect=_sniff_dialect(text)))
@@ -148,24 +247,62 @@ def metadata_from_csv(path: str | Path) -> dict[str, VariableMeta]:
                 f"columns variable, question, responses"
             )
         cols[key] = found
+    tcol = next((header[a] for a in _TYPE_COLUMNS if a in header), None)
+    errors: list[str] = []
     meta: dict[str, VariableMeta] = {}
+    declared: dict[str, str] = {}
+    seen: set[str] = set()
     for i, row in enumerate(rows, start=2):
         name = (row.get(cols["variable"]) or "").strip()
         if any((c or "").strip() for c in row.get(None) or []):  # cells beyond the header
-            raise MetadataError(
-                f"{p.name}: line {i} (variable {quote(name)}) has more cells than the header — "
-                f"put "
+            errors.append(
+                f"{p.name}: line {i} (variable {quote(name)}) has more cells than the header — put "
                 f"double quotes around cells that contain the separator"
             )
+            continue
         if not name:
-            raise MetadataError(f"{p.name}: line {i} has no variable name — fill it in or delete it")
-        if name in meta:
-            raise MetadataError(f"{p.name}: variable {quote(name)} appears twice — keep one row")
+            if any((c or "").strip() for c in row.values() if isinstance(c, str)):
+                errors.append(
+                    f"{p.name}: line {i} has no variable name — fill it in or delete it"
+                )
+            continue
+        if name in seen:
+            errors.append(f"{p.name}: line {i}: variable {quote(name)} appears twice — keep one row")
+            continue
+        seen.add(name)
         question = (row.get(cols["question"]) or "").strip() or name
-        extra = parse_responses(row.get(cols["responses"]) or "", variable=name, source=p.name)
-        meta[name] = VariableMeta(question=question, **extra)
+        try:
+            extra = parse_responses(row.get(cols["responses"]) or "", variable=name, source=p.name)
+            meta[name] = VariableMeta(question=question, **extra)
+        except MetadataError as err:
+            errors.append(str(err))
+        except ValidationError as err:
+            errors.append(
+                f"{p.name}: line {i}: variable {quote(name)}: {err.errors()[0]['msg']} — fix its "
+                f"responses"
+            )
+        word = (row.get(tcol) or "").strip().lower() if tcol else ""
+        if word:
+            phrase = DECLARED_TYPE_WORDS.get(word)
+            if phrase is None:
+                errors.append(
+                    f"{p.name}: line {i}: type {quote(word)} of {quote(name)} is not one of ordinal, "
+                    f"categorical, continuous, binary — fix the type column or leave it empty"
+                )
+            else:
+                declared[name] = phrase
+    if errors:
+        raise MetadataError("\n".join(errors))
     warn_long_texts(meta, p.name)
-    return meta
+    return CsvDictionary(meta, declared)
+
+
+def metadata_from_csv(path: str | Path) -> dict[str, VariableMeta]:
+    """Read a CSV dictionary (one row per variable: name, question text, possible responses).
+
+    See :func:`read_csv_dictionary`; every problem of the file is reported at once.
+    """
+    return read_csv_dictionary(path).meta
 
 
 def metadata_from_labelled(path: str | Path) -> dict[str, VariableMeta]:

@@ -13,14 +13,18 @@ class model (:mod:`panelsynth.clustering`), aligns the labels across waves and w
   the study dictionary ``Dictionaries/dictionary.csv`` (so metadata keys == var-type keys);
 - reports in ``Prepare/``: ``fit_wave{W}.json`` and ``fit_report.csv`` (class sizes, average
   posterior, entropy, BIC for k = 1..4), ``transitions.csv``, ``item_ranking.csv``,
-  ``selection.csv``, ``warnings.txt`` and, when the workspace has a ``Ground truth/`` folder (the
-  demo), ``truth_check.csv``.
+  ``selection.csv``, ``types.csv`` (every variable's type, role and why), ``missing_codes.csv``
+  (per wave, variable and missing code: values set to NA, or codes kept because the dictionary
+  lists them as answers), ``warnings.txt`` and, when the workspace has a ``Ground truth/`` folder
+  (the demo), ``truth_check.csv``.
 
 Variable selection
 ------------------
 - The id column, ``cluster``/``prev_cluster`` columns of the raw file and ``prepare.exclude`` are
-  never used. Demographics (``prepare.demographics``) and the outcome (``study.outcome``) are
-  carried into both modes where a wave has them, but are not clustered on.
+  never used. Demographics (``prepare.demographics``; one the data lacks is matched to a column
+  of its kind, e.g. ``gender`` for ``sex``: :mod:`panelsynth.demographics`) and the outcome
+  (``study.outcome``) are carried into both modes where a wave has them, but are not clustered
+  on.
 - Items: ``prepare.include`` when given (these bypass the density threshold), otherwise every other
   variable whose response density — the share of the wave's respondents who answered — is at least
   ``prepare.density_threshold``. Free-text columns (non-numeric with more than 20 distinct answers)
@@ -32,13 +36,15 @@ Variable selection
 Variable types
 --------------
 A ``type`` column of the study dictionary (``ordinal``, ``categorical``, ``continuous``, ``binary``
-or the phrases ``"an ordinal"``, ...) wins. Otherwise: a dictionary entry with a numeric range
-(``18-90``) is ``a continuous``; one with response codes is ``a binary`` with two codes, ``an
-ordinal`` with three or more numeric codes (``a categorical`` for a demographic) and ``a
-categorical`` with text codes. Without a dictionary entry the answers decide: two distinct values
-→ binary, text → categorical, whole numbers with at most 11 distinct values → ordinal, anything
-else → continuous. Metadata for a variable the dictionary lacks is built from SPSS/Stata labels,
-or from the observed codes/range, with a warning.
+or the phrases ``"an ordinal"``, ...) wins. Otherwise the dictionary's codes and the observed
+codes decide together (:mod:`panelsynth.vartypes`): a range (``18-90``) is ``a continuous``, or
+``an ordinal`` when it has at most 11 whole-number points (a count ``0-7``); codes are ``a
+binary`` when there are two, ``an ordinal`` when there are three or more numbers (``a
+categorical`` for a demographic) and ``a categorical`` when they are text. Without a dictionary
+entry the answers decide: two distinct values → binary, text → categorical, whole numbers with at
+most 11 distinct values → ordinal, anything else → continuous. ``Prepare/types.csv`` lists every
+variable's type and why. Metadata for a variable the dictionary lacks is built from SPSS/Stata
+labels, or from the observed codes/range, with a warning.
 
 Cross-wave ranking
 ------------------
@@ -61,9 +67,7 @@ manifest last: a kill part-way leaves the old set, or a switch the next run comp
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -79,20 +83,22 @@ import pandas as pd
 
 from panelsynth import clustering as cl
 from panelsynth.config import PanelsynthConfig, load_config
-from panelsynth.data import clean_missing, read_csv_any, read_labelled
+from panelsynth.data import clean_missing_by_variable, read_csv_any, read_labelled
+from panelsynth.demographics import resolve_demographics
 from panelsynth.dictionaries import (
-    VAR_TYPES,
     VariableMeta,
-    metadata_from_csv,
     metadata_to_json,
+    read_csv_dictionary,
 )
 from panelsynth.errors import ConfigError, DataError, PanelsynthError, WorkspaceError
+from panelsynth.missing import MissingTally, codes_for_variable, kept_warning
 from panelsynth.prepare_switch import StagedOutputs, finish_interrupted_prepare, prepare_lock
 from panelsynth.scaffold import (
     atomic_write_text,
     remove_old_temporaries,
     remove_stale_temporaries_of,
 )
+from panelsynth.vartypes import explain_var_type
 from panelsynth.workspace import Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -102,17 +108,8 @@ Progress = Callable[[dict[str, Any]], None]
 RAW_SUFFIXES = (".csv", ".tsv", ".txt", ".sav", ".zsav", ".dta")
 MANIFEST = "manifest.json"
 MAX_TEXT_LEVELS = 20
-MAX_ORDINAL_LEVELS = 11
 MIN_ANSWERS_TO_CLUSTER = 10
 
-_TYPE_ALIASES = {
-    "ordinal": "an ordinal",
-    "categorical": "a categorical",
-    "nominal": "a categorical",
-    "continuous": "a continuous",
-    "numeric": "a continuous",
-    "binary": "a binary",
-}
 _KIND = {
     "an ordinal": "ordinal",
     "a categorical": "categorical",
@@ -190,6 +187,11 @@ class WaveReport:
         n_fit: Respondents the model was fitted on.
         alignment: How cluster 1 was chosen.
         truth: Comparison with the true classes, when the workspace has them.
+        demographics: Demographic variables used (configured, or found under another name).
+        missing_codes: Rows of ``Prepare/missing_codes.csv`` (values each code set to NA, codes
+            kept as answers).
+        type_reasons: Why each variable of the full mode has its type.
+        var_types: The full mode's var types.
     """
 
     wave: str
@@ -210,6 +212,10 @@ class WaveReport:
     alignment: str = ""
     n_linked: int = 0
     truth: TruthCheck | None = None
+    demographics: list[str] = field(default_factory=list)
+    missing_codes: list[dict[str, Any]] = field(default_factory=list)
+    type_reasons: dict[str, str] = field(default_factory=dict)
+    var_types: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -306,13 +312,21 @@ def find_raw_files(ws: Workspace, cfg: PanelsynthConfig) -> dict[str, Path]:
 
 
 def read_raw_wave(
-    path: Path, id_column: str, missing_codes: Sequence[int | float | str], *, source: str
-) -> tuple[pd.DataFrame, dict[str, VariableMeta]]:
+    path: Path,
+    id_column: str,
+    missing_codes: Sequence[int | float | str],
+    *,
+    source: str,
+    dictionary: dict[str, VariableMeta] | None = None,
+) -> tuple[pd.DataFrame, dict[str, VariableMeta], MissingTally]:
     """Read one raw wave, check its id column and clean missing codes.
 
+    A missing code that the variable's entry in ``dictionary`` (or in the file's own labels)
+    lists as an answer is kept (:mod:`panelsynth.missing`).
+
     Returns:
-        The cleaned frame (id column first, ids normalised) and the metadata carried by a
-        ``.sav``/``.dta`` file (empty for CSV).
+        The cleaned frame (id column first, ids normalised), the metadata carried by a
+        ``.sav``/``.dta`` file (empty for CSV) and what the missing codes did per variable.
 
     Raises:
         DataError: the id column is missing, or an id appears twice.
@@ -333,7 +347,8 @@ def read_raw_wave(
             column=id_column,
         )
     ids = _normalise_ids(df[id_column])
-    rest = clean_missing(df.drop(columns=[id_column]), missing_codes)
+    entries = {**labelled, **(dictionary or {})}
+    rest, tally = clean_missing_by_variable(df.drop(columns=[id_column]), missing_codes, entries)
     keep = ids.notna().to_numpy()
     if not keep.all():
         log.warning("%s: %d rows without an id were skipped", source, int((~keep).sum()))
@@ -348,7 +363,7 @@ def read_raw_wave(
             path=source,
             column=id_column,
         )
-    return frame, labelled
+    return frame, labelled, tally
 
 
 def _labelled_meta(meta: Any) -> dict[str, VariableMeta]:
@@ -396,41 +411,8 @@ class StudyDictionary:
         path = ws.study_dictionary()
         if not path.exists():
             return cls({}, {}, ws.rel(path), found=False)
-        return cls(metadata_from_csv(path), _declared_types(path), ws.rel(path))
-
-
-def _declared_types(path: Path) -> dict[str, str]:
-    """The optional ``type`` column of the CSV dictionary, as type phrases."""
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = list(csv.DictReader(io.StringIO(text), dialect=dialect))
-    if not rows:
-        return {}
-    header = {h.strip().lower(): h for h in rows[0] if h is not None}
-    tcol = next((header[a] for a in ("type", "var_type", "variable_type") if a in header), None)
-    vcol = next(
-        (header[a] for a in ("variable", "name", "var", "variable_name", "varname") if a in header),
-        None,
-    )
-    if tcol is None or vcol is None:
-        return {}
-    out: dict[str, str] = {}
-    for i, row in enumerate(rows, start=2):
-        raw = (row.get(tcol) or "").strip().lower()
-        name = (row.get(vcol) or "").strip()
-        if not raw or not name:
-            continue
-        phrase = raw if raw in VAR_TYPES else _TYPE_ALIASES.get(raw)
-        if phrase is None:
-            raise ConfigError(
-                f"{path.name}: line {i}: type {raw!r} of {name!r} is not one of ordinal, "
-                f"categorical, continuous, binary — fix the type column"
-            )
-        out[name] = phrase
-    return out
+        read = read_csv_dictionary(path)  # every error of the file at once
+        return cls(read.meta, read.declared, ws.rel(path))
 
 
 def infer_var_type(
@@ -441,7 +423,7 @@ def infer_var_type(
     demographic: bool = False,
     missing_codes: Sequence[int | float | str] = (),
 ) -> str:
-    """The type phrase of a variable (see the module docstring for the rules).
+    """The type phrase of a variable (rules: :func:`panelsynth.vartypes.explain_var_type`).
 
     Args:
         values: The variable's cleaned answers.
@@ -450,38 +432,9 @@ def infer_var_type(
         demographic: Coded demographics with 3+ codes are categorical, not ordinal.
         missing_codes: Codes in the dictionary's responses that mean missing (ignored).
     """
-    if declared:
-        return declared
-    if meta is not None and meta.range is not None:
-        return "a continuous"
-    if meta is not None and meta.responses:
-        miss = {_fmt_code(c) for c in missing_codes}
-        codes = [c for c in meta.responses if _fmt_code(c) not in miss]
-        if len(codes) <= 2:
-            return "a binary"
-        numeric = all(_is_number(c) for c in codes)
-        if numeric and not demographic:
-            return "an ordinal"
-        return "a categorical"
-    obs = values.dropna()
-    num = pd.to_numeric(obs, errors="coerce")
-    distinct = obs.nunique()
-    if distinct <= 2:
-        return "a binary"
-    if num.isna().any():
-        return "a categorical"
-    whole = bool(np.all(np.isclose(num, np.round(num))))
-    if whole and distinct <= MAX_ORDINAL_LEVELS:
-        return "a categorical" if demographic else "an ordinal"
-    return "a continuous"
-
-
-def _is_number(x: Any) -> bool:
-    try:
-        float(x)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return explain_var_type(
+        values, meta, declared=declared, demographic=demographic, missing_codes=missing_codes
+    )[0]
 
 
 def build_metadata(
@@ -514,6 +467,10 @@ def build_metadata(
             if len(num):
                 meta = meta.model_copy(update={"range": (float(num.min()), float(num.max()))})
         return meta.model_copy(update={"responses": None}) if meta.responses else meta
+    whole = meta.range is not None and all(float(x).is_integer() for x in meta.range)
+    if meta.range is not None and not meta.responses and whole:
+        lo, hi = (int(x) for x in meta.range)  # a count 0-7 typed ordinal: its points are its codes
+        meta = meta.model_copy(update={"responses": {str(c): str(c) for c in range(lo, hi + 1)}})
     responses = {k: v for k, v in (meta.responses or {}).items() if _fmt_code(k) not in miss}
     seen = sorted({_fmt_code(v) for v in obs.unique()}, key=_code_sort_key)
     unlisted = [c for c in seen if c not in responses]
@@ -559,13 +516,18 @@ def select_variables(
     wave: str,
     source: str,
     warn: Callable[[str], None],
+    demographics: Sequence[str] | None = None,
 ) -> Selection:
-    """Choose the items, carried variables and clustering items of one wave."""
+    """Choose the items, carried variables and clustering items of one wave.
+
+    ``demographics``: the demographic columns (default: ``prepare.demographics``).
+    """
     st, pr = cfg.study, cfg.prepare
     reserved = {st.id_column, st.cluster_column, st.prev_cluster_column}
     excluded = set(pr.exclude)
     columns = [c for c in frame.columns if c not in reserved and c not in excluded]
-    carried_names = list(dict.fromkeys([*pr.demographics, *([st.outcome] if st.outcome else [])]))
+    demo = pr.demographics if demographics is None else demographics
+    carried_names = list(dict.fromkeys([*demo, *([st.outcome] if st.outcome else [])]))
     density = {c: float(frame[c].notna().mean()) if len(frame) else 0.0 for c in columns}
 
     dropped = [c for c in columns if density[c] == 0.0]
@@ -862,6 +824,8 @@ def _prepare_locked(
     works: list[_WaveWork] = []
     transitions: list[pd.DataFrame] = []
     told: set[str] = set()
+    told_notes: set[str] = set()
+    told_kept: set[str] = set()
     orientation_seen = False
     prev_ids: pd.Series | None = None
     prev_labels: np.ndarray | None = None
@@ -883,6 +847,15 @@ def _prepare_locked(
             source = ws.rel(path)
             for note in fitted.notes:
                 warn(note)
+            for note in fitted.demographic_notes:
+                if note not in told_notes:
+                    told_notes.add(note)
+                    warn(note)
+            for var, kept in fitted.missing.kept.items():
+                if var not in told_kept:
+                    told_kept.add(var)
+                    where = dictionary.source if var in dictionary.meta else f"{source}'s labels"
+                    warn(kept_warning(var, kept, where))
             frame, labelled, types_all = fitted.frame, fitted.labelled, fitted.types_all
             sel, enc, fit = fitted.sel, fitted.enc, fitted.fit
 
@@ -953,7 +926,9 @@ def _prepare_locked(
                     types[c],
                     dictionary,
                     labelled,
-                    missing_codes=st.missing_codes,
+                    missing_codes=codes_for_variable(
+                        dictionary.meta.get(c) or labelled.get(c), st.missing_codes
+                    ).applied,
                     wave=wave,
                     warn=warn,
                     told=told,
@@ -979,6 +954,10 @@ def _prepare_locked(
                 alignment=how,
                 n_linked=n_linked,
                 truth=truth_check(ws, wave, ids, labels, st.id_column),
+                demographics=[c for c in fitted.demographics if c in sel.full_vars],
+                missing_codes=fitted.missing.rows(wave, len(frame)),
+                type_reasons={c: fitted.reasons.get(c, "") for c in sel.full_vars},
+                var_types=dict(types),
             )
             works.append(_WaveWork(report, types, meta, mi_cluster, mi_traj))
             if not fit.converged:
@@ -1092,28 +1071,43 @@ class _FittedWave:
     enc: cl.EncodedItems
     fit: cl.ClusterFit
     notes: list[str]  # warnings, in the order they arose
+    missing: MissingTally = field(default_factory=MissingTally)
+    reasons: dict[str, str] = field(default_factory=dict)  # variable -> why its type
+    demographics: list[str] = field(default_factory=list)
+    demographic_notes: list[str] = field(default_factory=list)  # the same in every wave
 
 
 def _read_and_fit(job: _FitJob, s: _FitSettings) -> _FittedWave:
     """The part of preparing a wave that needs no other wave (label alignment comes after)."""
     st, pr, cc = s.cfg.study, s.cfg.prepare, s.cfg.clustering
     notes: list[str] = []
-    frame, labelled = read_raw_wave(job.path, st.id_column, st.missing_codes, source=job.source)
+    frame, labelled, tally = read_raw_wave(
+        job.path, st.id_column, st.missing_codes, source=job.source, dictionary=s.dictionary.meta
+    )
     if frame.empty:
         raise DataError(f"{job.source} has no rows — export the wave again", path=job.source)
-    types_all = {
-        c: infer_var_type(
+    demo = resolve_demographics(pr.demographics, [c for c in frame.columns if c != st.id_column])
+    explained: dict[str, tuple[str, str]] = {}
+    for c in frame.columns:
+        if c == st.id_column:
+            continue
+        entry = s.dictionary.meta.get(c) or labelled.get(c)
+        explained[c] = explain_var_type(
             frame[c],
-            s.dictionary.meta.get(c) or labelled.get(c),
+            entry,
             declared=s.dictionary.declared.get(c),
-            demographic=c in pr.demographics,
-            missing_codes=st.missing_codes,
+            demographic=c in demo.used,
+            missing_codes=codes_for_variable(entry, st.missing_codes).applied,
         )
-        for c in frame.columns
-        if c != st.id_column
-    }
+    types_all = {c: t for c, (t, _) in explained.items()}
     sel = select_variables(
-        frame, s.cfg, types_all, wave=job.wave, source=job.source, warn=notes.append
+        frame,
+        s.cfg,
+        types_all,
+        wave=job.wave,
+        source=job.source,
+        warn=notes.append,
+        demographics=demo.used,
     )
     if not sel.cluster_items:
         raise DataError(
@@ -1139,7 +1133,19 @@ def _read_and_fit(job: _FitJob, s: _FitSettings) -> _FittedWave:
         engine=s.engine,
         missing=s.missing,
     )
-    return _FittedWave(frame, labelled, types_all, sel, enc, fit, notes)
+    return _FittedWave(
+        frame,
+        labelled,
+        types_all,
+        sel,
+        enc,
+        fit,
+        notes,
+        missing=tally,
+        reasons={c: why for c, (_, why) in explained.items()},
+        demographics=demo.used,
+        demographic_notes=demo.notes("the raw waves"),
+    )
 
 
 def _fit_workers(jobs: Sequence[_FitJob]) -> int:
@@ -1408,6 +1414,7 @@ def _write_reports(
             "dense_vars": r.dense_vars,
             "full_vars": r.full_vars,
             "dropped_all_na": r.dropped,
+            "demographics": r.demographics,
         }
         if r.truth is not None:
             doc["truth_check"] = r.truth.as_row()
@@ -1445,6 +1452,10 @@ def _write_reports(
             )
     put("fit_report.csv", _csv_text(pd.DataFrame(rows)))
     put("selection.csv", _csv_text(pd.DataFrame(sel_rows)))
+    put("types.csv", _csv_text(_types_table(reports, cfg)))
+    missing_rows = [row for r in reports for row in r.missing_codes]
+    columns = ["wave", "variable", "code", "action", "n", "share", "why"]
+    put("missing_codes.csv", _csv_text(pd.DataFrame(missing_rows, columns=columns)))
     put("item_ranking.csv", _csv_text(ranking))
     put("transitions.csv", _csv_text(transitions))
     checks = [r.truth.as_row() for r in reports if r.truth is not None]
@@ -1452,6 +1463,30 @@ def _write_reports(
         put("truth_check.csv", _csv_text(pd.DataFrame(checks)))
     put("warnings.txt", "".join(f"{w}\n" for w in warnings))
     return written
+
+
+def _types_table(reports: list[WaveReport], cfg: PanelsynthConfig) -> pd.DataFrame:
+    """``Prepare/types.csv``: every variable of every wave, its type, its role and why."""
+    rows = []
+    for r in reports:
+        for v in r.full_vars:
+            if v in r.demographics:
+                role = "demographic"
+            elif v == cfg.study.outcome:
+                role = "outcome"
+            else:
+                role = "item (clustered)" if v in r.items else "item"
+            rows.append(
+                {
+                    "wave": r.wave,
+                    "variable": v,
+                    "type": r.var_types.get(v, ""),
+                    "role": role,
+                    "dense": v in r.dense_vars,
+                    "why": r.type_reasons.get(v, ""),
+                }
+            )
+    return pd.DataFrame(rows, columns=["wave", "variable", "type", "role", "dense", "why"])
 
 
 def _round(x: float | None, digits: int = 4) -> float | None:

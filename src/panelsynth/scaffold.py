@@ -89,7 +89,8 @@ def seed_script_text() -> str:
 
 
 def init_workspace(directory: str | Path) -> tuple[Workspace, list[Path]]:
-    """Create the SPEC §2 folders, a commented ``panelsynth.toml`` and the seed script.
+    """Create the workspace folders (and ``Raw data/``), a commented ``panelsynth.toml`` and
+    the seed script.
 
     Existing files are never overwritten.
     """
@@ -98,6 +99,10 @@ def init_workspace(directory: str | Path) -> tuple[Workspace, list[Path]]:
         raise WorkspaceError(f"{root} exists and is not a folder — choose another path")
     ws = Workspace(root)
     created = ws.scaffold()
+    raw = ws.root / "Raw data"  # where `panelsynth prepare` looks by default (prepare.raw_dir)
+    if not raw.exists():
+        raw.mkdir()
+        created.append(raw)
     if not ws.config_path.exists():
         atomic_write_text(ws.config_path, config_template())
         created.append(ws.config_path)

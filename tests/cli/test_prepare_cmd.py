@@ -136,9 +136,38 @@ def test_bad_options_exit_2(tmp_path, args, message):
 def test_no_raw_folder_exits_2(tmp_path):
     root = tmp_path / "empty"
     init_workspace(root)
+    # `init` creates an empty Raw data/: prepare says that it holds no wave file
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "Error: no raw wave files matching 'wave{W}.csv' in Raw data — name them like wave1.csv "
+        "or set prepare.raw_pattern\n"
+    )
+    (root / "Raw data").rmdir()
     res = _invoke("--workspace", str(root))
     assert res.exit_code == 2
     assert res.stderr == (
         "Error: raw data folder not found: Raw data — put the raw wave files there or set "
         "prepare.raw_dir in panelsynth.toml\n"
     )
+
+
+def test_messy_survey_prints_demographics_and_dictionary_errors_at_once(tmp_path):
+    from messy import BROKEN_ROWS, write_dictionary, write_messy_survey
+
+    survey = write_messy_survey(tmp_path / "ws", waves=("1", "2"), n=120)
+    res = _invoke("--workspace", str(survey.root))
+    assert res.exit_code == 0, res.output
+    assert "Demographics: age, gender (not clustered on; calibration anchors)" in res.stdout
+    assert res.stdout.splitlines()[-1].endswith("types.csv, missing_codes.csv).")
+
+    write_dictionary(survey.root / "Dictionaries" / "dictionary.csv", BROKEN_ROWS)
+    before = (survey.root / "Original data" / "wave1.csv").read_bytes()
+    res = _invoke("--workspace", str(survey.root))
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 4, lines  # every problem of the file, one line each
+    assert lines[0].startswith("Error: dictionary.csv: variable 'att01': cannot read response")
+    assert all(line.startswith(("Error: dictionary.csv: ", "dictionary.csv: ")) for line in lines)
+    assert "Traceback" not in res.output
+    assert (survey.root / "Original data" / "wave1.csv").read_bytes() == before

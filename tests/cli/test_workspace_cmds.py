@@ -268,3 +268,37 @@ def test_console_script_config_errors_one_line_each(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
     assert (ws / "panelsynth.toml").read_bytes() == before
     assert list((ws / "Final_gen_data").iterdir()) == []
+
+
+# ----- a new user's first steps -----------------------------------------------------------------
+
+
+def test_init_creates_raw_data_and_names_the_dictionary_in_its_next_steps(tmp_path: Path) -> None:
+    ws = tmp_path / "study"
+    result = _invoke("init", str(ws))
+    assert result.exit_code == 0, result.output
+    assert (ws / "Raw data").is_dir()
+    out = result.stdout
+    assert "'Raw data/'" in out
+    columns = "with the columns variable,question,responses[,type]"
+    assert f"'Dictionaries/dictionary.csv' {columns}" in out
+    assert "`panelsynth prepare --workspace DIR`" in out
+    assert "wave{W}_context.txt" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["init"], ["demo"], ["prepare"], ["run"], ["evaluate"], ["metadata"],
+     ["metadata", "from-csv"], ["metadata", "from-labels"]],
+)
+def test_help_texts_carry_no_internal_references(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for internal in ("SPEC", "§", "issue ", "CONVENTIONS"):
+        assert internal not in result.stdout, (command, internal)
+    if command == ["run"]:
+        # rich markup once swallowed "[prices]": the help read "needs  for the model"
+        assert "priced from the model's entry in the prices table of panelsynth.toml" in (
+            " ".join(result.stdout.split())
+        )
+        assert "  for the model" not in result.stdout

@@ -1,4 +1,4 @@
-"""``panelsynth prepare``: raw waves -> Original data/ with aligned cluster labels (SPEC §3.1)."""
+"""``panelsynth prepare``: raw waves -> Original data/ with aligned cluster labels."""
 
 from __future__ import annotations
 
@@ -111,13 +111,20 @@ def prepare(
                 f"accuracy {t.accuracy:.3f} (Bayes {t.accuracy_bayes:.3f}, ratio "
                 f"{t.accuracy_ratio:.2f}) — {'ok' if t.passed else 'BELOW 0.8 x Bayes'}"
             )
+    used = list(dict.fromkeys(d for r in result.waves for d in r.demographics))
+    echo(
+        f"Demographics: {', '.join(used)} (not clustered on; calibration anchors)"
+        if used
+        else "Demographics: none found — set prepare.demographics to the data's names"
+    )
     if result.replaced:
         echo(f"Backed up {len(result.replaced)} replaced files to Prepare/replaced/.")
     if result.warnings:
         echo(f"{len(result.warnings)} warnings — see Prepare/warnings.txt.")
     echo(
         f"Wrote Original data/ for {len(result.waves)} waves; reports in "
-        f"{ws.rel(ws.prepare_dir())}/ (fit_report.csv, item_ranking.csv, transitions.csv)."
+        f"{ws.rel(ws.prepare_dir())}/ (fit_report.csv, item_ranking.csv, transitions.csv, "
+        f"types.csv, missing_codes.csv)."
     )
 
 

@@ -189,7 +189,9 @@ def run(
     concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="Concurrent calls.")] = None,
     rpm: Annotated[float | None, typer.Option("--rpm", min=0.1, help="Requests per minute.")] = None,
     tpm: Annotated[float | None, typer.Option("--tpm", min=1.0, help="Tokens per minute.")] = None,
-    temperature: Annotated[float | None, typer.Option(min=0.0, max=2.0)] = None,
+    temperature: Annotated[float | None, typer.Option(
+        min=0.0, max=2.0, help="Sampling temperature (default 0.7; the calibrated pool: 1.0).")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Start over (old checkpoint kept aside).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -206,8 +208,9 @@ def run(
         "--drop-copies/--keep-copies", help="Drop synthetic rows identical to a real row or an "
         "example, and top up.", show_default=False)] = None,
     max_cost: Annotated[float | None, typer.Option(
-        "--max-cost", min=0.0, help="Spending limit per wave in USD (needs [prices] for the "
-        "model); no call starts that could exceed it.")] = None,
+        "--max-cost", min=0.0, help="Spending limit per wave in USD, priced from the model's "
+        "entry in the prices table of panelsynth.toml; no call starts that could exceed it.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the calls, tokens and cost each stage would use, then stop: "
         "no model call, nothing written, no API key needed.")] = False,

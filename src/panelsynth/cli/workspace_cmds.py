@@ -14,13 +14,22 @@ from panelsynth.cli.app import app, echo, metadata_app
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],
 ) -> None:
-    """Scaffold an empty workspace with the SPEC §2 layout and a commented panelsynth.toml."""
+    """Create an empty workspace: its folders (Raw data/, Original data/, Dictionaries/, ...),
+    a commented panelsynth.toml and the original study's run script."""
     from panelsynth.scaffold import init_workspace
 
     ws, created = init_workspace(directory)
     echo(f"Workspace ready at {ws.root} ({len(created)} new paths).")
-    echo("Next: put wave{W}.csv files in 'Original data/' (or raw waves in 'Raw data/' and run "
-         "`panelsynth prepare`), then the dictionaries in 'Dictionaries/'.")
+    echo("Next steps:")
+    echo("  1. Put one raw file per wave in 'Raw data/' (wave1.csv, wave2.sav, ...; one row per "
+         "respondent, linked across waves by an id column: set study.id_column).")
+    echo("  2. Describe every variable in 'Dictionaries/dictionary.csv' with the columns "
+         "variable,question,responses[,type] (responses: '1=Agree; 2=Disagree', "
+         "'1 = low ... 5 = high', 'Labour; Conservative' or a range '18-90').")
+    echo("  3. Run `panelsynth prepare --workspace DIR`, write each wave's context in "
+         "'Dictionaries/wave_contexts/wave{W}_context.txt', then `panelsynth run`.")
+    echo("  (Waves that already have cluster labels go straight into 'Original data/' with "
+         "their dictionaries; see the README.)")
 
 
 @app.command()

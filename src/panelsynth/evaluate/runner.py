@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,13 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.config import PanelsynthConfig, load_config
-from panelsynth.data import WaveData, clean_missing, load_wave, read_csv_any
-from panelsynth.dictionaries import load_var_types
+from panelsynth.data import (
+    WaveData,
+    clean_missing_by_variable,
+    load_wave,
+    read_csv_any,
+)
+from panelsynth.dictionaries import VariableMeta, load_var_types
 from panelsynth.errors import PanelsynthError, WorkspaceError
 from panelsynth.evaluate._io import atomic_write_text
 from panelsynth.evaluate.columns import (
@@ -453,14 +458,17 @@ class _Context:
         self.meta[wave] = {c.name: c.sdtype for c in cols}
         return self.meta[wave], "created from the var types"
 
-    def read_frame(self, path: Path) -> pd.DataFrame:
-        return clean_missing(read_csv_any(path), self.cfg.study.missing_codes)
+    def read_frame(self, path: Path, metadata: Mapping[str, VariableMeta]) -> pd.DataFrame:
+        """A CSV with the study's missing codes as NA, except where the wave's metadata lists a
+        code as a variable's answer (-1 = Disagree): as in the real wave."""
+        codes = self.cfg.study.missing_codes
+        return clean_missing_by_variable(read_csv_any(path), codes, metadata)[0]
 
     # ---- one pair
     def evaluate_pair(self, md: str, wave: str) -> PairOutcome:
         ws = self.ws
         synth_path = ws.output_csv(md, wave)
-        synth_raw = self.read_frame(synth_path)
+        synth_raw = read_csv_any(synth_path)  # missing codes: below, with the wave's metadata
         if synth_raw.empty:
             raise WorkspaceError(f"{ws.rel(synth_path)} has no rows — re-run generation")
         manifest = _read_json(ws.manifest(md, wave))
@@ -469,6 +477,8 @@ class _Context:
             log.warning("%s", warning)
         mode, mode_source = self.infer_mode(wave, list(synth_raw.columns), manifest)
         real = self.real_wave(wave, mode)
+        codes = self.cfg.study.missing_codes
+        synth_raw = clean_missing_by_variable(synth_raw, codes, real.metadata)[0]
         meta, meta_source = self.eval_meta(wave, real)
         available = set(real.frame.columns) & set(synth_raw.columns)
         columns = resolve_columns(
@@ -486,7 +496,7 @@ class _Context:
         ex_path = ws.examples_csv(md, wave)
         frames = {"real": real.frame, "synthetic": synth_raw}
         if ex_path.exists():
-            frames["examples"] = self.read_frame(ex_path)
+            frames["examples"] = self.read_frame(ex_path, real.metadata)
         h = harmonise(frames, columns)
         target, target_source = self.target(columns, manifest)
         ref = self.reference(h["real"], columns, wave, target)
