@@ -98,3 +98,16 @@ def test_two_local_runs_with_the_same_seed_are_byte_identical(tmp_path: Path) ->
     a, b = outputs
     for key in a:
         assert a[key] == b[key], key
+
+
+def test_each_step_starts_from_a_fresh_model_context(tiny_workspace: Path) -> None:
+    class Resettable(SeedRecorder):
+        def reset_context(self) -> None:
+            self.seeds.append(("reset", None))
+
+    client = Resettable()
+    run_wave(tiny_workspace, "2", client, "fake", RunOptions(n_outputs=3, n_batches=2))
+    order = [n for n, _ in client.seeds]
+    assert order[:2] == ["reset", "ClusterDescriptionsByVariable"]
+    assert order[2:4] == ["reset", "FormattedMetadata"]
+    assert order[4] == "reset" and order[5:] == ["SyntheticRespondents"] * 2
