@@ -12,6 +12,10 @@ coherent respondents — and lets the host guarantee the distributions it knows:
    does not keep its profile is rejected, counted and asked for again (:class:`CalibratedPrompt`).
    For schema-guided decoders (local models) each call's response schema also fixes the profiles
    (:func:`profiled_batch_model`); hosted models keep one shared schema for prompt caching.
+   In the full mode a profile also carries the *missingness pattern* of the same real
+   respondent (which items it left unanswered): the model answers only the other items, so the
+   rows' item non-response follows the cluster's real patterns, not the model's habit of
+   answering everything.
 2. **Oversample and select.** The loop collects ``oversample x N`` valid rows, sampled at
    :data:`POOL_TEMPERATURE` unless the user set a temperature; :func:`select_rows`
    then keeps exactly ``N`` whole rows (cells of different rows are never mixed) whose per-cluster
@@ -105,12 +109,15 @@ class Profile:
 
     cluster: int
     anchors: tuple[tuple[str, Any], ...] = ()
+    #: Questions this respondent leaves unanswered (full mode: the missingness pattern of the
+    #: real respondent the anchors come from); the other items of the pattern are answered.
+    missing: tuple[str, ...] = ()
 
     def text(self, cluster_column: str = "cluster") -> str:
         """``"cluster 2, age 35-44, sex 2"`` (the cluster column under its own name)."""
         name = "cluster" if cluster_column == "cluster" else cluster_column
         parts = [f"{name} {self.cluster}"]
-        for var, value in self.anchors:
+        for var, value in (*self.anchors, *((m, None) for m in self.missing)):
             if value is None:
                 parts.append(f"{var} null (no answer)")
             elif isinstance(value, Band):
@@ -139,6 +146,8 @@ class Profile:
         out: dict[str, Any] = {"cluster": self.cluster}
         for var, value in self.anchors:
             out[var] = value.text() if isinstance(value, Band) else _plain(value)
+        if self.missing:
+            out["no_answer"] = list(self.missing)
         return out
 
 
@@ -235,6 +244,10 @@ class ProfileDesign:
     anchors: list[str]
     donors: dict[int, list[tuple[Any, ...]]]
     seed: int
+    #: Items whose missingness pattern each profile carries (full mode), and per cluster the
+    #: pattern of every donor (the items it left unanswered), aligned with ``donors``.
+    pattern_columns: list[str] = field(default_factory=list)
+    patterns: dict[int, list[tuple[str, ...]]] = field(default_factory=dict)
 
     @classmethod
     def from_frame(
@@ -245,11 +258,14 @@ class ProfileDesign:
         *,
         cluster_column: str,
         seed: int,
+        pattern_columns: Sequence[str] = (),
     ) -> ProfileDesign:
         """Cluster shares and per-cluster anchor tuples (continuous anchors banded) of ``real``.
 
         A respondent whose anchor is NA gives a donor tuple only where the anchor's spec allows
-        NA (full mode); in the dense mode such respondents give no tuple.
+        NA (full mode); in the dense mode such respondents give no tuple. With
+        ``pattern_columns``, each donor also gives its missingness pattern over them (which it
+        left unanswered), drawn together with its anchors.
 
         Raises:
             ConfigError: a cluster has no respondent with a usable anchor tuple.
@@ -262,10 +278,14 @@ class ProfileDesign:
         shares = {c: float(counts[c]) / total for c in clusters}
         bands = {a: anchor_bands(a, by_name[a], real[a]) for a in anchors if not by_name[a].codes}
         donors: dict[int, list[tuple[Any, ...]]] = {}
+        patterns: dict[int, list[tuple[str, ...]]] = {}
+        pcols = [p for p in pattern_columns if p in real.columns]
         for c in clusters:
             sub = real.loc[labels == c, list(anchors)]
+            na = real.loc[labels == c, pcols].isna().to_numpy() if pcols else None
             tuples: list[tuple[Any, ...]] = []
-            for row in sub.itertuples(index=False):
+            missing: list[tuple[str, ...]] = []
+            for i, row in enumerate(sub.itertuples(index=False)):
                 values: list[Any] = []
                 ok = True
                 for a, v in zip(anchors, row, strict=True):
@@ -281,13 +301,17 @@ class ProfileDesign:
                         values.append(_plain(v))
                 if ok:
                     tuples.append(tuple(values))
+                    if na is not None:
+                        missing.append(tuple(p for p, gap in zip(pcols, na[i], strict=True) if gap))
             if not tuples:
                 raise ConfigError(
                     f"cluster {c} has no respondent with a value for every anchor "
                     f"({', '.join(anchors)}) — choose other --anchors"
                 )
             donors[c] = tuples
-        return cls(cluster_column, shares, list(anchors), donors, seed)
+            if pcols:
+                patterns[c] = missing
+        return cls(cluster_column, shares, list(anchors), donors, seed, pcols, patterns)
 
     def draw(self, n: int) -> list[Profile]:
         """``n`` profiles: cluster counts allocated from the shares, order and donors seeded."""
@@ -306,8 +330,9 @@ class ProfileDesign:
 
     def _profile(self, cluster: int, rng: np.random.Generator) -> Profile:
         pool = self.donors[cluster]
-        values = pool[int(rng.integers(len(pool)))]
-        return Profile(cluster, tuple(zip(self.anchors, values, strict=True)))
+        i = int(rng.integers(len(pool)))
+        missing = self.patterns[cluster][i] if self.patterns else ()
+        return Profile(cluster, tuple(zip(self.anchors, pool[i], strict=True)), missing)
 
 
 def allocate(shares: Mapping[int, float], n: int) -> dict[int, int]:
@@ -329,10 +354,19 @@ def profile_first(columns: Sequence[str], cluster_column: str, anchors: Sequence
     return [c for c in head if c in columns] + [c for c in columns if c not in head]
 
 
-def add_profile_rule(prefix: list[Message]) -> list[Message]:
-    """The step-3 prefix with the profile rule appended (static: prompt caching still applies)."""
+PATTERN_RULE = (
+    "- A profile's questions given as null (no answer) stay null: the respondent skipped them. "
+    "Answer every other question."
+)
+
+
+def add_profile_rule(prefix: list[Message], patterns: bool = False) -> list[Message]:
+    """The step-3 prefix with the profile rule appended (static: prompt caching still applies).
+
+    ``patterns``: the profiles carry missingness patterns (full mode), and a rule says so.
+    """
     msgs = [dict(m) for m in prefix]
-    msgs[-1]["content"] += "\n" + PROFILE_RULE
+    msgs[-1]["content"] += "\n" + PROFILE_RULE + ("\n" + PATTERN_RULE if patterns else "")
     return msgs
 
 
@@ -356,6 +390,8 @@ class CalibratedPrompt(GenerationPrompt):
     assigned: dict[int, list[int]] = field(default_factory=dict)
     fulfilled: set[int] = field(default_factory=set)
     off_profile_rows: int = 0
+    blanked_cells: int = 0  # answers to questions the profile leaves unanswered, set to NA
+    unplanned_na: int = 0  # questions the profile answers that a row left NA (kept)
     row_model: type[BaseModel] | None = None  # set: profiles are also written into the schema
     _models: dict[tuple[Profile, ...], type[BaseModel]] = field(default_factory=dict, repr=False)
 
@@ -425,7 +461,10 @@ class CalibratedPrompt(GenerationPrompt):
         key = tuple(self.profile(i) for i in profiles)
         if key not in self._models:
             self._models[key] = profiled_batch_model(
-                self.row_model, [self.profile(i) for i in profiles], self.cluster_column
+                self.row_model,
+                [self.profile(i) for i in profiles],
+                self.cluster_column,
+                self.design.pattern_columns if self.design else (),
             )
         return self._models[key]
 
@@ -476,12 +515,40 @@ class CalibratedPrompt(GenerationPrompt):
             used.add(hit)
             kept.append(row)
             matched.append(ids[hit])
+        blanked, unplanned = self._apply_patterns(kept, matched)
         self.fulfilled.update(matched)
         self.off_profile_rows += len(errors)
         book: dict[str, Any] = {"profiles": ids, "fulfilled": matched, "off_profile": len(errors)}
+        if blanked or unplanned:
+            book.update(blanked_cells=blanked, unplanned_na=unplanned)
         if errors:
             book["off_profile_errors"] = errors[:3]
         return kept, errors, book
+
+    def _apply_patterns(self, rows: list[dict[str, Any]], matched: list[int]) -> tuple[int, int]:
+        """Give every kept row its profile's missingness pattern (full mode).
+
+        The pattern is the host's: an answer to a question the profile leaves unanswered is set
+        to NA (a schema-guided decoder cannot write one); a question the profile answers that the
+        row left NA stays NA and is counted. Returns (blanked cells, unplanned NA cells).
+        """
+        columns = self.design.pattern_columns if self.design else []
+        if not columns:
+            return 0, 0
+        blanked = unplanned = 0
+        for row, i in zip(rows, matched, strict=True):
+            gaps = set(self.profile(i).missing)
+            for col in columns:
+                value = row.get(col)
+                empty = value is None or _is_na(value)
+                if col in gaps and not empty:
+                    row[col] = None
+                    blanked += 1
+                elif col not in gaps and empty:
+                    unplanned += 1
+        self.blanked_cells += blanked
+        self.unplanned_na += unplanned
+        return blanked, unplanned
 
     def restore(self, record: Mapping[str, Any]) -> None:
         """Take the books of a checkpointed call (its profiles and which it fulfilled)."""
@@ -490,14 +557,25 @@ class CalibratedPrompt(GenerationPrompt):
             self.assigned[b] = [int(i) for i in record["profiles"]]
         self.fulfilled.update(int(i) for i in record.get("fulfilled", ()))
         self.off_profile_rows += int(record.get("off_profile", 0))
+        self.blanked_cells += int(record.get("blanked_cells", 0))
+        self.unplanned_na += int(record.get("unplanned_na", 0))
 
     def summary(self) -> dict[str, Any]:
         planned = len(self.profiles)
-        return {
+        out: dict[str, Any] = {
             "planned_profiles": planned,
             "fulfilled_planned_profiles": len([i for i in self.fulfilled if i < planned]),
             "off_profile_rows": self.off_profile_rows,
         }
+        if self.design is not None and self.design.pattern_columns:
+            out["missingness_patterns"] = {
+                "items": list(self.design.pattern_columns),
+                "source": "each profile's pattern of unanswered items is that of the real "
+                "respondent of its cluster its anchors come from",
+                "answers_set_to_na": self.blanked_cells,
+                "unplanned_na_cells": self.unplanned_na,
+            }
+        return out
 
 
 class _ProfiledRows(BaseModel):
@@ -515,7 +593,10 @@ class _ProfiledRows(BaseModel):
 
 
 def profiled_batch_model(
-    row_model: type[BaseModel], profiles: Sequence[Profile], cluster_column: str = "cluster"
+    row_model: type[BaseModel],
+    profiles: Sequence[Profile],
+    cluster_column: str = "cluster",
+    pattern_columns: Sequence[str] = (),
 ) -> type[BaseModel]:
     """A response model whose schema fixes each row's profile (for schema-guided decoders).
 
@@ -525,7 +606,8 @@ def profiled_batch_model(
     the caller through ``.rows``), like :func:`~panelsynth.pydantic_models.rows.batch_model`.
     Constrained decoders (llama.cpp, vLLM, Ollama) then cannot leave the profile, which small
     models otherwise rarely keep; hosted models keep the shared schema so that prompt caching
-    applies.
+    applies. With ``pattern_columns`` (full mode), a question the profile leaves unanswered is
+    ``null`` and every other question of the pattern must be answered (no ``null`` option).
     """
     base = row_model.model_json_schema()
     if "$defs" in base:  # a workspace row model with references: keep its schema as it is
@@ -537,7 +619,11 @@ def profiled_batch_model(
     for p in profiles:
         row = copy.deepcopy({k: v for k, v in base.items() if k != "title"})
         props = row.get("properties", {})
-        fixed = {cluster_column: p.cluster, **dict(p.anchors)}
+        gaps = set(p.missing)
+        for name in pattern_columns:
+            if name in props and name not in gaps:
+                props[name] = _not_null(props[name])
+        fixed = {cluster_column: p.cluster, **dict(p.anchors), **{m: None for m in p.missing}}
         for name, value in fixed.items():
             if name not in props:
                 continue
@@ -553,6 +639,18 @@ def profiled_batch_model(
                 props[name] = {"const": _plain(value)}
         schemas.append(row)
     return _profiled_model(schemas, None)
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A property schema without its ``null`` option."""
+    options = prop.get("anyOf")
+    if not options:
+        return prop
+    rest = [o for o in options if o.get("type") != "null"]
+    if len(rest) != 1:
+        return prop
+    out = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**out, **rest[0]}
 
 
 def _profiled_model(schemas: list[dict[str, Any]], defs: dict[str, Any] | None) -> type[BaseModel]:
@@ -1073,6 +1171,7 @@ class CalibrationSetup:
             "pool_rows": self.pool_rows,
             "pool_batches": self.pool_settings.n_batches,
             "profiles_in_schema": self.profiles_in_schema,
+            "missingness_patterns": bool(self.design.pattern_columns),
             "temperature": self.pool_settings.temperature,
             "selection": "greedy + swap search on per-cluster marginals (L1), copies last",
             "real_cluster_shares": {str(k): round(v, 6) for k, v in self.design.shares.items()},
@@ -1168,8 +1267,14 @@ def setup_calibration(
         n_batches=max(1, math.ceil(pool / settings.n_outputs)),
         temperature=POOL_TEMPERATURE if temperature is None else temperature,
     )
+    pattern_columns = [
+        s.name
+        for s in specs
+        if s.nullable and s.vtype != "cluster" and s.name != cluster_column and s.name not in names
+    ]
     design = ProfileDesign.from_frame(
-        real, specs, names, cluster_column=cluster_column, seed=settings.seed
+        real, specs, names, cluster_column=cluster_column, seed=settings.seed,
+        pattern_columns=pattern_columns,
     )
     return CalibrationSetup(
         real=real,

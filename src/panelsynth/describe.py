@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from panelsynth.cache import StepCache, fingerprint
 from panelsynth.data import WaveData
 from panelsynth.dictionaries import CODED_TYPES
+from panelsynth.errors import PanelsynthError
 from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
 from panelsynth.llm.keys import scrub_data
 from panelsynth.pydantic_models import ClusterDescription, VariableDescription
@@ -232,11 +233,18 @@ SYSTEM_DESCRIBE = (
 
 
 def describe_messages(wave: WaveData, stats: dict[int, dict[str, dict[str, Any]]]) -> list[Message]:
-    """The step-1 prompt: statistics of every variable in every cluster, one call for the wave."""
+    """The step-1 prompt: statistics of every variable in every cluster, one call for the wave.
+
+    ``stats`` may hold a part of the wave (one cluster, a group of variables) when step 1 is
+    split over several calls (:func:`describe_parts`).
+    """
     full = wave.mode == "full"
     lines = [
         f"Summary statistics of survey variables in wave {wave.wave}, for each of "
-        f"{len(stats)} clusters of respondents.",
+        f"{len(stats)} clusters of respondents."
+        if len(stats) > 1
+        else f"Summary statistics of survey variables in wave {wave.wave}, for one cluster of "
+        f"respondents.",
         "",
     ]
     for c, per_var in stats.items():
@@ -294,6 +302,73 @@ class Step1Result:
     calls: int = 0
     cached: bool = False
     examples_source: str = "real"
+    #: How step 1 was split: ``[(clusters, variables), ...]``; one part when not split.
+    parts: list[tuple[list[int], list[str]]] = field(default_factory=list)
+
+
+Part = tuple[list[int], list[str]]
+
+
+def describe_parts(
+    client: LLMClient, wave: WaveData, stats: dict[int, dict[str, dict[str, Any]]]
+) -> list[Part]:
+    """How step 1 is split so that every call's prompt and descriptions fit the context.
+
+    One call for the whole wave when it fits (always, for a model without a known context);
+    else one call per cluster; a cluster whose descriptions still do not fit is split into the
+    fewest groups of consecutive variables of near-equal size that do. Every part asks for the
+    same per-variable descriptions, so the merged result is the one a single call gives.
+
+    Raises:
+        PanelsynthError: even one variable of one cluster does not fit the context.
+    """
+    clusters, variables = list(wave.clusters), list(wave.variables)
+    window = getattr(client, "context_window", None)
+    if not window:
+        return [(clusters, variables)]
+
+    def fits(cs: list[int], vs: list[str]) -> bool:
+        messages = describe_messages(wave, _subset(stats, cs, vs))
+        need = _describe_need(wave, len(cs) * len(vs))
+        prompt = client.count_tokens("\n".join(m["content"] for m in messages))
+        return prompt + 16 * len(messages) + need + 32 <= window
+
+    if fits(clusters, variables):
+        return [(clusters, variables)]
+    parts: list[Part] = []
+    for c in clusters:
+        for n_groups in range(1, len(variables) + 1):
+            groups = [list(g) for g in np.array_split(np.array(variables, dtype=object), n_groups)]
+            if all(fits([c], g) for g in groups):
+                parts += [([c], g) for g in groups]
+                break
+        else:
+            raise PanelsynthError(
+                f"wave {wave.wave}: step 1 cannot describe even one variable of cluster {c} "
+                f"within the {window}-token context of {client.label} — use a model with a "
+                f"longer context"
+            )
+    return parts
+
+
+def _subset(
+    stats: dict[int, dict[str, dict[str, Any]]], clusters: Sequence[int], variables: Sequence[str]
+) -> dict[int, dict[str, dict[str, Any]]]:
+    return {c: {v: stats[c][v] for v in variables} for c in clusters}
+
+
+def split_note(wave: WaveData, parts: Sequence[Part], client: LLMClient) -> str:
+    """The warning that says how step 1 was split (empty when it was not)."""
+    if len(parts) <= 1:
+        return ""
+    per_cluster = {c: sum(1 for cs, _ in parts if c in cs) for c in wave.clusters}
+    groups = ", ".join(f"cluster {c}: {n} call(s)" for c, n in per_cluster.items())
+    return (
+        f"wave {wave.wave}: step 1 descriptions of {len(wave.variables)} variables x "
+        f"{len(wave.clusters)} clusters do not fit one reply within the "
+        f"{getattr(client, 'context_window', None)}-token context of {client.label}: split "
+        f"into {len(parts)} calls ({groups}); the descriptions are the same per variable"
+    )
 
 
 def describe_wave(
@@ -309,7 +384,11 @@ def describe_wave(
     """Run step 1 for a wave: one LLM call (or none when cached) plus seeded examples.
 
     ``examples_source="synthetic"`` draws the examples from the cluster statistics
-    (:func:`synthetic_examples`) instead of sampling real respondents.
+    (:func:`synthetic_examples`) instead of sampling real respondents. When the descriptions do
+    not fit one reply within the model's context, the call is split (:func:`describe_parts`):
+    per cluster, then per group of variables; the result, the logs and the cache entry of the
+    wave are the same as for one call (each part is cached too, so a failed part does not
+    repeat the parts before it). Call ``i`` is seeded with ``seed + i``.
     """
     stats = cluster_statistics(wave)
     if examples_source == "synthetic":
@@ -323,16 +402,42 @@ def describe_wave(
     cached = cache.get("step1", key, model) if cache else None
     usage = Usage(attempts=0)
     calls = 0
+    parts: list[Part] = [(list(wave.clusters), list(wave.variables))]
     if cached is not None:
         raw = cached
         log.info("wave %s: step 1 descriptions from cache", wave.wave)
     else:
-        comp = client.create(
-            messages, model, temperature=temperature, max_tokens=_describe_budget(client, wave, messages)
-        )
-        usage = comp.usage
-        calls = 1
-        raw = scrub_data(comp.value.model_dump())  # a key echoed in the reply is never kept
+        parts = describe_parts(client, wave, stats)
+        note = split_note(wave, parts, client)
+        if note:
+            log.warning(note)
+            warnings.append(note)
+        raw = {}
+        for i, (cs, vs) in enumerate(parts):
+            if len(parts) == 1:
+                part_msgs, part_model, part_key = messages, model, None
+            else:
+                part_msgs = describe_messages(wave, _subset(stats, cs, vs))
+                part_model = describe_response_model(vs, cs, full)
+                part_key = fingerprint(
+                    "step1-part", client.label, part_msgs, part_model.model_json_schema()
+                )
+            got = cache.get("step1", part_key, part_model) if cache and part_key else None
+            if got is None:
+                comp = client.create(
+                    part_msgs,
+                    part_model,
+                    temperature=temperature,
+                    max_tokens=_describe_budget(client, wave, part_msgs, len(cs) * len(vs)),
+                    seed=seed + i,
+                )
+                usage.add(comp.usage)
+                calls += 1
+                got = scrub_data(comp.value.model_dump())  # a key echoed in a reply is never kept
+                if cache and part_key:
+                    cache.put("step1", part_key, got)
+            for c_key, per_var in got.items():
+                raw.setdefault(c_key, {}).update(per_var)
         if cache:
             cache.put("step1", key, raw)
     descriptions = [
@@ -349,15 +454,25 @@ def describe_wave(
             if any(ch.isdigit() for ch in (vd.skew + vd.spread + vd.shape + (vd.na_frequency or ""))):
                 log.debug("wave %s: description of %s uses digits", wave.wave, vd.variable)
     return Step1Result(
-        stats, descriptions, examples, warnings, usage, calls, cached is not None, examples_source
+        stats, descriptions, examples, warnings, usage, calls, cached is not None, examples_source,
+        parts,
     )
 
 
-def _describe_budget(client: LLMClient, wave: WaveData, messages: list[Message]) -> int:
+def _describe_budget(
+    client: LLMClient, wave: WaveData, messages: list[Message], entries: int | None = None
+) -> int:
     """Room for every description at its maximum length (skew, spread, shape; NA in full mode)."""
     per = 4 if wave.mode == "full" else 3
-    entries = len(wave.variables) * len(wave.clusters)
+    if entries is None:
+        entries = len(wave.variables) * len(wave.clusters)
     return reply_budget(client, messages, entries * per * MAX_DESCRIPTION_CHARS, entries * (per + 1))
+
+
+def _describe_need(wave: WaveData, entries: int) -> int:
+    """The output tokens :func:`_describe_budget` asks for ``entries`` (uncapped)."""
+    per = 4 if wave.mode == "full" else 3
+    return 64 + 12 * entries * (per + 1) + entries * per * MAX_DESCRIPTION_CHARS // 2
 
 
 def format_descriptions(descriptions: Sequence[ClusterDescription]) -> str:

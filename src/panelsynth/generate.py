@@ -191,8 +191,12 @@ def fit_prompt(
     cluster_column: str,
     n_rows: int,
     max_tokens: int,
+    *,
+    quiet: bool = False,
 ) -> GenerationPrompt:
     """Fit the prompt into the model's context, dropping examples (with a warning) if needed.
+
+    ``quiet``: the notes are only returned, not logged (the caller logs the attempt it keeps).
 
     Raises:
         PanelsynthError: even one example per cluster does not fit.
@@ -220,7 +224,8 @@ def fit_prompt(
             f"prompt of {used} tokens + {max_tokens} for the answer exceeds the {window}-token "
             f"context of {client.label}: using {new} examples per cluster instead of {per_cluster}"
         )
-        log.warning(msg)
+        if not quiet:
+            log.warning(msg)
         notes.append(msg)
         per_cluster = new
         current = examples.groupby(cluster_column, group_keys=False).head(new)

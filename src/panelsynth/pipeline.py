@@ -258,20 +258,26 @@ def run_wave(
         cache = StepCache(ws.cache_dir(), enabled=opts.use_cache)
         cache.remove_stale()
         _emit(progress, {"stage": "step1"})
+        fresh_context(client)
         try:
             s1 = describe_wave(
                 client, wd, n_examples=n_examples, seed=settings.seed, cache=cache,
                 examples_source=examples_source,
             )
         except LLMCallError as err:
-            raise _step_failed(wd.wave, "step 1 (cluster descriptions)", err) from None
+            raise _step_failed(wd.wave, "step 1 (cluster descriptions)", err, client) from None
         _write_step1_logs(ws, model_dir, wd, s1)
         _emit(progress, {"stage": "step2"})
+        fresh_context(client)
         try:
-            s2 = format_metadata(client, wd, cache=cache, preferred_target=config.study.outcome)
+            s2 = format_metadata(
+                client, wd, cache=cache, preferred_target=config.study.outcome,
+                seed=settings.seed,
+            )
         except LLMCallError as err:
-            raise _step_failed(wd.wave, "step 2 (formatted metadata)", err) from None
+            raise _step_failed(wd.wave, "step 2 (formatted metadata)", err, client) from None
         _write_step2_log(ws, model_dir, wd, s2)
+        fresh_context(client)
 
         specs = wave_row_specs(wd)
         models_dir, models_note = trusted_models_dir(
@@ -327,7 +333,13 @@ def run_wave(
                 "drop_copies": drop_copies,
                 "max_cost_usd": max_cost,
             },
-            "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes + models_note,
+            "warnings": (
+                wd.notes + s1.warnings + s2.notes + _codebook_warning(s2) + prompt.notes
+                + models_note
+            ),
+            "codebook_check": s2.codebook,
+            "step1_calls": [{"clusters": cs, "variables": len(vs)} for cs, vs in s1.parts],
+            "reproducibility": reproducibility(client, settings.concurrency),
             "real_rows_used": int(len(wd.frame)),
             "examples": {
                 "source": examples_source,
@@ -368,6 +380,17 @@ def run_wave(
             gen, base["calibration"] = calib.apply(gen, prompt, examples=s1.examples)
         write_csv_atomic(gen.rows, out_csv)
         faultpoint.reach("after-csv")  # a kill here: the next run rebuilds the manifest
+        if mode == "full":
+            na = item_nonresponse(wd, gen.rows, calibrated=calib is not None)
+            base["item_nonresponse"] = na
+            if calib is None and na["gap"] <= -0.02:
+                note = (
+                    f"wave {wd.wave}: the synthetic rows leave {na['synthetic_mean_na_share']:.1%}"
+                    f" of answers missing, the real ones {na['real_mean_na_share']:.1%} "
+                    f"(item non-response gap; --calibrate draws the real patterns)"
+                )
+                log.warning(note)
+                base["warnings"].append(note)
         data = _write_manifest(
             manifest_path, {**base, "status": "complete", "output": ws.rel(out_csv)}, s1, s2, gen,
             config, client, started,
@@ -393,27 +416,62 @@ def step3_prompt(
     specs = wave_row_specs(wd)
     metadata_text = format_wave_description(s2.description, wd)
     descriptions_text = format_descriptions(s1.descriptions)
-    max_tokens = settings.max_tokens or estimate_output_tokens(
-        client, s1.examples, settings.n_outputs
-    )
 
     def build(ex: pd.DataFrame) -> list[dict[str, str]]:
         if calib is None:
             return build_prompt(wd, metadata_text, descriptions_text, ex, specs)
         ex = ex[calib.prompt_columns()]
-        return add_profile_rule(build_prompt(wd, metadata_text, descriptions_text, ex, specs))
+        return add_profile_rule(
+            build_prompt(wd, metadata_text, descriptions_text, ex, specs),
+            patterns=bool(calib.design.pattern_columns),
+        )
 
-    prompt = fit_prompt(
-        client,
-        build,
-        s1.examples,
-        wd.cluster_column,
-        settings.n_outputs,
-        max_tokens + (calib.suffix_tokens(client) if calib else 0),
-    )
+    rows = settings.n_outputs
+    while True:
+        max_tokens = settings.max_tokens or estimate_output_tokens(client, s1.examples, rows)
+        try:
+            prompt = fit_prompt(
+                client,
+                build,
+                s1.examples,
+                wd.cluster_column,
+                rows,
+                max_tokens + (calib.suffix_tokens(client) if calib else 0),
+                quiet=True,
+            )
+            break
+        except PanelsynthError:
+            # even one example per cluster leaves no room for the rows: ask for fewer per call
+            if rows <= 1 or settings.max_tokens:
+                raise
+            rows = max(1, rows // 2)
+    if rows != settings.n_outputs:
+        prompt.notes.append(_fewer_rows(client, wd.wave, settings, rows, calib))
+    for note in prompt.notes:
+        log.warning(note)
     if calib:
         prompt = calib.wrap(prompt, row_model=row_model)
     return prompt, max_tokens
+
+
+def _fewer_rows(
+    client: LLMClient,
+    wave: str,
+    settings: GenerationSettings,
+    rows: int,
+    calib: CalibrationSetup | None,
+) -> str:
+    """Ask for ``rows`` rows per step-3 call, in more calls (the wave keeps its rows)."""
+    note = (
+        f"wave {wave}: {settings.n_outputs} rows per step-3 call do not fit the "
+        f"{getattr(client, 'context_window', None)}-token context of {client.label} even with "
+        f"one example per cluster: {rows} rows per call instead"
+    )
+    for s in (settings, *((calib.pool_settings,) if calib else ())):
+        wanted = s.wanted
+        s.n_outputs = rows
+        s.n_batches = math.ceil(wanted / rows)
+    return note + f", {settings.n_batches} calls"
 
 
 def calibration_setup(
@@ -510,12 +568,122 @@ def _set_aside(ws: Workspace, ckpt: Checkpoint, manifest_path: Path) -> None:
         log.info("previous manifest kept as %s", ws.rel(kept))
 
 
-def _step_failed(wave: str, step: str, err: LLMCallError) -> PanelsynthError:
-    """One actionable line for a step-1/2 call that failed for good (retries exhausted)."""
+def _step_failed(
+    wave: str, step: str, err: LLMCallError, client: LLMClient | None = None
+) -> PanelsynthError:
+    """One actionable line for a step-1/2 call that failed for good (retries exhausted).
+
+    The hint fits the step and the model: steps 1-2 write descriptions, not rows, so a reply cut
+    off by the token limit is about the number of variables and the model's context; a local
+    model has no key or server to check.
+    """
+    local = bool(getattr(client, "is_local", False))
+    text = scrub(str(err))
+    if err.kind in ("truncated", "context_overflow"):
+        text = text.split("; ", 1)[0] if err.kind == "truncated" else text.split("; use ", 1)[0]
+        window = getattr(client, "context_window", None)
+        room = f"the {window}-token context of the model" if window else "the model's output limit"
+        what = "descriptions" if step.startswith("step 1") else "formatted metadata"
+        hint = (
+            f"the {what} of this wave's variables do not fit {room}; use fewer variables in "
+            f"types_wave{wave}.json or a model with a longer context, and rerun"
+        )
+    elif local:
+        hint = (
+            "check the model file and free memory (`panelsynth run --dry-run` shows whether the "
+            "prompts fit), and rerun"
+        )
+    elif err.kind == "auth":
+        hint = "fix the API key and rerun"
+    elif err.kind in ("connection", "timeout", "server_error", "rate_limit"):
+        hint = "check the server or the provider's status (and --base-url), and rerun"
+    else:
+        hint = "fix the cause (key, model name, server) and rerun"
     return PanelsynthError(
-        f"wave {wave}: {step} failed: {scrub(str(err))} — fix the cause (key, model name, server) "
-        f"and rerun; nothing was generated yet"
+        f"wave {wave}: {step} failed: {text} — {hint}; nothing was generated yet"
     )
+
+
+def fresh_context(client: LLMClient) -> None:
+    """Clear an in-process model's reused prompt state before a stage (reproducibility).
+
+    llama.cpp reuses the cached prefix of the previous prompt and evaluates only the rest; where
+    the evaluation starts changes its batching and, with it, the last bits of the logits. A stage
+    that starts from an empty context evaluates the same tokens the same way whatever ran before
+    (another wave, or a step taken from the cache), so a seeded run is byte-identical.
+    """
+    reset = getattr(client, "reset_context", None)
+    if callable(reset):
+        reset()
+
+
+def reproducibility(client: LLMClient, concurrency: int) -> dict[str, Any]:
+    """Whether the same inputs and ``--seed`` give the same outputs with ``client`` (manifest)."""
+    seeded = bool(getattr(client, "supports_seed", False))
+    if client.is_local:
+        ordered = concurrency <= 1
+        return {
+            "reproducible": ordered and seeded,
+            "seeded_calls": seeded,
+            "note": (
+                "in-process model: every call's sampler is seeded from --seed and its batch "
+                "index, calls run in order; the same inputs, seed and model file give "
+                "byte-identical outputs"
+                if ordered
+                else f"in-process model with --concurrency {concurrency}: calls are seeded but "
+                "their order (and so the reused prompt state) varies; use --concurrency 1"
+            ),
+        }
+    if seeded:
+        return {
+            "reproducible": False,
+            "seeded_calls": True,
+            "note": "hosted model: the seed is sent with every call, but the provider does not "
+            "guarantee identical replies (best effort)",
+        }
+    return {
+        "reproducible": False,
+        "seeded_calls": False,
+        "note": f"{client.label} takes no seed: replies vary between runs",
+    }
+
+
+def item_nonresponse(wd: WaveData, rows: pd.DataFrame, *, calibrated: bool) -> dict[str, Any]:
+    """NA share of every variable, real vs synthetic, and the mean gap (full-mode manifest).
+
+    The plain mode leaves item non-response to the model, which rarely writes a missing answer:
+    the gap is reported, not hidden. The calibrated mode draws each row's pattern of missing
+    answers from the real respondents of its cluster.
+    """
+    per: dict[str, dict[str, float]] = {}
+    for v in wd.variables:
+        real = float(wd.frame[v].isna().mean()) if len(wd.frame) else 0.0
+        syn = float(rows[v].isna().mean()) if v in rows.columns and len(rows) else 0.0
+        per[v] = {"real": round(real, 4), "synthetic": round(syn, 4)}
+    real_mean = sum(d["real"] for d in per.values()) / max(1, len(per))
+    syn_mean = sum(d["synthetic"] for d in per.values()) / max(1, len(per))
+    return {
+        "method": (
+            "calibrated: each row's missing answers follow the pattern of a real respondent of "
+            "its cluster"
+            if calibrated
+            else "plain: the model decides which answers are missing (it rarely leaves one "
+            "blank); compare the shares below, or use --calibrate"
+        ),
+        "real_mean_na_share": round(real_mean, 4),
+        "synthetic_mean_na_share": round(syn_mean, 4),
+        "gap": round(syn_mean - real_mean, 4),
+        "per_variable": per,
+    }
+
+
+def _codebook_warning(s2: Step2Result) -> list[str]:
+    if not s2.codebook:
+        return []
+    return [
+        f"step 2 disagrees with the codebook in {len(s2.codebook)} place(s); the step-3 prompt "
+        f"uses the codebook's questions and labels (see codebook_check)"
+    ]
 
 
 def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
@@ -525,6 +693,8 @@ def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
 
 def _write_step1_logs(ws: Workspace, model_dir: str, wd: WaveData, s1: Step1Result) -> None:
     lines = [f"Wave {wd.wave} cluster descriptions ({wd.mode} mode)", ""]
+    if len(s1.parts) > 1:
+        lines[1:1] = [f"Described in {len(s1.parts)} calls (per cluster / group of variables)."]
     lines.append("Summary statistics:")
     for c, per_var in s1.statistics.items():
         lines.append(f"Cluster {c}:")
@@ -553,6 +723,12 @@ def _write_step2_log(ws: Workspace, model_dir: str, wd: WaveData, s2: Step2Resul
         + s2.description.model_dump_json(indent=2)
         + "\n"
     )
+    if s2.codebook:
+        text += "\nChecked against the codebook (the codebook is used in step 3):\n" + "".join(
+            f"- {line}\n" for line in s2.codebook
+        )
+    elif s2.description.features:
+        text += "\nChecked against the codebook: no disagreement.\n"
     atomic_write_text(ws.gen_metadata_log(model_dir, wd.wave), scrub(text))
 
 

@@ -198,6 +198,28 @@ def _transition_table(doc: dict[str, Any]) -> str:
     )
 
 
+def _na_gap_sentence(details: list[dict[str, Any]]) -> str:
+    """One sentence on item non-response: mean NA share of real vs synthetic answers."""
+    real = [d["real_na_share"] for d in details if d.get("real_na_share") is not None]
+    syn = [d["synthetic_na_share"] for d in details if d.get("synthetic_na_share") is not None]
+    if not real or not syn:
+        return ""
+    r, s = sum(real) / len(real), sum(syn) / len(syn)
+    if abs(r - s) < 0.005:
+        verdict = "the synthetic rows match the real item non-response on average"
+    elif s < r:
+        verdict = (
+            "the synthetic rows leave fewer answers blank than the real respondents (a gap; "
+            "the calibrated mode draws each row's pattern of missing answers from the real ones)"
+        )
+    else:
+        verdict = "the synthetic rows leave more answers blank than the real respondents"
+    return (
+        f"<p>Item non-response: real answers are missing in {r:.1%} of cells on average, "
+        f"synthetic ones in {s:.1%} — {html.escape(verdict)}.</p>"
+    )
+
+
 def _na_table(doc: dict[str, Any]) -> str:
     syn = doc["candidates"]["synthetic"].get("na_share_similarity", {})
     hold = doc["candidates"].get("_real_holdout", {}).get("na_share_similarity", {})
@@ -221,8 +243,10 @@ def _na_table(doc: dict[str, Any]) -> str:
     per_txt = "; ".join(
         f"cluster {k}: mean |Δ| {_fmt(v.get('mean_abs_diff'), True)}" for k, v in per.items()
     )
+    gap = _na_gap_sentence(det)
     return (
-        "<table><tr><th class='l'>variable</th><th>real NA</th><th>synthetic NA</th>"
+        gap
+        + "<table><tr><th class='l'>variable</th><th>real NA</th><th>synthetic NA</th>"
         "<th>|Δ| (LLM)</th>"
         "<th>|Δ| real half vs half</th></tr>"
         + "".join(rows)

@@ -16,9 +16,10 @@
   ``JSON_SCHEMA`` mode) validates the reply and re-asks with the validation error.
 * llama-cpp-python keeps the KV cache of the previous prompt on the ``Llama`` object and reuses the
   longest shared token prefix, so prompts that share their head (instructions, metadata,
-  examples) are only evaluated once. Nothing here resets it. A consequence: with a fixed seed the
-  output is reproducible for the same *sequence* of calls in a fresh process, not for one call in
-  isolation.
+  examples) are only evaluated once. A consequence: with a fixed seed the output is reproducible
+  for the same *sequence* of calls after :meth:`LocalLlamaClient.reset_context` (the pipeline
+  resets before each step, so a seeded run gives byte-identical outputs), not for one call in
+  isolation. Every sampler of a call is seeded with the call's ``seed``.
 * One model serves one call at a time (a lock per model); ``acreate`` runs in a worker thread.
 """
 
@@ -376,6 +377,17 @@ class LocalLlamaClient(InstructorClient):
         """Load the model now instead of at the first call."""
         _ = self.model
         return self
+
+    def reset_context(self) -> None:
+        """Forget the reused prompt prefix, so the next call evaluates its prompt from scratch.
+
+        A no-op when the model is not loaded yet (it then starts empty anyway).
+        """
+        loaded = _MODELS.get((str(Path(self.path).resolve()), self.n_ctx))
+        if loaded is None:
+            return
+        with loaded.lock:
+            loaded.llama.reset()
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the model's own tokenizer (no BOS)."""
