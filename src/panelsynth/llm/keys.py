@@ -83,9 +83,10 @@ def scrub(text: str) -> str:
         return text
     with _secrets_lock:
         secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in secrets:  # whole secrets first: a fragment of one must not split another
         if secret in text:
             text = text.replace(secret, _MASK)
+    for secret in secrets:
         if len(secret) > MIN_FRAGMENT:
             text = _mask_fragments(text, secret)
     return _KEY_PATTERNS.sub(_MASK, text)
