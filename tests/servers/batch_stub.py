@@ -32,7 +32,8 @@ exact shares of a batch's requests (seeded shuffle):
 
 Transport faults of the API itself come from :meth:`BatchStub.script`: ``rate_limit`` (429 with
 ``Retry-After: 0``), ``server_error`` (500), ``drop`` (connection closed before acting) and
-``drop_after`` (the request is acted on, then the connection closes without an answer).
+``drop_after`` (the request is acted on, then the connection closes without an answer); ``ok``
+answers one request normally.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ FAIL_KINDS: dict[str, tuple[int, str, str]] = {
     "context_overflow": (400, "invalid_request_error", "prompt is too long: context_length"),
 }
 #: Transport faults :meth:`BatchStub.script` accepts.
-TRANSPORT_FAULTS = ("rate_limit", "server_error", "drop", "drop_after")
+TRANSPORT_FAULTS = ("ok", "rate_limit", "server_error", "drop", "drop_after")
 #: Most batches one stub keeps.
 MAX_BATCHES = 1000
 

@@ -88,6 +88,20 @@ class HttpApi:
         self.policy = policy or RetryPolicy()
         self.on_retry = on_retry
         self._sleep = sleep
+        self._client: httpx.Client | None = None
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            from panelsynth.llm.registry import shared_ssl_context
+
+            self._client = httpx.Client(timeout=self.timeout, verify=shared_ssl_context())
+        return self._client
+
+    def close(self) -> None:
+        """Close the connection pool (the next request opens a new one)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def __repr__(self) -> str:  # never show the headers (they hold the key)
         return f"HttpApi({self.label!r}, base_url={self.base_url!r})"
@@ -133,10 +147,9 @@ class HttpApi:
         while True:
             attempt += 1
             try:
-                with httpx.Client(timeout=self.timeout) as client:
-                    response = client.request(
-                        method, url, headers=self._headers, json=json_body, files=files, data=data
-                    )
+                response = self._http().request(
+                    method, url, headers=self._headers, json=json_body, files=files, data=data
+                )
                 if response.status_code >= 400:
                     raise HttpStatusError(
                         response, f"HTTP {response.status_code}: {_server_message(response)}"
@@ -144,7 +157,7 @@ class HttpApi:
                 return response
             except (httpx.HTTPError, HttpStatusError) as exc:
                 kind = classify_exception(exc)
-                ambiguous = creates and not isinstance(exc, _NOT_SENT | HttpStatusError)
+                ambiguous = creates and not isinstance(exc, (*_NOT_SENT, HttpStatusError))
                 message = f"{where}: {kind} ({scrub(short_message(exc))})"
                 if ambiguous:
                     raise BatchError(
