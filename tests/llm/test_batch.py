@@ -25,6 +25,7 @@ from panelsynth.llm.batch import (
     BatchRequest,
     BatchTransport,
     make_batch_transport,
+    project,
     split_job_records,
     strict_json_schema,
     supports_batch,
@@ -511,3 +512,37 @@ def test_results_url_elsewhere_gets_no_key(stub: BatchStub) -> None:
     t = transport("anthropic", stub)
     with pytest.raises(BatchError, match="refusing to send the key"):
         t.api.request("GET", "https://example.invalid/v1/messages/batches/x/results")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_split_respects_request_and_byte_limits(provider: str, stub: BatchStub) -> None:
+    t = transport(provider, stub)
+    reqs = requests(7)
+    t.max_requests = 3
+    assert [len(c) for c in t.split(reqs)] == [3, 3, 1]
+    one = t.request_bytes(reqs[0]) + 1
+    t.max_requests, t.max_bytes = 100, 2 * one + 10
+    chunks = t.split(reqs)
+    assert [len(c) for c in chunks] == [2, 2, 2, 1]
+    assert [r.custom_id for c in chunks for r in c] == [r.custom_id for r in reqs]
+    with pytest.raises(BatchError, match="bytes, at most"):
+        t.submit(reqs[:3])
+    t.max_bytes = 10
+    with pytest.raises(BatchError, match="larger than a batch"):
+        t.split(reqs)
+    assert stub.creations() == 0
+
+
+def test_projection_online_batch_and_cached() -> None:
+    anthropic = BatchPricing.for_provider("anthropic", 3.0, 15.0)
+    p = project(anthropic, 70, 5000, 800, shared_tokens=4000, min_cached_tokens=1024)
+    online = 70 * (5000 * 3.0 + 800 * 15.0) / 1e6
+    assert p.online_usd == pytest.approx(online)
+    assert p.batch_usd == pytest.approx(online / 2)
+    cached_input = 70 * 1000 + 69 * 4000 * 0.1 + 4000 * 1.25
+    assert p.batch_cached_usd == pytest.approx(0.5 * (cached_input * 3.0 + 70 * 800 * 15.0) / 1e6)
+    assert p.batch_cached_usd < p.batch_usd < p.online_usd
+    openai = BatchPricing.for_provider("openai", 2.5, 10.0)
+    short = project(openai, 70, 5000, 800, shared_tokens=900, min_cached_tokens=1024)
+    assert short.batch_cached_usd == pytest.approx(short.batch_usd)  # too short to be cached
+    assert project(openai, 0, 5000, 800, 4000).batch_cached_usd == 0

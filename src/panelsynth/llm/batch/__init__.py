@@ -10,21 +10,19 @@ See ``docs/batch.md``.
 from panelsynth.llm.batch import anthropic as _anthropic  # noqa: F401 - registers the transport
 from panelsynth.llm.batch import openai as _openai  # noqa: F401 - registers the transport
 from panelsynth.llm.batch.core import (
-    BATCH_MULTIPLIER,
     STATES,
     TERMINAL_STATES,
     UNFINISHED,
     BatchCounts,
     BatchError,
-    BatchJob,
-    BatchPricing,
     BatchRequest,
     BatchResult,
     BatchStatus,
-    split_job_records,
-    strict_json_schema,
     total_usage,
 )
+from panelsynth.llm.batch.job import BatchJob, split_job_records
+from panelsynth.llm.batch.prices import BATCH_MULTIPLIER, BatchPricing, Projection, project
+from panelsynth.llm.batch.schema import strict_json_schema
 from panelsynth.llm.batch.transport import (
     BATCH_TRANSPORTS,
     BatchTransport,
@@ -48,7 +46,9 @@ __all__ = [
     "BatchResult",
     "BatchStatus",
     "BatchTransport",
+    "Projection",
     "make_batch_transport",
+    "project",
     "register_batch_transport",
     "split_job_records",
     "strict_json_schema",

@@ -18,6 +18,7 @@ Anthropic takes no ``seed``; a request's seed is not sent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,6 @@ from panelsynth.llm.batch.core import (
     UNFINISHED,
     BatchCounts,
     BatchError,
-    BatchJob,
     BatchRequest,
     BatchResult,
     BatchStatus,
@@ -34,6 +34,7 @@ from panelsynth.llm.batch.core import (
     validate_reply,
 )
 from panelsynth.llm.batch.http import jsonl_records
+from panelsynth.llm.batch.job import BatchJob
 from panelsynth.llm.batch.transport import BatchTransport, ResponseModels, register_batch_transport
 from panelsynth.llm.structured import response_tokens
 
@@ -164,9 +165,18 @@ class AnthropicBatchTransport(BatchTransport):
     provider = "anthropic"
     default_base_url = "https://api.anthropic.com/v1"
     max_requests = 100_000
+    max_bytes = 256_000_000
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._results_urls: dict[str, str] = {}  # results_url of each batch polled
 
     def _auth_headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key, "anthropic-version": API_VERSION}
+
+    def request_bytes(self, request: BatchRequest) -> int:
+        item = {"custom_id": request.custom_id, "params": request_params(self.model, request)}
+        return len(json.dumps(item).encode())
 
     def batch_body(self, requests: Sequence[BatchRequest]) -> dict[str, Any]:
         """The body of the create call."""
@@ -219,14 +229,15 @@ class AnthropicBatchTransport(BatchTransport):
 
     def _status(self, job: BatchJob) -> BatchStatus:
         batch = self.api.get_json(f"messages/batches/{job.batch_id}")
-        self._results_url = batch.get("results_url")
+        if isinstance(batch.get("results_url"), str):
+            self._results_urls[job.batch_id] = batch["results_url"]
         return self._parse_status(batch, job)
 
     def _results(
         self, job: BatchJob, status: BatchStatus, models: ResponseModels
     ) -> dict[str, BatchResult]:
-        url = getattr(self, "_results_url", None)
-        if not isinstance(url, str) or not self.api.same_origin(url):
+        url = self._results_urls.get(job.batch_id)
+        if url is None or not self.api.same_origin(url):
             url = f"messages/batches/{job.batch_id}/results"  # never send the key elsewhere
         text = self.api.request("GET", url).text
         found: dict[str, BatchResult] = {}

@@ -1,17 +1,16 @@
-"""Provider-neutral records of the batch layer: requests, results, jobs, statuses and prices.
+"""Provider-neutral records of the batch layer: requests, results and statuses.
 
 Nothing here talks to a network: :mod:`panelsynth.llm.batch.openai` and
-:mod:`panelsynth.llm.batch.anthropic` turn these records into each provider's wire format.
+:mod:`panelsynth.llm.batch.anthropic` turn these records into each provider's wire format;
+:mod:`~panelsynth.llm.batch.job` holds the resumable job record, :mod:`~panelsynth.llm.batch.prices`
+the batch prices and :mod:`~panelsynth.llm.batch.schema` the strict schema of OpenAI.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -39,11 +38,6 @@ TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "expired", "
 
 #: ``custom_id`` shape accepted by both providers (Anthropic's rule, the stricter one).
 CUSTOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-#: Version of the :class:`BatchJob` record written to checkpoints.
-JOB_RECORD_VERSION = 1
-#: Key that marks a checkpoint record as a :class:`BatchJob`.
-JOB_RECORD_KEY = "batch_job"
 
 
 class BatchError(ProviderError):
@@ -249,267 +243,9 @@ class BatchStatus:
         return self.state in TERMINAL_STATES
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class BatchJob:
-    """A submitted batch: enough to poll, collect or cancel it from another process.
-
-    Attributes:
-        provider: ``openai`` or ``anthropic``.
-        model: Model name as sent to the provider.
-        batch_id: The provider's batch id.
-        custom_ids: The requests submitted, in order.
-        submitted_at: UTC time of submission (ISO 8601).
-        input_file_id: The uploaded JSONL file (OpenAI).
-        status: Last known state (see :data:`STATES`).
-        counts: Last known counts (:meth:`BatchCounts.to_dict`).
-        output_file_id: File of results (OpenAI), once known.
-        error_file_id: File of per-request errors (OpenAI), once known.
-    """
-
-    provider: str
-    model: str
-    batch_id: str
-    custom_ids: list[str]
-    submitted_at: str = field(default_factory=_now)
-    input_file_id: str | None = None
-    status: str = "validating"
-    counts: dict[str, int] = field(default_factory=dict)
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-
-    def update(self, status: BatchStatus) -> None:
-        """Take the state and counts of a fresh poll."""
-        self.status = status.state
-        self.counts = status.counts.to_dict()
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATES
-
-    def to_record(self) -> dict[str, Any]:
-        """The JSON-able checkpoint record (``{"batch_job": {...}}``)."""
-        return {
-            JOB_RECORD_KEY: {
-                "v": JOB_RECORD_VERSION,
-                "provider": self.provider,
-                "model": self.model,
-                "batch_id": self.batch_id,
-                "custom_ids": list(self.custom_ids),
-                "submitted_at": self.submitted_at,
-                "input_file_id": self.input_file_id,
-                "status": self.status,
-                "counts": dict(self.counts),
-                "output_file_id": self.output_file_id,
-                "error_file_id": self.error_file_id,
-            }
-        }
-
-    def to_json_line(self) -> str:
-        """One JSON line (with its newline), to append to a wave's checkpoint."""
-        return json.dumps(self.to_record(), sort_keys=True) + "\n"
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> BatchJob:
-        """Restore a job from :meth:`to_record` output.
-
-        Raises:
-            ValueError: The record is not a batch job of a known version, or is malformed.
-        """
-        body = record.get(JOB_RECORD_KEY)
-        if not isinstance(body, Mapping):
-            raise ValueError(f"not a {JOB_RECORD_KEY} record")
-        if body.get("v") != JOB_RECORD_VERSION:
-            raise ValueError(f"{JOB_RECORD_KEY} record of unknown version {body.get('v')!r}")
-        try:
-            ids = [str(c) for c in body["custom_ids"]]
-            job = cls(
-                provider=str(body["provider"]),
-                model=str(body["model"]),
-                batch_id=str(body["batch_id"]),
-                custom_ids=ids,
-                submitted_at=str(body["submitted_at"]),
-                input_file_id=body.get("input_file_id"),
-                status=str(body.get("status") or "validating"),
-                counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
-                output_file_id=body.get("output_file_id"),
-                error_file_id=body.get("error_file_id"),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"malformed {JOB_RECORD_KEY} record: {err}") from None
-        if job.status not in STATES or not job.batch_id or len(set(ids)) != len(ids):
-            raise ValueError(f"malformed {JOB_RECORD_KEY} record for batch {job.batch_id!r}")
-        return job
-
-    @classmethod
-    def from_json_line(cls, line: str) -> BatchJob:
-        """Restore a job from :meth:`to_json_line` output."""
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"not a JSON line: {err}") from None
-        if not isinstance(record, Mapping):
-            raise ValueError(f"not a {JOB_RECORD_KEY} record")
-        return cls.from_record(record)
-
-
-def split_job_records(
-    records: Iterable[Mapping[str, Any]],
-) -> tuple[list[BatchJob], list[Mapping[str, Any]]]:
-    """Separate batch-job records from the other records of a checkpoint.
-
-    A later record of the same batch id (a status update) replaces an earlier one; jobs keep
-    the order of their first record.
-
-    Returns:
-        ``(jobs, other_records)``.
-    """
-    jobs: dict[str, BatchJob] = {}
-    others: list[Mapping[str, Any]] = []
-    for record in records:
-        if JOB_RECORD_KEY in record:
-            job = BatchJob.from_record(record)
-            jobs[job.batch_id] = job
-        else:
-            others.append(record)
-    return list(jobs.values()), others
-
-
-# -- prices ----------------------------------------------------------------------------------
-
-#: Batch price as a share of the online price. OpenAI: "50% cost discount compared to
-#: synchronous APIs" (platform.openai.com/docs/guides/batch); Anthropic: "Batch API ... 50% of
-#: standard API prices" (docs.anthropic.com/en/docs/build-with-claude/batch-processing).
-BATCH_MULTIPLIER: dict[str, float] = {"openai": 0.5, "anthropic": 0.5}
-#: Price of a cached input token as a share of the input price. Anthropic cache reads: 0.1,
-#: cache writes (5-minute): 1.25 (docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
-#: OpenAI cached input: 0.5 for the gpt-4o family (0.25 gpt-4.1, 0.1 gpt-5): pass your model's.
-CACHED_INPUT_MULTIPLIER: dict[str, float] = {"openai": 0.5, "anthropic": 0.1}
-CACHE_WRITE_MULTIPLIER: dict[str, float] = {"openai": 1.0, "anthropic": 1.25}
-
-
-@dataclass(frozen=True)
-class BatchPricing:
-    """Prices of batch requests, from a model's online prices.
-
-    Attributes:
-        input_per_mtok: Online USD per million input tokens (``[prices]`` of panelsynth.toml).
-        output_per_mtok: Online USD per million output tokens.
-        batch_multiplier: Batch price as a share of online (0.5 for OpenAI and Anthropic).
-        cached_input_multiplier: Cached (cache-read) input price as a share of input.
-        cache_write_multiplier: Cache-write input price as a share of input.
-    """
-
-    input_per_mtok: float
-    output_per_mtok: float
-    batch_multiplier: float = 0.5
-    cached_input_multiplier: float = 1.0
-    cache_write_multiplier: float = 1.0
-
-    @classmethod
-    def for_provider(
-        cls, provider: str, input_per_mtok: float, output_per_mtok: float
-    ) -> BatchPricing:
-        """The provider's documented batch and cache multipliers around the given prices."""
-        return cls(
-            input_per_mtok,
-            output_per_mtok,
-            BATCH_MULTIPLIER.get(provider, 1.0),
-            CACHED_INPUT_MULTIPLIER.get(provider, 1.0),
-            CACHE_WRITE_MULTIPLIER.get(provider, 1.0),
-        )
-
-    def cost(
-        self,
-        input_tokens: int,
-        output_tokens: int,
-        cached_input_tokens: int = 0,
-        cache_write_tokens: int = 0,
-    ) -> float:
-        """USD of the given tokens at batch prices (``input_tokens`` includes cached ones)."""
-        plain = max(0, input_tokens - cached_input_tokens - cache_write_tokens)
-        inputs = self.input_per_mtok * (
-            plain
-            + cached_input_tokens * self.cached_input_multiplier
-            + cache_write_tokens * self.cache_write_multiplier
-        )
-        return self.batch_multiplier * (inputs + self.output_per_mtok * output_tokens) / 1e6
-
-    def cost_of(self, results: Iterable[BatchResult]) -> float:
-        """USD of a batch's results (failed requests that were billed included)."""
-        return sum(
-            self.cost(
-                r.usage.input_tokens,
-                r.usage.output_tokens,
-                r.usage.cached_input_tokens,
-                r.cache_write_tokens,
-            )
-            for r in results
-        )
-
-
 def total_usage(results: Iterable[BatchResult]) -> Usage:
     """Sum of the results' usage (attempts: requests processed; faults: per kind)."""
     total = Usage(attempts=0)
     for r in results:
         total.add(r.usage)
     return total
-
-
-# -- schemas ---------------------------------------------------------------------------------
-
-_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
-_SCHEMA_LISTS = ("anyOf", "allOf", "prefixItems")
-_SCHEMA_NODES = ("items", "not", "additionalProperties", "contains")
-_DROPPED = ("default", "examples")
-
-
-def strict_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a Pydantic JSON schema that OpenAI's strict structured outputs accept.
-
-    Every object gets ``additionalProperties: false`` and lists all its properties as required
-    (a property that was optional becomes nullable); ``oneOf`` becomes ``anyOf``; ``default``
-    and ``examples`` are dropped; nested ``$defs`` move to the root, where ``$ref`` finds them.
-    """
-    root = copy.deepcopy(dict(schema))
-    hoisted: dict[str, Any] = {}
-
-    def fix(node: Any) -> None:
-        if not isinstance(node, dict):
-            return
-        for key in _DROPPED:
-            node.pop(key, None)
-        if "oneOf" in node:
-            node["anyOf"] = node.pop("oneOf")
-        if node is not root and "$defs" in node:
-            hoisted.update(node.pop("$defs"))
-        if node.get("type") == "object" or "properties" in node:
-            props = node.setdefault("properties", {})
-            required = set(node.get("required", []))
-            for name in list(props):
-                if name not in required:
-                    props[name] = {"anyOf": [props[name], {"type": "null"}]}
-            node["required"] = list(props)
-            node["additionalProperties"] = False
-        for key in _SCHEMA_MAPS:
-            if isinstance(node.get(key), dict):
-                for sub in node[key].values():
-                    fix(sub)
-        for key in _SCHEMA_LISTS:
-            for sub in node.get(key) or []:
-                fix(sub)
-        for key in _SCHEMA_NODES:
-            fix(node.get(key))
-
-    fix(root)
-    while hoisted:
-        pending = dict(hoisted)
-        hoisted.clear()
-        defs = root.setdefault("$defs", {})
-        for name, sub in pending.items():
-            fix(sub)
-            defs.setdefault(name, sub)
-    return root

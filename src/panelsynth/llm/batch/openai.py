@@ -28,15 +28,15 @@ from panelsynth.llm.batch.core import (
     UNFINISHED,
     BatchCounts,
     BatchError,
-    BatchJob,
     BatchRequest,
     BatchResult,
     BatchStatus,
     failed_result,
-    strict_json_schema,
     validate_reply,
 )
 from panelsynth.llm.batch.http import jsonl_records, status_kind
+from panelsynth.llm.batch.job import BatchJob
+from panelsynth.llm.batch.schema import strict_json_schema
 from panelsynth.llm.batch.transport import BatchTransport, ResponseModels, register_batch_transport
 
 ENDPOINT = "/v1/chat/completions"
@@ -146,9 +146,13 @@ class OpenAIBatchTransport(BatchTransport):
     provider = "openai"
     default_base_url = "https://api.openai.com/v1"
     max_requests = 50_000
+    max_bytes = 200_000_000
 
     def _auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
+
+    def request_bytes(self, request: BatchRequest) -> int:
+        return len(json.dumps(request_line(self.model, request), ensure_ascii=False).encode())
 
     def jsonl(self, requests: Sequence[BatchRequest]) -> bytes:
         """The input file of ``requests``."""

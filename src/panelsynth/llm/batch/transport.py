@@ -20,13 +20,13 @@ from panelsynth.errors import ProviderError
 from panelsynth.llm.batch.core import (
     UNFINISHED,
     BatchError,
-    BatchJob,
     BatchRequest,
     BatchResult,
     BatchStatus,
     failed_result,
 )
 from panelsynth.llm.batch.http import HttpApi
+from panelsynth.llm.batch.job import BatchJob
 from panelsynth.llm.keys import install_log_scrubber, resolve_api_key
 from panelsynth.llm.registry import parse_label
 from panelsynth.llm.retry import OnRetry, RetryPolicy
@@ -54,6 +54,8 @@ class BatchTransport(ABC):
     default_base_url: str = ""
     #: Most requests one batch may hold.
     max_requests: int = 50_000
+    #: Largest batch payload (bytes of the JSONL file or of the create request).
+    max_bytes: int = 200_000_000
 
     def __init__(
         self,
@@ -86,6 +88,10 @@ class BatchTransport(ABC):
     # -- provider specifics -------------------------------------------------------------------
     @abstractmethod
     def _auth_headers(self, key: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    def request_bytes(self, request: BatchRequest) -> int:
+        """Bytes ``request`` takes in the batch payload."""
 
     @abstractmethod
     def _submit(self, requests: Sequence[BatchRequest]) -> BatchJob: ...
@@ -124,11 +130,40 @@ class BatchTransport(ABC):
         if len(set(ids)) != len(ids):
             dup = sorted({c for c in ids if ids.count(c) > 1})
             raise BatchError("bad_request", f"duplicate custom_id: {', '.join(dup[:5])}")
+        size = sum(self.request_bytes(r) + 1 for r in requests)
+        if size > self.max_bytes:
+            raise BatchError(
+                "bad_request",
+                f"{self.provider} batch: {size} bytes, at most {self.max_bytes} per batch — "
+                "split the requests (BatchTransport.split)",
+            )
         job = self._submit(requests)
         logger.info(
             "%s batch %s submitted: %d requests", self.provider, job.batch_id, len(job.custom_ids)
         )
         return job
+
+    def split(self, requests: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
+        """Cut ``requests`` into batches within :attr:`max_requests` and :attr:`max_bytes`.
+
+        Raises:
+            BatchError: One request alone is larger than a batch may be.
+        """
+        out: list[list[BatchRequest]] = []
+        current: list[BatchRequest] = []
+        size = 0
+        for r in requests:
+            n = self.request_bytes(r) + 1
+            if n > self.max_bytes:
+                raise BatchError("bad_request", f"{r.custom_id}: {n} bytes, larger than a batch")
+            if current and (len(current) >= self.max_requests or size + n > self.max_bytes):
+                out.append(current)
+                current, size = [], 0
+            current.append(r)
+            size += n
+        if current:
+            out.append(current)
+        return out
 
     def poll(self, job: BatchJob) -> BatchStatus:
         """The batch's current state and counts (``job`` is updated too)."""
