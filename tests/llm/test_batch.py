@@ -23,6 +23,7 @@ from panelsynth.llm.batch import (
     BatchJob,
     BatchPricing,
     BatchRequest,
+    BatchResult,
     BatchTransport,
     make_batch_transport,
     project,
@@ -87,6 +88,16 @@ def requests(n: int, prefix: str = "w1-b", model: type[BaseModel] = RESPONSE) ->
     return out
 
 
+def run_batch(
+    provider: str, stub: BatchStub, n: int
+) -> tuple[BatchTransport, BatchJob, list[BatchResult]]:
+    """Submit ``n`` requests, wait for the end, collect."""
+    t = transport(provider, stub)
+    job = t.submit(requests(n))
+    t.wait(job, interval=0)
+    return t, job, t.collect(job, RESPONSE)
+
+
 def _kind(outcome: str) -> str | None:
     if outcome == "ok":
         return None
@@ -130,10 +141,7 @@ def test_submit_poll_collect_end_to_end_with_usage(provider: str) -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_cost_at_batch_prices_is_half_of_online(provider: str, stub: BatchStub) -> None:
-    t = transport(provider, stub)
-    job = t.submit(requests(4))
-    t.wait(job, interval=0)
-    results = t.collect(job, RESPONSE)
+    _, _, results = run_batch(provider, stub, 4)
     usage = total_usage(results)
     writes = sum(r.cache_write_tokens for r in results)
     online = (usage.input_tokens * 3.0 + usage.output_tokens * 15.0) / 1e6
@@ -236,10 +244,7 @@ def test_job_record_round_trip_and_split() -> None:
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_twenty_percent_failing_or_invalid_are_reported_per_custom_id(provider: str) -> None:
     with BatchStub(fail_share=0.1, invalid_share=0.06, truncated_share=0.04, seed=3) as stub:
-        t = transport(provider, stub)
-        job = t.submit(requests(50))
-        t.wait(job, interval=0)
-        results = t.collect(job, RESPONSE)
+        _, job, results = run_batch(provider, stub, 50)
         outcomes = stub.outcomes(job.batch_id)
     by_id = {r.custom_id: r for r in results}
     assert len(results) == 50
@@ -259,10 +264,7 @@ def test_twenty_percent_failing_or_invalid_are_reported_per_custom_id(provider: 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_context_overflow_and_bad_request_kinds(provider: str) -> None:
     with BatchStub(fail_share=1.0, fail_kinds=("context_overflow", "bad_request")) as stub:
-        t = transport(provider, stub)
-        job = t.submit(requests(4))
-        t.wait(job, interval=0)
-        kinds = sorted(r.kind or "" for r in t.collect(job, RESPONSE))
+        kinds = sorted(r.kind or "" for r in run_batch(provider, stub, 4)[2])
     assert kinds == ["bad_request", "bad_request", "context_overflow", "context_overflow"]
 
 
