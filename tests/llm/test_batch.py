@@ -315,6 +315,17 @@ def test_cancel_is_clean(provider: str) -> None:
     assert "cancel" in results[-1].message
 
 
+def test_a_batch_that_fails_validation_reports_every_request_with_the_reason() -> None:
+    with BatchStub(reject="messages: field required") as stub, transport("openai", stub) as t:
+        job = t.submit(requests(3))
+        status = t.poll(job)
+        assert status.state == "failed" and status.terminal
+        assert "messages: field required (line 1)" in status.message
+        results = t.collect(job, RESPONSE)
+    assert [r.kind for r in results] == ["bad_request"] * 3
+    assert all("the batch failed: invalid_request: messages" in r.message for r in results)
+
+
 # -- wire shapes -------------------------------------------------------------------------------
 
 

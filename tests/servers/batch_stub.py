@@ -26,6 +26,7 @@ exact shares of a batch's requests (seeded shuffle):
 * ``expire_share``: requests left unfinished; the batch ends ``expired`` (OpenAI writes them to
   the error file as ``batch_expired``, Anthropic reports them ``expired``);
 * ``polls_in_progress``: how many polls report the batch as still running before it ends;
+* ``reject``: OpenAI batches fail validation (status ``failed`` with this error message);
 * cancel: the batch ends ``cancelled`` on the next poll; the first ``done_before_cancel`` share
   of its requests has results, the rest none (OpenAI: missing from both files; Anthropic:
   ``canceled``).
@@ -201,6 +202,7 @@ class BatchStub:
         truncated_share: Share answered with a reply cut off by the token limit.
         expire_share: Share left unfinished by an expiring batch.
         done_before_cancel: Share of a cancelled batch's requests that were done.
+        reject: Validation error that fails every OpenAI batch (``None``: none).
         cache_min_tokens: Shortest shared prompt prefix OpenAI reports as cached.
         seed: Seed of the draws of which requests fault.
         lifetime: Seconds after which the server stops by itself.
@@ -223,6 +225,7 @@ class BatchStub:
         truncated_share: float = 0.0,
         expire_share: float = 0.0,
         done_before_cancel: float = 0.5,
+        reject: str | None = None,
         cache_min_tokens: int = 1024,
         seed: int = 0,
         lifetime: float = 120.0,
@@ -242,6 +245,7 @@ class BatchStub:
         self.truncated_share = truncated_share
         self.expire_share = expire_share
         self.done_before_cancel = done_before_cancel
+        self.reject = reject
         self.cache_min_tokens = cache_min_tokens
         self.seed = seed
         self.lifetime = lifetime
@@ -384,7 +388,7 @@ class BatchStub:
 
     def _advance(self, batch: StubBatch) -> str:
         """One poll: ``running``, ``cancelling`` or the final state (``completed``/...)."""
-        if batch.state in ("completed", "expired", "cancelled"):
+        if batch.state in ("completed", "expired", "cancelled", "failed"):
             return batch.state
         if batch.cancel_requested:
             batch.cancel_polls += 1
@@ -468,6 +472,8 @@ class BatchStub:
         )
         batch.input_file_id = body["input_file_id"]
         batch.metadata = dict(body.get("metadata") or {})
+        if self.reject:
+            batch.state = "failed"
         return self._openai_view(batch, "validating")
 
     def _openai_view(self, batch: StubBatch, phase: str | None = None) -> dict[str, Any] | None:
@@ -476,11 +482,15 @@ class BatchStub:
         status = phase or batch.state or "in_progress"
         running = status in ("validating", "in_progress", "finalizing", "cancelling")
         c = self._counts(batch, running)
+        errors = None
+        if batch.state == "failed":
+            error = {"code": "invalid_request", "message": self.reject, "line": 1, "param": None}
+            errors = {"object": "list", "data": [error]}
         return {
             "id": batch.id,
             "object": "batch",
             "endpoint": "/v1/chat/completions",
-            "errors": None,
+            "errors": errors,
             "input_file_id": batch.input_file_id,
             "completion_window": "24h",
             "status": status,

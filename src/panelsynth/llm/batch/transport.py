@@ -85,6 +85,16 @@ class BatchTransport(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r}, base_url={self.api.base_url!r})"
 
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.api.close()
+
+    def __enter__(self) -> BatchTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- provider specifics -------------------------------------------------------------------
     @abstractmethod
     def _auth_headers(self, key: str) -> dict[str, str]: ...
