@@ -315,15 +315,21 @@ def test_cancel_is_clean(provider: str) -> None:
     assert "cancel" in results[-1].message
 
 
-def test_a_batch_that_fails_validation_reports_every_request_with_the_reason() -> None:
-    with BatchStub(reject="messages: field required") as stub, transport("openai", stub) as t:
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [("messages: field required", "bad_request"), ("token_limit_exceeded", "rate_limit")],
+)
+def test_a_batch_that_fails_validation_reports_every_request_with_the_reason(
+    reason: str, kind: str
+) -> None:
+    with BatchStub(reject=reason) as stub, transport("openai", stub) as t:
         job = t.submit(requests(3))
         status = t.poll(job)
         assert status.state == "failed" and status.terminal
-        assert "messages: field required (line 1)" in status.message
+        assert f"{reason} (line 1)" in status.message
         results = t.collect(job, RESPONSE)
-    assert [r.kind for r in results] == ["bad_request"] * 3
-    assert all("the batch failed: invalid_request: messages" in r.message for r in results)
+    assert [r.kind for r in results] == [kind] * 3
+    assert all(f"the batch failed: invalid_request: {reason}" in r.message for r in results)
 
 
 # -- wire shapes -------------------------------------------------------------------------------

@@ -239,12 +239,15 @@ class BatchTransport(ABC):
             )
         out: list[BatchResult] = []
         why = f"not processed: the batch is {status.state}"
-        if status.state == "failed" and status.message:
-            why = f"the batch failed: {status.message}"
+        missing = UNFINISHED
+        if status.state == "failed":
+            why = f"the batch failed: {status.message or 'no reason given'}"
+            # OpenAI fails a batch past the organisation's enqueued-token limit: a rate limit
+            missing = "rate_limit" if "token_limit" in status.message else "bad_request"
         for cid in job.custom_ids:
             result = found.get(cid)
             if result is None:
-                kind = "bad_request" if status.state == "failed" else UNFINISHED
+                kind = missing
                 result = failed_result(cid, kind, why, None)
             out.append(result)
         return out
