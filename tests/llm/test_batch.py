@@ -139,6 +139,31 @@ def test_submit_poll_collect_end_to_end_with_usage(provider: str) -> None:
     assert stub.creations(provider) == 1
 
 
+def test_wait_backs_off_while_nothing_changes() -> None:
+    waits: list[float] = []
+    with BatchStub(polls_in_progress=6) as stub:
+        t = transport("anthropic", stub, sleep=waits.append)
+        status = t.wait(t.submit(requests(12)), interval=1.0, max_interval=3.0)
+        assert status.state == "completed"
+        assert waits == [1.0] * 6  # the counts moved at every poll: no back-off
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 5:
+                stub.polls_in_progress = 0  # the batch ends at the next poll
+
+        waits.clear()
+        stub.polls_in_progress = 10**6  # counts stand still
+        t = transport("anthropic", stub, sleep=sleep)
+        status = t.wait(t.submit(requests(12)), interval=1.0, max_interval=3.0)
+        assert status.state == "completed"
+        assert waits == [1.0, 2.0, 3.0, 3.0, 3.0]
+        stub.polls_in_progress = 10**6
+        job = t.submit(requests(12))
+        status = t.wait(job, interval=1.0, timeout=0.5)  # the timeout comes before a wait
+        assert status.state == "in_progress" and len(waits) == 5
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_cost_at_batch_prices_is_half_of_online(provider: str, stub: BatchStub) -> None:
     _, _, results = run_batch(provider, stub, 4)

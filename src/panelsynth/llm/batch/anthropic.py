@@ -35,7 +35,12 @@ from panelsynth.llm.batch.core import (
 )
 from panelsynth.llm.batch.http import jsonl_records
 from panelsynth.llm.batch.job import BatchJob
-from panelsynth.llm.batch.transport import BatchTransport, ResponseModels, register_batch_transport
+from panelsynth.llm.batch.transport import (
+    BatchTransport,
+    ResponseModels,
+    register_batch_transport,
+    response_model_for,
+)
 from panelsynth.llm.structured import response_tokens
 
 API_VERSION = "2023-06-01"
@@ -124,7 +129,7 @@ def parse_result_line(record: dict[str, Any], models: ResponseModels) -> BatchRe
     raw_usage = message.get("usage") or {}
     written = int(raw_usage.get("cache_creation_input_tokens") or 0)
     stop = message.get("stop_reason")
-    model = BatchTransport._model(models, cid)
+    model = response_model_for(models, cid)
     if model is None:
         return failed_result(cid, "other", "no response model for this custom_id", usage)
     tool = next(

@@ -182,13 +182,13 @@ class HttpApi:
 
     def get_json(self, path: str) -> dict[str, Any]:
         """``GET`` a JSON object."""
-        return self._json(self.request("GET", path), path)
+        return self.json_object(self.request("GET", path), path)
 
     def post_json(self, path: str, body: Any = None, *, creates: bool = False) -> dict[str, Any]:
         """``POST`` JSON, return the JSON object answered."""
-        return self._json(self.request("POST", path, json_body=body, creates=creates), path)
+        return self.json_object(self.request("POST", path, json_body=body, creates=creates), path)
 
-    def _json(self, response: httpx.Response, path: str) -> dict[str, Any]:
+    def json_object(self, response: httpx.Response, path: str) -> dict[str, Any]:
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):

@@ -37,7 +37,12 @@ from panelsynth.llm.batch.core import (
 from panelsynth.llm.batch.http import jsonl_records, status_kind
 from panelsynth.llm.batch.job import BatchJob
 from panelsynth.llm.batch.schema import strict_json_schema
-from panelsynth.llm.batch.transport import BatchTransport, ResponseModels, register_batch_transport
+from panelsynth.llm.batch.transport import (
+    BatchTransport,
+    ResponseModels,
+    register_batch_transport,
+    response_model_for,
+)
 
 ENDPOINT = "/v1/chat/completions"
 _UNFINISHED_CODES = frozenset({"batch_expired", "batch_cancelled"})
@@ -120,7 +125,7 @@ def parse_output_line(record: dict[str, Any], models: ResponseModels) -> BatchRe
         if "context_length" in code or "context_length" in text:
             kind = "context_overflow"
         return failed_result(cid, kind, f"HTTP {status}: {code}: {text}", usage)
-    model = BatchTransport._model(models, cid)
+    model = response_model_for(models, cid)
     try:
         choice = body["choices"][0]
         message = choice["message"]
@@ -166,7 +171,7 @@ class OpenAIBatchTransport(BatchTransport):
             files={"file": ("panelsynth-batch.jsonl", self.jsonl(requests), "application/jsonl")},
             data={"purpose": "batch"},
         )
-        file_id = self.api._json(upload, "files").get("id")
+        file_id = self.api.json_object(upload, "files").get("id")
         if not isinstance(file_id, str):
             raise BatchError("other", "openai batch: the file upload returned no id")
         token = uuid.uuid4().hex

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from panelsynth.errors import ProviderError
 from panelsynth.llm.batch.core import (
     UNFINISHED,
+    BatchCounts,
     BatchError,
     BatchRequest,
     BatchResult,
@@ -35,6 +36,13 @@ logger = logging.getLogger("panelsynth")
 
 #: Response model of every request, or per custom_id.
 ResponseModels = type[BaseModel] | Mapping[str, type[BaseModel]]
+
+
+def response_model_for(models: ResponseModels, custom_id: str) -> type[BaseModel] | None:
+    """The response model of ``custom_id`` (``None``: unknown)."""
+    if isinstance(models, Mapping):
+        return models.get(custom_id)
+    return models
 
 
 class BatchTransport(ABC):
@@ -187,24 +195,39 @@ class BatchTransport(ABC):
         job: BatchJob,
         *,
         interval: float = 30.0,
+        max_interval: float | None = None,
         timeout: float | None = None,
         progress: Callable[[BatchStatus], None] | None = None,
     ) -> BatchStatus:
-        """Poll every ``interval`` seconds until the batch ends (or ``timeout`` passes).
+        """Poll until the batch ends (or ``timeout`` passes).
+
+        Args:
+            job: The batch.
+            interval: Seconds between polls.
+            max_interval: When given, the wait doubles up to this while the counts do not
+                change, and falls back to ``interval`` when they do.
+            timeout: Give up waiting after this many seconds (the batch keeps running).
+            progress: Called with every status polled.
 
         Returns:
             The last status (terminal unless the timeout passed first).
         """
         started = time.monotonic()
+        wait = interval
+        last: BatchCounts | None = None
         while True:
             status = self.poll(job)
             if progress is not None:
                 progress(status)
             if status.terminal:
                 return status
-            if timeout is not None and time.monotonic() - started + interval > timeout:
+            if max_interval is not None:
+                unchanged = last is not None and status.counts == last
+                wait = min(max_interval, wait * 2) if unchanged else interval
+            last = status.counts
+            if timeout is not None and time.monotonic() - started + wait > timeout:
                 return status
-            self._sleep(interval)
+            self._sleep(wait)
 
     def collect(self, job: BatchJob, response_model: ResponseModels) -> list[BatchResult]:
         """Results of an ended batch, one per submitted custom_id, in submission order.
@@ -265,13 +288,6 @@ class BatchTransport(ABC):
                 "bad_request",
                 f"batch {job.batch_id} belongs to {job.provider}, not {self.provider}",
             )
-
-    @staticmethod
-    def _model(models: ResponseModels, custom_id: str) -> type[BaseModel] | None:
-        """The response model of ``custom_id`` (``None``: unknown)."""
-        if isinstance(models, Mapping):
-            return models.get(custom_id)
-        return models
 
 
 #: Provider prefix -> its batch transport class (filled by the adapter modules).
