@@ -35,7 +35,7 @@ def evaluate(
 
     from panelsynth.cli.app import _err_console
     from panelsynth.errors import PanelsynthError
-    from panelsynth.evaluate import evaluate_workspace
+    from panelsynth.api import evaluate as evaluate_workspace
 
     with Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -44,7 +44,7 @@ def prepare(
     Original data/, the dense and full var types and metadata, and reports in Prepare/."""
     from panelsynth.config import load_config
     from panelsynth.errors import ConfigError
-    from panelsynth.prepare import prepare_workspace
+    from panelsynth.api import prepare as prepare_workspace
     from panelsynth.workspace import Workspace
 
     ws = Workspace(workspace)
