@@ -57,7 +57,9 @@ def test_config_overrides_the_table_and_unknown_models_stay_unknown() -> None:
 
 
 def test_prefix_cache_projection() -> None:
-    cached, why = projected_prefix_cache("openai/gpt-4o", calls=35, prefix_tokens=3000, concurrency=8)
+    cached, why = projected_prefix_cache(
+        "openai/gpt-4o", calls=35, prefix_tokens=3000, concurrency=8
+    )
     assert cached == 27 * 3000 and "27 of 35" in why
     assert projected_prefix_cache("openai/gpt-4o", 35, 500, 8)[0] == 0  # below the minimum
     assert projected_prefix_cache("fake/fake", 35, 5000, 8)[0] == 0  # no known cache

@@ -105,7 +105,8 @@ def test_json_mode_sends_the_schema_in_response_format(fast_policy: RetryPolicy)
 
 
 def test_auto_falls_back_once_and_keeps_the_working_mode(fast_policy: RetryPolicy) -> None:
-    with OpenAIStub(responder=lambda body: {"name": "Rex", "age": 3}, rejects=("json_schema",)) as stub:
+    pet = {"name": "Rex", "age": 3}
+    with OpenAIStub(responder=lambda body: pet, rejects=("json_schema",)) as stub:
         client = make_client(
             "openai/stub-model", base_url=stub.base_url, retry_policy=fast_policy, mode="auto"
         )

@@ -195,7 +195,10 @@ def rejection(body: dict[str, Any], rejects: tuple[str, ...]) -> str | None:
             "input": kind,
             "ctx": {"expected": expected},
         }
-        return f"1 validation error:\n  {err}\n"
+        return (
+            f"1 validation error:\n  {err}\n\n  File \"llama_cpp/server/app.py\", line 376, in "
+            f"create_chat_completion\n    POST /v1/chat/completions"
+        )
     if "tools" in rejects and body.get("tools"):
         return "1 validation error:\n  {'type': 'extra_forbidden', 'loc': ('body', 'tools'), " \
             "'msg': 'Extra inputs are not permitted'}\n"

@@ -149,7 +149,10 @@ def test_llama_cpp_python_server_rejects_json_schema_as_the_stub_does(llama_serv
     message = json.loads(info.value.read())["error"]["message"]
     from tests.servers.openai_stub import rejection
 
-    assert message == rejection(body, ("json_schema",))
+    stub = rejection(body, ("json_schema",))
+    assert stub is not None
+    # the same text, up to the source location (the installed file's path)
+    assert message.split('File "')[0] == stub.split('File "')[0]
 
 
 def test_a_tiny_wave_through_the_server(tmp_path: Path, recorder: _Recorder) -> None:
