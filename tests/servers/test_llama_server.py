@@ -31,7 +31,7 @@ from panelsynth.workspace import Workspace
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _free_port() -> int:
@@ -157,6 +157,10 @@ def test_llama_cpp_python_server_rejects_json_schema_as_the_stub_does(llama_serv
 
 def test_a_tiny_wave_through_the_server(tmp_path: Path, recorder: _Recorder) -> None:
     ws_root = write_tiny_workspace(tmp_path / "ws", n=40)
+    # one model call at a time on a shared CPU can take minutes: never abandon (and so repeat) one
+    config = ws_root / "panelsynth.toml"
+    text = config.read_text().replace("[generation]\n", "[generation]\ntimeout = 1200\n", 1)
+    config.write_text(text)
     base_url = f"http://127.0.0.1:{recorder.server_address[1]}/v1"
     r = CliRunner().invoke(
         app,
