@@ -71,3 +71,18 @@ def test_the_cli_calls_the_api(tiny_workspace: Path, monkeypatch: pytest.MonkeyP
     assert r.exit_code == 2 and "stopped by the test" in r.output
     assert called["wave"] == "2" and called["model_dir"] == "x"
     assert called["model"].label == "local/smollm2"
+
+
+def test_run_wave_works_inside_a_running_event_loop(tiny_workspace: Path) -> None:
+    """As in a Jupyter notebook, where a loop is running and ``asyncio.run`` would fail."""
+    import asyncio
+
+    client = FakeClient(default=fake_answer, label="fake/fake")
+
+    async def notebook_cell() -> Any:
+        return panelsynth.run_wave(
+            tiny_workspace, "2", client, "fake", panelsynth.RunOptions(n_outputs=4, n_batches=2)
+        )
+
+    res = asyncio.run(notebook_cell())
+    assert res.rows == 8

@@ -16,10 +16,12 @@ command line prints that line and exits with code 2.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.errors import PanelsynthError, WorkspaceError
@@ -28,6 +30,7 @@ from panelsynth.pipeline import RunOptions, RunResult
 from panelsynth.workspace import Workspace
 
 WorkspaceLike = Workspace | str | Path
+T = TypeVar("T")
 
 
 def open_workspace(path: WorkspaceLike) -> Workspace:
@@ -149,7 +152,23 @@ def run_wave(
         else model
     )
     md = check_model_dir(model_dir or default_model_dir(client.label, cfg))
-    return pipeline.run_wave(ws.root, wave, client, md, options, config=cfg, progress=progress)
+    return _outside_event_loop(
+        pipeline.run_wave, ws.root, wave, client, md, options, config=cfg, progress=progress
+    )
+
+
+def _outside_event_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, in a worker thread when this thread runs an event loop.
+
+    The generation step runs its concurrent calls with ``asyncio.run``, which cannot start inside
+    a running loop — the case in Jupyter notebooks and async applications.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args, **kwargs)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="panelsynth-run") as pool:
+        return pool.submit(fn, *args, **kwargs).result()
 
 
 def dry_run(
