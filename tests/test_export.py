@@ -103,3 +103,41 @@ def _meta(question: str, responses: dict[str, str]):  # type: ignore[no-untyped-
     from panelsynth.dictionaries import VariableMeta
 
     return VariableMeta(question=question, responses=responses)
+
+
+def test_cli_format_sav_and_dta_on_the_demo_panel(tmp_path: Path) -> None:
+    """``panelsynth run --format sav --format dta`` on the demo workspace (an OpenAI-compatible
+    stub answers): every variable comes back with its question text and response labels."""
+    import pyreadstat
+    from fakes import varied_rows
+    from servers.openai_stub import OpenAIStub
+    from typer.testing import CliRunner
+
+    from panelsynth.cli import app
+    from panelsynth.demo import build_demo
+
+    root = build_demo(tmp_path / "demo").workspace.root
+    with OpenAIStub(responder=varied_rows) as stub:
+        r = CliRunner().invoke(
+            app,
+            ["run", "-w", str(root), "--wave", "2", "--model", "openai/stub-model",
+             "--base-url", stub.base_url, "--model-dir", "stub", "--n-outputs", "5",
+             "--n-batches", "2", "--mode", "full", "--format", "sav", "--format", "dta", "--yes"],
+        )
+    assert r.exit_code == 0, r.output
+    ws = Workspace(root)
+    csv = ws.output_csv("stub", "2")
+    df = pd.read_csv(csv)
+    meta = json.loads(ws.metadata_json("2", "full").read_text())
+    assert len(df) == 10 and set(meta) <= set(df.columns)
+    for suffix, reader in ((".sav", pyreadstat.read_sav), (".dta", pyreadstat.read_dta)):
+        back, info = reader(str(csv.with_suffix(suffix)))
+        assert len(back) == 10
+        for col in df.columns:
+            label = info.column_names_to_labels[col]
+            assert label, f"{suffix}: {col} has no label"
+            if col in meta:
+                assert label == meta[col]["question"][:80 if suffix == ".dta" else None]
+                if meta[col].get("responses"):
+                    got = {str(int(k)): v for k, v in info.variable_value_labels[col].items()}
+                    assert got == meta[col]["responses"], (suffix, col)

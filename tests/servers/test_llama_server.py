@@ -45,6 +45,9 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m panelsynth.llm.llama_server`` on 127.0.0.1; yields its base URL."""
     port = _free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    # half the CPUs, as the in-process client: ggml's threads spin while they wait, so on a busy
+    # 2-core machine two threads are several times slower than one
+    threads = str(max(1, (os.cpu_count() or 2) // 2))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
@@ -52,7 +55,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "panelsynth.llm.llama_server", "--host", "127.0.0.1",
              "--port", str(port), "--model_alias", "smollm2", "--n_ctx", "8192",
-             "--n_threads", "2", "--verbose", "false"],
+             "--n_threads", threads, "--n_threads_batch", threads, "--verbose", "false"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
     url = f"http://127.0.0.1:{port}/v1"

@@ -7,8 +7,10 @@ defaults to the embedded SmolLM2 file)::
     panelsynth run --workspace my-study --wave 1 --model openai/smollm2 \
         --base-url http://127.0.0.1:8000/v1
 
-It is ``python -m llama_cpp.server`` (the package's ``server`` extra) with one change: models
-load with ``use_extra_bufts = False``, as the in-process ``local/`` client loads them. The server
+It is ``python -m llama_cpp.server`` (the package's ``server`` extra) with two changes: models
+load with ``use_extra_bufts = False``, as the in-process ``local/`` client loads them, and the
+thread counts default to the in-process client's (half the CPUs, or
+``PANELSYNTH_LLAMA_THREADS``). The server
 has no setting for it, and on CPUs with AMX the extra buffer types crash with a SIGSEGV in
 ``ggml_backend_amx_mul_mat``. That server accepts ``response_format`` of type ``json_object``
 with a ``schema`` (not ``json_schema``): use ``--structured-output json`` or ``auto``.
@@ -26,6 +28,11 @@ def main(argv: list[str] | None = None) -> None:
         from panelsynth.llm.local import resolve_gguf
 
         args = ["--model", str(resolve_gguf("smollm2")), *args]
+    from panelsynth.llm.local import _default_threads
+
+    for flag in ("--n_threads", "--n_threads_batch"):  # as the in-process client: see there
+        if flag not in args and not any(a.startswith(f"{flag}=") for a in args):
+            args += [flag, str(_default_threads())]
     try:
         from llama_cpp.server.__main__ import main as serve
     except ImportError as exc:
