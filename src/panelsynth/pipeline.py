@@ -575,6 +575,9 @@ def run_cost(
 
     if client.is_local:
         return {"usd": 0.0, "basis": "local model"}
+    if getattr(client, "on_this_machine", False) and client.label not in config.prices:
+        # a server on this machine does not charge a provider's list price
+        return {"usd": None, "basis": "server on this machine: no list price (set [prices])"}
     price = price_for(client.label, config)
     if price is None:
         return {"usd": None, "basis": unknown_price(client.label)}
