@@ -194,3 +194,19 @@ def test_run_with_a_fixed_rejected_mode_fails_in_one_line_without_retries(
 def test_unknown_structured_output_value_is_a_one_line_error(tiny_workspace: Path) -> None:
     r = _run(tiny_workspace, "http://127.0.0.1:9/v1", "--structured-output", "grammar")
     assert r.exit_code == 2 and "--structured-output must be one of" in r.output
+
+
+def test_models_entry_chooses_the_mode(no_key_env: None) -> None:
+    from panelsynth.config import parse_config
+
+    cfg = parse_config(
+        {"models": [{"label": "openai/qwen", "dir": "qwen", "base_url": "http://127.0.0.1:9/v1",
+                     "structured_output": "md_json"}]}
+    )
+    client = open_client("openai/qwen", config=cfg)
+    assert getattr(client, "mode", None) == "md_json"
+    # the flag wins over the entry
+    flag = open_client("openai/qwen", config=cfg, structured_output="json")
+    assert getattr(flag, "mode", None) == "json"
+    with pytest.raises(Exception, match="structured_output"):
+        parse_config({"models": [{"label": "a/b", "dir": "b", "structured_output": "grammar"}]})
