@@ -6,14 +6,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fakes import fake_answer
 
 from panelsynth.cache import StepCache
 from panelsynth.config import load_config
-from panelsynth.describe import cluster_statistics, describe_messages, describe_wave, sample_examples
+from panelsynth.describe import (
+    cluster_statistics,
+    describe_messages,
+    describe_wave,
+    sample_examples,
+)
 from panelsynth.llm.base import FakeClient
 from panelsynth.pipeline import load_wave_for_run
 from panelsynth.workspace import Workspace
-from fakes import fake_answer
 
 
 def _wave(ws_root: Path, mode: str = "dense"):

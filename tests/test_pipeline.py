@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import fake_answer
 
 from panelsynth.checkpoint import RunLock
 from panelsynth.errors import PanelsynthError, RunLockedError
 from panelsynth.llm.base import FakeClient
 from panelsynth.pipeline import RunOptions, run_wave
 from panelsynth.workspace import Workspace
-from fakes import fake_answer
 
 
 def test_logs_at_seed_paths_and_manifest(tiny_workspace: Path) -> None:

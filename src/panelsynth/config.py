@@ -198,11 +198,30 @@ class ModelConfig(_Section):
     dir: str = Field(..., pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", description="Output folder name.")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (vLLM, Ollama, ...).")
     api_key_env: str | None = Field(None, description="Environment variable holding the key.")
+    structured_output: Literal["auto", "json_schema", "json", "tools", "md_json"] | None = Field(
+        None,
+        description="How an OpenAI-compatible server is asked for JSON (default auto: "
+        "json_schema, falling back to json, then md_json, when the server rejects it).",
+    )
 
 
 class Price(_Section):
     input_per_mtok: float = Field(..., ge=0, le=10_000, description="USD per million input tokens.")
     output_per_mtok: float = Field(..., ge=0, le=10_000, description="USD per million output tokens.")
+    cached_input_per_mtok: float | None = Field(
+        None, ge=0, le=10_000,
+        description="USD per million input tokens read from the provider's prompt cache "
+        "(default: the input price, no discount).",
+    )
+    batch_input_per_mtok: float | None = Field(
+        None, ge=0, le=10_000, description="USD per million input tokens via the batch API."
+    )
+    batch_output_per_mtok: float | None = Field(
+        None, ge=0, le=10_000, description="USD per million output tokens via the batch API."
+    )
+    date: str | None = Field(
+        None, max_length=40, description="When these prices were taken (e.g. 2026-11-27)."
+    )
 
 
 class PanelsynthConfig(_Section):
@@ -214,7 +233,9 @@ class PanelsynthConfig(_Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Step 3.")
     models: list[ModelConfig] = Field(default_factory=list, description="Models and their folders.")
     prices: dict[str, Price] = Field(
-        default_factory=dict, description="Price per model label, for cost estimates."
+        default_factory=dict,
+        description="Price per model label, for cost estimates; overrides the default table "
+        "(genai-prices).",
     )
 
     def model_dir_for(self, label: str) -> str | None:

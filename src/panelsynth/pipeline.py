@@ -29,6 +29,7 @@ from panelsynth.describe import (
     format_statistics,
 )
 from panelsynth.errors import ConfigError, GenerationExhaustedError, PanelsynthError, WorkspaceError
+from panelsynth.export import EXPORT_FORMATS, export_table, parse_formats, wave_labels
 from panelsynth.generate import (
     GenerationPrompt,
     GenerationResult,
@@ -92,6 +93,8 @@ class RunOptions:
     accept_headerless_checkpoint: bool = False
     #: Import the workspace's ``pydantic_models/*.py`` (code) — only when the user says so.
     trust_workspace_models: bool = False
+    #: Output formats besides the CSV (always written): ``sav``, ``dta``, ``parquet``.
+    formats: list[str] | None = None
 
 
 @dataclass
@@ -177,15 +180,19 @@ def with_budget(
     """``client`` under a spending limit (:class:`BudgetedClient`); local models cost nothing.
 
     Raises:
-        ConfigError: a limit is set but ``[prices]`` has no price for the model.
+        ConfigError: a limit is set but neither ``[prices]`` nor the default table has a price
+            for the model.
     """
     if max_cost_usd is None or client.is_local:
         return client
-    price = config.prices.get(client.label)
+    from panelsynth.prices import price_for
+
+    price = price_for(client.label, config)
     if price is None:
         raise ConfigError(
-            f'--max-cost (generation.max_cost_usd) needs the price of {client.label}: add '
-            f'[prices."{client.label}"] with input_per_mtok and output_per_mtok to panelsynth.toml'
+            f'--max-cost (generation.max_cost_usd) needs the price of {client.label}, which the '
+            f'default table does not know: add [prices."{client.label}"] with input_per_mtok and '
+            f'output_per_mtok to panelsynth.toml'
         )
     return BudgetedClient(
         client,
@@ -224,6 +231,7 @@ def run_wave(
     drop_copies = g.drop_copies if opts.drop_copies is None else opts.drop_copies
     max_cost = g.max_cost_usd if opts.max_cost_usd is None else opts.max_cost_usd
     client = with_budget(client, config, max_cost)
+    formats = parse_formats(opts.formats)
     wd = load_wave_for_run(ws, wave, config, mode)
     calib = calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
     out_csv = ws.output_csv(model_dir, wd.wave)
@@ -391,9 +399,15 @@ def run_wave(
                 )
                 log.warning(note)
                 base["warnings"].append(note)
+        labels = wave_labels(
+            wd.metadata, gen.rows.columns, wd.cluster_column, wd.prev_cluster_column, wd.clusters
+        )
+        exports = export_table(gen.rows, labels, out_csv, formats)
+        done = {"status": "complete", "output": ws.rel(out_csv)}
+        if exports:
+            done["exports"] = [ws.rel(p) for p in exports]
         data = _write_manifest(
-            manifest_path, {**base, "status": "complete", "output": ws.rel(out_csv)}, s1, s2, gen,
-            config, client, started,
+            manifest_path, {**base, **done}, s1, s2, gen, config, client, started,
         )
     return RunResult(wd.wave, model_dir, out_csv, manifest_path, len(gen.rows), settings.wanted, data)
 
@@ -521,7 +535,8 @@ def _remove_stale_temporaries(ws: Workspace, model_dir: str, wave: str) -> None:
         ws.gen_metadata_log(model_dir, wave),
         ws.checkpoint(model_dir, wave),
     )
-    for path in outputs:
+    exports = [ws.output_csv(model_dir, wave).with_suffix(f".{f}") for f in EXPORT_FORMATS]
+    for path in (*outputs, *exports):
         remove_stale_temporaries(path)
 
 
@@ -579,6 +594,8 @@ def _step_failed(
     """
     local = bool(getattr(client, "is_local", False))
     text = scrub(str(err))
+    if err.kind == "unsupported_request":  # the line already names the field and the mode
+        return PanelsynthError(f"wave {wave}: {step} failed: {text}")
     if err.kind in ("truncated", "context_overflow"):
         text = text.split("; ", 1)[0] if err.kind == "truncated" else text.split("; use ", 1)[0]
         window = getattr(client, "context_window", None)
@@ -765,18 +782,7 @@ def _write_manifest(
     }
     total_in = sum(c["input_tokens"] for c in calls)
     total_out = sum(c["output_tokens"] for c in calls)
-    price = config.prices.get(client.label)
-    cost: dict[str, Any]
-    if client.is_local:
-        cost = {"usd": 0.0, "basis": "local model"}
-    elif price is not None:
-        per_stage = {
-            k: (v["input_tokens"] * price.input_per_mtok + v["output_tokens"] * price.output_per_mtok) / 1e6
-            for k, v in stages.items()
-        }
-        cost = {"usd": sum(per_stage.values()), "per_stage": per_stage, "basis": "config prices"}
-    else:
-        cost = {"usd": None, "basis": f"no price for {client.label} in [prices] of panelsynth.toml"}
+    cost = run_cost(config, client, stages)
     data = {
         **base,
         "rows": int(len(gen.rows)) if gen else None,
@@ -795,10 +801,50 @@ def _write_manifest(
         "tokens": {"input": total_in, "output": total_out, "per_stage": stages},
         "cost": cost,
         "wall_seconds": round(time.time() - started, 3),
+        **_structured_output(client),
         "calls": calls,
     }
     atomic_write_text(path, json.dumps(scrub_data(data), indent=2, default=str) + "\n")
     return data
+
+
+def run_cost(
+    config: PanelsynthConfig, client: LLMClient, stages: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The manifest's ``cost``: USD per stage at the price of :func:`panelsynth.prices.price_for`
+    (cached input tokens at the cached rate), its source and date, and what the provider's
+    prompt cache saved."""
+    from panelsynth.prices import price_for, unknown_price
+
+    if client.is_local:
+        return {"usd": 0.0, "basis": "local model"}
+    if getattr(client, "on_this_machine", False) and client.label not in config.prices:
+        # a server on this machine does not charge a provider's list price
+        return {"usd": None, "basis": "server on this machine: no list price (set [prices])"}
+    price = price_for(client.label, config)
+    if price is None:
+        return {"usd": None, "basis": unknown_price(client.label)}
+    per_stage = {
+        k: price.cost(v["input_tokens"], v["output_tokens"], v.get("cached_input_tokens", 0))
+        for k, v in stages.items()
+    }
+    cached = sum(v.get("cached_input_tokens", 0) for v in stages.values())
+    return {
+        "usd": sum(per_stage.values()),
+        "per_stage": per_stage,
+        "basis": price.cited,
+        "source": price.source,
+        "date": price.date,
+        "prices": price.to_dict(),
+        "cached_input_tokens": cached,
+        "prefix_cache_saving_usd": price.saving(cached),
+    }
+
+
+def _structured_output(client: LLMClient) -> dict[str, Any]:
+    """The structured-output mode of an OpenAI-compatible server client, for the manifest."""
+    mode = getattr(client, "structured_output", None)
+    return {"structured_output": mode} if isinstance(mode, str) else {}
 
 
 def read_rows(path: Path) -> pd.DataFrame:

@@ -79,6 +79,8 @@ class StagePlan:
         if not self.calls or not self.context_window:
             return None
         return self.peak_tokens <= self.context_window
+    #: Input tokens a provider's prompt cache is expected to serve (step 3's shared prefix).
+    cached_input_tokens: int = 0
 
 
 @dataclass
@@ -94,6 +96,12 @@ class WavePlan:
     cost_usd: float | None
     cost_basis: str
     notes: list[str] = field(default_factory=list)
+    #: The price used (:meth:`panelsynth.prices.ModelPrice.to_dict`), ``None`` when unknown.
+    price: dict[str, Any] | None = None
+    #: Projected saving of the provider's prompt cache on step 3, in USD.
+    cache_saving_usd: float | None = None
+    #: How the prompt-cache projection was made.
+    cache_note: str = ""
 
     @property
     def calls(self) -> int:
@@ -449,7 +457,11 @@ def plan_wave(
         f"step-3 calls in all)"
     )
     stages = [st1, st2, st3]
-    cost, basis = _cost(config, client, stages)
+    prefix = getattr(prompt, "prefix", None)
+    prefix_tokens = count_messages(client, prefix) if prefix else 0
+    cost, basis, price, saving, cache_note = _cost(
+        config, client, stages, prefix_tokens, settings.concurrency
+    )
     return WavePlan(
         wave=wd.wave,
         model=client.label,
@@ -460,24 +472,40 @@ def plan_wave(
         cost_usd=cost,
         cost_basis=basis,
         notes=notes,
+        price=price,
+        cache_saving_usd=saving,
+        cache_note=cache_note,
     )
 
 
 def _cost(
-    config: PanelsynthConfig, client: LLMClient, stages: list[StagePlan]
-) -> tuple[float | None, str]:
+    config: PanelsynthConfig,
+    client: LLMClient,
+    stages: list[StagePlan],
+    prefix_tokens: int = 0,
+    concurrency: int = 1,
+) -> tuple[float | None, str, dict[str, Any] | None, float | None, str]:
+    """Cost per stage (set on ``stages``), the total, its basis, the price, the projected
+    prompt-cache saving of step 3 and how it was projected."""
+    from panelsynth.prices import price_for, projected_prefix_cache, unknown_price
+
     if client.is_local:
         for s in stages:
             s.cost_usd = 0.0
-        return 0.0, "local model"
-    price = config.prices.get(client.label)
+        return 0.0, "local model", None, 0.0, "in-process model: the prefix stays evaluated"
+    price = price_for(client.label, config)
+    step3 = stages[-1]
+    cached, note = projected_prefix_cache(client.label, step3.calls, prefix_tokens, concurrency)
+    step3.cached_input_tokens = min(cached, step3.input_tokens)
     if price is None:
-        return None, f"no price for {client.label} in [prices] of panelsynth.toml"
+        return None, unknown_price(client.label), None, None, note
     for s in stages:
-        s.cost_usd = (
-            s.input_tokens * price.input_per_mtok + s.output_tokens * price.output_per_mtok
-        ) / 1e6
-    return sum(s.cost_usd or 0.0 for s in stages), "config prices"
+        s.cost_usd = price.cost(s.input_tokens, s.output_tokens, s.cached_input_tokens)
+    total = sum(s.cost_usd or 0.0 for s in stages)
+    saving = price.saving(step3.cached_input_tokens)
+    if price.cached_input_per_mtok is None and cached:
+        note += "; no cached-input price is known, so no saving is counted"
+    return total, price.cited, price.to_dict(), saving, note
 
 
 def format_plans(plans: list[WavePlan]) -> str:
@@ -505,6 +533,18 @@ def format_plans(plans: list[WavePlan]) -> str:
                     f"  {s.stage}: largest call {s.peak_tokens:,} tokens (prompt + reply budget) "
                     f"of a {s.context_window:,}-token context: {verdict}"
                 )
+        if p.price is not None:
+            from panelsynth.prices import ModelPrice
+
+            lines.append(f"  prices: {ModelPrice(**p.price).describe()}")
+        if p.cache_saving_usd is not None and p.price is not None:
+            lines.append(
+                f"  prefix cache: saves about ${p.cache_saving_usd:.4f} on step 3 (included "
+                f"above; without it ${(p.cost_usd or 0.0) + p.cache_saving_usd:.4f}): "
+                f"{p.cache_note}"
+            )
+        elif p.cache_note:
+            lines.append(f"  prefix cache: {p.cache_note}")
         lines += [f"  note: {n}" for n in p.notes]
     if len(plans) > 1:
         known = [p.cost_usd for p in plans]

@@ -13,6 +13,9 @@ from panelsynth.config import PanelsynthConfig
 from panelsynth.errors import PanelsynthError, ProviderError
 from panelsynth.llm.base import LLMClient
 
+#: Label prefixes of OpenAI-compatible servers (they always need ``--base-url``).
+COMPATIBLE_PREFIXES = ("vllm/", "llamacpp/", "openai_compatible/")
+
 
 def default_model_dir(label: str, config: PanelsynthConfig | None = None) -> str:
     """The config's folder for a model label, else a folder name derived from the label."""
@@ -34,8 +37,13 @@ def open_client(
     config: PanelsynthConfig | None = None,
     timeout: float | None = None,
     max_retries: int | None = None,
+    structured_output: str | None = None,
 ) -> LLMClient:
-    """Build the client for ``label``; a missing key or unknown provider fails here, before work."""
+    """Build the client for ``label``; a missing key or unknown provider fails here, before work.
+
+    ``structured_output`` (else the ``[[models]]`` entry's, else ``auto``) chooses how an
+    OpenAI-compatible server (``base_url``) is asked for JSON; see :mod:`panelsynth.llm.modes`.
+    """
     if "/" not in label:
         raise ProviderError(
             f"model {label!r} is not of the form provider/model — e.g. local/smollm2, "
@@ -48,6 +56,15 @@ def open_client(
         base_url = base_url or entry.base_url
         if api_key is None and entry.api_key_env:
             api_key = os.environ.get(entry.api_key_env) or None
+        structured_output = structured_output or entry.structured_output
+    compatible = bool(base_url) or label.startswith(COMPATIBLE_PREFIXES)
+    if structured_output is not None and not compatible:
+        raise ProviderError(
+            f"--structured-output applies to OpenAI-compatible servers: pass --base-url with "
+            f"{label} (hosted providers use their own structured output)"
+        )
+    if compatible and structured_output is None:
+        structured_output = "auto"
     g = config.generation if config else None
     return make_client(
         label,
@@ -55,6 +72,7 @@ def open_client(
         base_url=base_url,
         timeout=timeout or (g.timeout if g else 120.0),
         max_retries=max_retries if max_retries is not None else (g.max_retries if g else 5),
+        mode=structured_output,
     )
 
 
@@ -149,4 +167,16 @@ def check_examples(examples: str | None) -> str | None:
 def check_mode(mode: str | None) -> str | None:
     if mode is not None and mode not in ("dense", "full"):
         raise PanelsynthError(f"--mode must be dense or full, not {mode!r}")
+    return mode
+
+
+def check_structured_output(mode: str | None) -> str | None:
+    """``--structured-output`` must name a mode of :mod:`panelsynth.llm.modes`."""
+    from panelsynth.llm.modes import STRUCTURED_OUTPUT_MODES
+
+    if mode is not None and mode not in STRUCTURED_OUTPUT_MODES:
+        raise PanelsynthError(
+            f"--structured-output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}, "
+            f"not {mode!r}"
+        )
     return mode

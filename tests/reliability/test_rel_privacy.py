@@ -23,9 +23,9 @@ from relhelpers import nonblank_lines, prompt_text, responder, row_keys, run_cli
 from servers.openai_stub import OpenAIStub
 
 from panelsynth import seed_compat
-from panelsynth.llm import registry
 from panelsynth.config import load_config
 from panelsynth.describe import cluster_statistics, encode_table, synthetic_examples
+from panelsynth.llm import registry
 from panelsynth.llm.base import FakeClient
 from panelsynth.pipeline import load_wave_for_run
 from panelsynth.workspace import Workspace

@@ -19,6 +19,11 @@ consumed first, ``None`` meaning "answer normally") or, when the script is empty
 probabilities ``fault_rates={"rate_limit": 0.1, "drop": 0.05}``. Every request is recorded in
 :attr:`OpenAIStub.requests` with the fault it received.
 
+A stub built with ``rejects=("json_schema",)`` answers requests carrying that structured-output
+form the way llama-cpp-python's server does (HTTP 500 whose body is the request validation
+error naming ``response_format.type``); ``rejects`` may also name ``json_object`` and ``tools``.
+Such answers are recorded with the fault ``"rejected"``.
+
 Example::
 
     with OpenAIStub(responder=lambda req: {"name": "x"}) as stub:
@@ -112,6 +117,7 @@ class _Config:
     usage: Callable[[dict[str, int]], dict[str, Any] | None] | None = None
     #: bytes a ``huge`` reply sent before the client stopped reading (per request, in order)
     huge_sent: list[int] = field(default_factory=list)
+    rejects: tuple[str, ...] = ()
 
 
 def estimate_tokens(text: str) -> int:
@@ -177,6 +183,39 @@ def request_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     return fmt.get("schema")
 
 
+#: Structured-output forms a stub can reject, and the literal values the server then accepts.
+REJECTABLE: tuple[str, ...] = ("json_schema", "json_object", "tools")
+
+
+def rejection(body: dict[str, Any], rejects: tuple[str, ...]) -> str | None:
+    """The error message a server that does not support ``rejects`` gives for ``body``.
+
+    The text is the one llama-cpp-python's server (0.3.x, FastAPI) returns with HTTP 500 for a
+    ``response_format`` whose type it does not know: the request validation error, with the
+    field's location and the values it accepts.
+    """
+    fmt = body.get("response_format") or {}
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind in rejects and kind in ("json_schema", "json_object"):
+        allowed = [k for k in ("text", "json_object", "json_schema") if k not in rejects]
+        expected = " or ".join(f"'{k}'" for k in allowed)
+        err = {
+            "type": "literal_error",
+            "loc": ("body", "response_format", "type"),
+            "msg": f"Input should be {expected}",
+            "input": kind,
+            "ctx": {"expected": expected},
+        }
+        return (
+            f"1 validation error:\n  {err}\n\n  File \"llama_cpp/server/app.py\", line 376, in "
+            f"create_chat_completion\n    POST /v1/chat/completions"
+        )
+    if "tools" in rejects and body.get("tools"):
+        return "1 validation error:\n  {'type': 'extra_forbidden', 'loc': ('body', 'tools'), " \
+            "'msg': 'Extra inputs are not permitted'}\n"
+    return None
+
+
 def default_responder(body: dict[str, Any]) -> Any:
     """Answer with a minimal instance of the requested schema (``{}`` when there is none)."""
     schema = request_schema(body)
@@ -229,16 +268,23 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send_json(404, {"error": {"message": f"unknown path {self.path}"}})
             return
-        fault = stub._next_fault(body)
+        rejected = rejection(body, stub.config.rejects) if stub.config.rejects else None
+        fault = None if rejected else stub._next_fault(body)
         record = RecordedRequest(
             path=self.path,
             body=body,
             headers={k.lower(): v for k, v in self.headers.items()},
-            fault=fault.kind if fault else None,
+            fault="rejected" if rejected else (fault.kind if fault else None),
             started=time.monotonic(),
         )
         with stub._lock:
             stub.requests.append(record)
+        if rejected:
+            payload = {"message": rejected, "type": "internal_server_error", "param": None,
+                       "code": None}
+            self._send_json(500, {"error": payload}, {"x-should-retry": "false"})
+            record.finished = time.monotonic()
+            return
         try:
             self._answer(stub, body, fault, record.started)
         finally:
@@ -425,6 +471,8 @@ class OpenAIStub:
         trickle_seconds: Pause between the bytes of a ``trickle`` reply.
         usage: ``usage(honest_usage) -> usage`` replaces the ``usage`` object of every reply
             (``None``: the reply carries none), for servers that report wrong token counts.
+        rejects: Structured-output forms answered like a server that does not support them
+            (:data:`REJECTABLE`; see :func:`rejection`).
 
     Attributes:
         requests: Every chat-completions request received, in arrival order.
@@ -443,7 +491,11 @@ class OpenAIStub:
         fault_filter: Callable[[dict[str, Any]], bool] | None = None,
         trickle_seconds: float = 1.0,
         usage: Callable[[dict[str, int]], dict[str, Any] | None] | None = None,
+        rejects: tuple[str, ...] = (),
     ) -> None:
+        unknown = [r for r in rejects if r not in REJECTABLE]
+        if unknown:
+            raise ValueError(f"cannot reject {unknown}; known: {', '.join(REJECTABLE)}")
         rates = dict(fault_rates or {})
         for kind in rates:
             Fault(kind)
@@ -460,6 +512,7 @@ class OpenAIStub:
             fault_filter=fault_filter,
             trickle_seconds=trickle_seconds,
             usage=usage,
+            rejects=tuple(rejects),
         )
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from panelsynth.cli import workspace_cmds  # noqa: F401  (registers commands)
-from panelsynth.cli import prepare_cmd  # noqa: F401
-from panelsynth.cli import run_cmd  # noqa: F401
-from panelsynth.cli import evaluate_cmd  # noqa: F401
+from panelsynth.cli import (
+    evaluate_cmd,  # noqa: F401
+    prepare_cmd,  # noqa: F401
+    run_cmd,  # noqa: F401
+    workspace_cmds,  # noqa: F401  (registers commands)
+)
 from panelsynth.cli.app import app
 
 __all__ = ["app", "main"]

@@ -33,9 +33,9 @@ def evaluate(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from panelsynth.api import evaluate as evaluate_workspace
     from panelsynth.cli.app import _err_console
     from panelsynth.errors import PanelsynthError
-    from panelsynth.evaluate import evaluate_workspace
 
     with Progress(
         TextColumn("[progress.description]{task.description}"),

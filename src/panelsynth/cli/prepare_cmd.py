@@ -42,9 +42,9 @@ def prepare(
 ) -> None:
     """Clean raw waves, cluster respondents into latent classes aligned across waves, and write
     Original data/, the dense and full var types and metadata, and reports in Prepare/."""
+    from panelsynth.api import prepare as prepare_workspace
     from panelsynth.config import load_config
     from panelsynth.errors import ConfigError
-    from panelsynth.prepare import prepare_workspace
     from panelsynth.workspace import Workspace
 
     ws = Workspace(workspace)

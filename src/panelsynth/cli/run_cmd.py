@@ -38,8 +38,8 @@ def run_waves_with_progress(
         TimeRemainingColumn,
     )
 
+    from panelsynth.api import run_wave
     from panelsynth.errors import PanelsynthError
-    from panelsynth.pipeline import run_wave
     from panelsynth.workspace import Workspace
 
     results = []
@@ -200,6 +200,14 @@ def run(
         "the key itself (visible to other users in ps: avoid). Default: the provider's "
         "environment variable.", show_default=False)] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
+    structured_output: Annotated[str | None, typer.Option(
+        "--structured-output", help="With --base-url: how the server is asked for JSON: auto "
+        "(default: json_schema, falling back to json, then md_json), json_schema, json, tools "
+        "or md_json.")] = None,
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", help="Output formats besides the CSV (always written): sav, dta, parquet "
+        "(repeatable or comma-separated); .sav/.dta carry question texts and response labels.",
+    )] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute steps 1-2.")] = False,
     examples: Annotated[str | None, typer.Option(
         "--examples", help="Few-shot examples: real rows, or synthetic (drawn from the cluster "
@@ -237,12 +245,14 @@ def run(
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
     from panelsynth.errors import PanelsynthError, WorkspaceError
+    from panelsynth.export import parse_formats
     from panelsynth.llm.keys import key_from_argument
     from panelsynth.pipeline import RunOptions, resolve_settings
     from panelsynth.runner import (
         Confirmation,
         check_examples,
         check_mode,
+        check_structured_output,
         default_model_dir,
         needs_yes_message,
         open_client,
@@ -256,6 +266,7 @@ def run(
     config = load_config(ws.config_path)
     check_mode(mode)
     check_examples(examples)
+    check_structured_output(structured_output)
     if all_waves:
         waves = config.study.waves or ws.waves_with_data()
     else:
@@ -273,19 +284,24 @@ def run(
         anchors=None if anchors is None else [a.strip() for a in anchors.split(",") if a.strip()],
         accept_headerless_checkpoint=accept_headerless_checkpoint,
         trust_workspace_models=trust_workspace_models,
+        formats=parse_formats(formats),
     )
     if dry_run:
-        from panelsynth.plan import format_plans, plan_wave, planning_client
+        from panelsynth.api import dry_run as plan_one
+        from panelsynth.plan import format_plans
 
-        planner = planning_client(model)  # hosted models: no key, no SDK, no network
-        plans = [plan_wave(ws.root, w, planner, md, options, config=config) for w in waves]
+        # hosted models: no key, no SDK, no network
+        plans = [plan_one(ws.root, w, model, md, options, config=config) for w in waves]
         echo(format_plans(plans))
         echo("Dry run: no model was called and nothing was written.")
         return
     key, key_warning = key_from_argument(api_key)
     if key_warning:
         typer.echo(key_warning, err=True)
-    client = open_client(model, api_key=key, base_url=base_url, config=config)
+    client = open_client(
+        model, api_key=key, base_url=base_url, config=config,
+        structured_output=structured_output,
+    )
     g = config.generation
     total_calls = resolve_settings(config, options, client)[2].n_batches * len(waves)
     if g.calibrate if calibrate is None else calibrate:  # the pool is oversample x the rows

@@ -10,6 +10,7 @@ import typer
 
 from panelsynth.cli.app import app, echo, metadata_app
 
+
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],

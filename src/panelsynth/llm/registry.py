@@ -12,6 +12,7 @@ variables, SDK and install hint); :func:`register_provider` adds one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import ipaddress
@@ -25,14 +26,17 @@ from typing import Any
 from panelsynth.errors import ProviderError
 from panelsynth.llm.base import LLMClient
 from panelsynth.llm.keys import install_log_scrubber, key_env_vars, resolve_api_key, scrub
+from panelsynth.llm.modes import STRUCTURED_OUTPUT_MODES, AutoModeClient
 from panelsynth.llm.retry import OnRetry, RetryPolicy
 
 logger = logging.getLogger("panelsynth")
 
-#: Instructor modes for OpenAI-compatible servers, by name.
-BASE_URL_MODES: tuple[str, ...] = ("json_schema", "json", "tools", "md_json")
-#: Default Instructor mode for ``base_url`` clients: ``response_format`` of type ``json_schema``,
-#: which vLLM, llama.cpp server and Ollama turn into schema-constrained decoding.
+#: Structured-output modes for OpenAI-compatible servers, by name (:mod:`panelsynth.llm.modes`).
+BASE_URL_MODES: tuple[str, ...] = STRUCTURED_OUTPUT_MODES
+#: Default mode of :func:`make_client` for ``base_url`` clients: ``response_format`` of type
+#: ``json_schema``, which vLLM, llama.cpp's server and Ollama turn into schema-constrained
+#: decoding. ``panelsynth run`` (``runner.open_client``) defaults to ``auto``, which falls back
+#: to ``json``, then ``md_json``, when the server rejects it.
 DEFAULT_BASE_URL_MODE = "json_schema"
 
 
@@ -216,6 +220,15 @@ def _openai_compatible_factory(
             f"unknown structured-output mode {mode_name!r}; "
             f"choose one of {', '.join(BASE_URL_MODES)}"
         )
+    if mode_name == "auto":
+        one_mode = functools.partial(_openai_compatible_factory, spec, label, model)
+        auto = AutoModeClient(
+            label,
+            lambda m: one_mode(dataclasses.replace(settings, mode=m)),
+            on_this_machine=is_loopback(settings.base_url),
+        )
+        auto.client_for(auto.mode)  # fail here, before any work, if the SDK is unusable
+        return auto
     # Only the flag: an OPENAI_API_KEY in the environment is not sent to arbitrary servers.
     key = settings.api_key.strip() if settings.api_key and settings.api_key.strip() else None
     if key is not None and key.lower() not in {"none", "null", "-"}:
@@ -274,6 +287,7 @@ def _openai_compatible_factory(
         supports_seed=True,
         request_model=model,
         mode=mode_name,
+        structured_output=mode_name,
     )
     client.on_this_machine = is_loopback(base_url)
     client.endpoint_host = (urllib.parse.urlsplit(base_url).hostname or "").lower()
@@ -389,8 +403,9 @@ def make_client(
         reask_retries: Re-asks after a reply that does not validate.
         retry_policy: Full backoff policy; overrides ``max_retries`` (tests use tiny waits).
         on_retry: Called as ``on_retry(kind, wait_seconds)`` before each transport retry.
-        mode: Instructor mode for ``base_url`` clients: ``json_schema`` (default), ``json``,
-            ``tools`` or ``md_json``.
+        mode: Structured-output mode for ``base_url`` clients: ``json_schema`` (default),
+            ``json``, ``tools``, ``md_json``, or ``auto`` (the first of ``json_schema``,
+            ``json``, ``md_json`` the server accepts).
 
     Returns:
         A client implementing :class:`~panelsynth.llm.base.LLMClient`.

@@ -193,6 +193,10 @@ class InstructorClient:
         cache_markers: Mark where the shared prompt prefix ends (:class:`PromptMessages`) with
             Anthropic's ``cache_control``, which caches only marked prefixes; other providers
             cache identical prefixes by themselves.
+        structured_output: The structured-output mode of an OpenAI-compatible server
+            (:mod:`panelsynth.llm.modes`): an answer rejecting one of its request fields fails
+            at once, without retries, naming the field and the mode to use. ``json`` also sends
+            the schema inside ``response_format``. ``None`` for hosted providers.
     """
 
     is_local: bool = False
@@ -217,8 +221,10 @@ class InstructorClient:
         request_model: str | None = None,
         mode: str = "",
         cache_markers: bool = False,
+        structured_output: str | None = None,
     ) -> None:
         self.label = label
+        self.structured_output = structured_output
         self.cache_markers = cache_markers
         self.policy = policy or RetryPolicy()
         self.reask_retries = reask_retries
@@ -424,6 +430,7 @@ class InstructorClient:
                 strict=False,
                 hooks=self._hooks(usage, kwargs.get("max_tokens")),
                 **kwargs,
+                **self._mode_kwargs(response_model),
             )
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             raise self._translate(exc, usage, kwargs) from self._safe_cause(exc)
@@ -447,6 +454,7 @@ class InstructorClient:
                 strict=False,
                 hooks=self._hooks(usage, kwargs.get("max_tokens")),
                 **kwargs,
+                **self._mode_kwargs(response_model),
             )
         except Exception as exc:  # noqa: BLE001 - every failure is classified below
             raise self._translate(exc, usage, kwargs) from self._safe_cause(exc)
@@ -466,6 +474,14 @@ class InstructorClient:
                 {"type": "text", "text": text[shared:]},
             ]
         return out
+
+    def _mode_kwargs(self, response_model: type[BaseModel]) -> dict[str, Any]:
+        """Extra request fields of the structured-output mode: ``json`` sends the schema in
+        ``response_format`` (llama-cpp-python's server decodes with a grammar built from it)."""
+        if self.structured_output != "json":
+            return {}
+        schema = self._instructor_model(response_model).model_json_schema()
+        return {"extra_body": {"response_format": {"type": "json_object", "schema": schema}}}
 
     def _instructor_model(self, response_model: type[T]) -> type[T]:
         """``response_model`` wrapped the way Instructor wraps it, once per model class.
@@ -528,6 +544,17 @@ class InstructorClient:
                 f"(max_tokens={limit}); raise max_tokens or ask for fewer rows per call",
                 usage,
             )
+        if self.structured_output is not None and kind in ("bad_request", "server_error"):
+            from panelsynth.llm import modes
+
+            field = modes.unsupported_request(inner, self.structured_output)
+            if field is not None:
+                said = scrub(modes.server_message(inner))
+                return LLMCallError(
+                    modes.UNSUPPORTED_KIND,
+                    modes.unsupported_message(self.label, self.structured_output, field, said),
+                    usage,
+                )
         if is_retryable(kind):
             return _Transient(kind, detail, retry_after_seconds(inner))
         hint = {
