@@ -140,7 +140,8 @@ def distance_from_bayes(
     """How far a method's imputations of ``item`` are from the Bayes-optimal predictive.
 
     Returns:
-        ``accuracy`` of the method on the hidden answers; ``bayes_mode_accuracy`` (the accuracy of
+        ``accuracy``, ``mae`` and ``tvd_hidden`` (pooled imputed values against the hidden
+        answers) of the method on the hidden answers; ``bayes_mode_accuracy`` (the accuracy of
         the predictive's most likely code, the best any method can expect); ``mode_agreement``
         (share of imputed values equal to that code); ``expectation_gap`` (mean over cells of
         ``|mean_k imputed - E_bayes[x]|``); ``pooled_tvd`` (TVD of all imputed values against the
@@ -167,6 +168,10 @@ def distance_from_bayes(
     return {
         "n_cells": int(len(pred)),
         "accuracy": float((x == real[None, :]).mean()),
+        "mae": float(np.abs(x - real[None, :]).mean()),
+        "tvd_hidden": float(
+            0.5 * np.abs(pooled - np.array([(real == c).mean() for c in codes])).sum()
+        ),
         "bayes_mode_accuracy": float((mode == real).mean()),
         "mode_agreement": float((x == mode[None, :]).mean()),
         "expectation_gap": float(np.abs(x.mean(axis=0) - probs @ codes).mean()),
