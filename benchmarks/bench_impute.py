@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 "TVD": _mean([x["all"]["tvd"] for x in s]),
                 "|corr diff|": _mean([x["all"]["corr_diff"] for x in s]),
                 "coverage 95%": pool_coverage(res),
+                "coverage, between only": pool_coverage(res, "covered_between"),
                 "|pooled - real| mean": _mean([x["all"]["interval_abs_bias"] for x in s]),
                 "FMI": _mean([x["all"]["fmi"] for x in s]),
                 "seconds": seconds[name] / args.masks,

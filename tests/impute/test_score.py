@@ -68,6 +68,9 @@ def test_scores_tell_a_perfect_imputation_from_a_wrong_one() -> None:
     assert wrong["summary"]["all"]["tvd"] > near["summary"]["all"]["tvd"]
     assert wrong["summary"]["all"]["corr_diff"] > near["summary"]["all"]["corr_diff"]
     assert pool_coverage([wrong]) < pool_coverage([near])
+    # identical sets (B = 0) cannot cover a mean they miss by their own uncertainty
+    assert pool_coverage([wrong], "covered_between") == 0.0
+    assert wrong["summary"]["all"]["coverage_between"] == 0.0
     json.dumps(near, allow_nan=False)  # JSON-ready, no NaN left
 
 

@@ -22,7 +22,11 @@ rows ``wave``):
   the share of covering intervals; :func:`pool_coverage` pools it over repeated masks. Because
   ``T`` also counts the sampling variance of the complete data, a method that imputes well covers
   the before-masking mean in more than 95% of the intervals; a lower figure flags bias or too
-  little between-imputation variance.
+  little between-imputation variance. A sharper check, conditional on the sample: the real
+  mean differs from the before-masking data only through the hidden cells, so
+  ``coverage_between`` uses ``Qbar +- t_{m-1, 0.975} sqrt((1 + 1/m) B)`` (the imputation's own
+  uncertainty); a proper imputation covers about 95% there, one with too little
+  between-imputation variance (or bias) much less.
 
 Every metric that cannot be computed is ``None`` in the JSON with its reason in ``errors`` and in
 ``nan_explanations`` (path + reason), as in the other evaluations.
@@ -200,6 +204,9 @@ def score_imputations(
             cov = [iv["covered"] for iv in intervals]
             summary["coverage"] = float(np.mean(cov)) if cov else None
             summary["n_intervals"] = len(cov)
+            summary["coverage_between"] = (
+                float(np.mean([iv["covered_between"] for iv in intervals])) if intervals else None
+            )
             summary["interval_abs_bias"] = (
                 float(np.mean([abs(iv["pooled_mean"] - iv["real_mean"]) for iv in intervals]))
                 if intervals
@@ -255,6 +262,8 @@ def _intervals(panel: Panel, truth: pd.DataFrame, frames: list[dict]) -> list[di
                 q.append(float(x.mean()))
                 u.append(float(x.var(ddof=1)) / n)
             r = rubin(np.array(q), np.array(u), n - 1)
+            m = len(q)
+            half_b = float(stats.t.ppf(0.975, m - 1)) * math.sqrt((1.0 + 1.0 / m) * r.between)
             out.append(
                 {
                     "wave": w,
@@ -266,14 +275,16 @@ def _intervals(panel: Panel, truth: pd.DataFrame, frames: list[dict]) -> list[di
                     "df": r.df,
                     "fmi": r.fmi,
                     "covered": bool(r.lower <= float(real.mean()) <= r.upper),
+                    "covered_between": bool(abs(r.qbar - float(real.mean())) <= half_b),
                 }
             )
     return out
 
 
-def pool_coverage(results: list[dict]) -> float | None:
-    """Coverage over repeated masks: the share of covering intervals among all of them."""
-    cov = [iv["covered"] for res in results for iv in res["intervals"]]
+def pool_coverage(results: list[dict], key: str = "covered") -> float | None:
+    """Coverage over repeated masks: the share of covering intervals among all of them
+    (``key="covered_between"``: of the between-imputation intervals)."""
+    cov = [iv[key] for res in results for iv in res["intervals"]]
     return float(np.mean(cov)) if cov else None
 
 
