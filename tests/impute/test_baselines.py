@@ -85,3 +85,17 @@ def test_baselines_beat_random_answers_on_the_demo(small_demo_root) -> None:
         res = score_imputations(panel, masked.panel, truth, sets, method=method.name)
         accs = [res["variables"][v]["accuracy"] for v in ncat]
         assert np.mean(accs) > random_acc + 0.03, (method.name, accs, random_acc)
+
+
+def test_locf_does_not_carry_item_gaps() -> None:
+    panel = hand_panel(n=60)
+    # wave 2: respondent 8's answer to "a" is missing; in wave 1 it was observed
+    f1, f2 = panel.waves["1"].frame, panel.waves["2"].frame
+    f1.loc["8", "a"] = 1.0
+    f2.loc["8", "cluster"] = 2  # a cluster whose donors answer 3 or 4
+    f2.loc["8", "a"] = np.nan
+    gaps = find_gaps(panel)  # absent rows of wave 2 are carried, the item gap is not
+    assert len(gaps.absent_ids("2")) == 5
+    for s in LastObservationCarriedForward().impute(panel, gaps, 3, seed=0):
+        cell = s.cells[(s.cells["wave"] == "2") & (s.cells["respondent_id"] == "8")]
+        assert cell.loc[cell["variable"] == "a", "value"].item() in (3.0, 4.0)

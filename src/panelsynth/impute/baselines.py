@@ -125,8 +125,9 @@ class LastObservationCarriedForward:
             for (w, v), grp in todo.groupby(["wave", "variable"], sort=False):
                 ids = grp["respondent_id"].to_numpy()
                 vals = np.full(len(ids), None, dtype=object)
-                if (grp["kind"] == "wave").any():
-                    vals = self._carried(panel, w, v, ids)
+                rows = (grp["kind"] == "wave").to_numpy()  # item gaps are not carried
+                if rows.any():
+                    vals[rows] = self._carried(panel, w, v, ids[rows])
                 gap = pd.isna(pd.Series(vals)).to_numpy()
                 if gap.any():
                     clusters = cluster_of(panel, w, drawn)
