@@ -70,6 +70,8 @@ def hot_deck_values(
     frame = panel.waves[wave].frame
     answered = frame[variable].dropna()
     donors_cluster = frame.loc[answered.index, panel.cluster_column].astype(int)
+    if answered.empty:
+        raise ValueError(f"wave {wave}: no respondent answered {variable!r}, no donor for it")
     target = clusters.reindex(ids).to_numpy()
     out = np.empty(len(ids), dtype=object)
     for c in np.unique(target):
