@@ -7,6 +7,7 @@ from imputehelpers import hand_panel
 
 from panelsynth.errors import DataError
 from panelsynth.impute.gaps import (
+    PanelWave,
     draw_missing_clusters,
     find_gaps,
     load_panel,
@@ -94,3 +95,22 @@ def test_missing_clusters_come_from_the_real_transition_table() -> None:
         [draw_missing_clusters(panel, gaps, seed=s)["2"].loc[from_2].to_numpy() for s in range(200)]
     )
     assert (draws == 2).mean() == pytest.approx(table.loc[2, 2], abs=0.03)
+
+
+def test_clusters_of_consecutive_missed_waves_chain_through_the_drawn_ones() -> None:
+    panel = hand_panel(n=40)
+    w2 = panel.waves["2"]
+    # every respondent changes cluster at each wave (a deterministic transition table)
+    w2.frame["cluster"] = 3 - panel.waves["1"].frame["cluster"].loc[w2.frame.index]
+    frame3 = w2.frame.copy()
+    frame3["cluster"] = 3 - frame3["cluster"]
+    panel.waves["3"] = PanelWave("3", frame3, dict(w2.var_types), w2.metadata)
+    gaps = find_gaps(panel)
+    absent = gaps.absent
+    assert set(absent.loc[absent["wave"] == "3", "respondent_id"]) == {"36", "37", "38", "39", "40"}
+    assert set(absent["kind"]) == {"dropped"} and set(absent["last_wave"]) == {"1"}
+    drawn = draw_missing_clusters(panel, gaps, seed=0)
+    c1 = panel.waves["1"].frame["cluster"]
+    for rid in drawn["3"].index:  # flipped twice: back to the wave-1 cluster
+        assert drawn["2"][rid] == 3 - c1[rid]
+        assert drawn["3"][rid] == c1[rid]
