@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from imputehelpers import N_SMALL
 
 from panelsynth.demo import build_demo
 from panelsynth.workspace import Workspace
-
-N_SMALL = 150
 
 
 @pytest.fixture(scope="session")

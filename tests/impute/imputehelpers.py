@@ -8,6 +8,8 @@ import pandas as pd
 from panelsynth.dictionaries import VariableMeta
 from panelsynth.impute.gaps import Panel, PanelWave
 
+N_SMALL = 150  # respondents of the small demo workspace
+
 
 def ordinal(codes: int = 4) -> VariableMeta:
     return VariableMeta(question="q", responses={str(c): f"L{c}" for c in range(1, codes + 1)})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import N_SMALL
+from imputehelpers import N_SMALL
 
 from panelsynth.demo import simulate_panel
 from panelsynth.impute.baselines import HotDeck
