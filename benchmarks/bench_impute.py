@@ -56,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         demo = build_demo(Path(tmp) / "ws", n_respondents=args.respondents)
         panel = load_panel(demo.workspace)
-    methods = [HotDeck(), LastObservationCarriedForward(), ChainedEquations()]
+    methods = [
+        HotDeck(),
+        LastObservationCarriedForward(),
+        ChainedEquations(),
+        ChainedEquations(matching="pmm"),
+    ]
     ref = BayesReference(demo.panel, args.item)
     results: dict[str, list[dict]] = {m.name: [] for m in methods}
     item_rows: dict[str, list[dict]] = {m.name: [] for m in [*methods, ref]}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +18,12 @@ from panelsynth.impute.mask import mask_panel
 from panelsynth.impute.score import score_imputations
 from panelsynth.workspace import Workspace
 
-METHODS = [HotDeck, LastObservationCarriedForward, ChainedEquations]
+METHODS = [
+    HotDeck,
+    LastObservationCarriedForward,
+    ChainedEquations,
+    partial(ChainedEquations, matching="pmm"),
+]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -80,7 +87,7 @@ def test_baselines_beat_random_answers_on_the_demo(small_demo_root) -> None:
     ncat = {"vaccimportant": 5, "vaccsafe": 5, "howoftenvaccine": 4}
     truth = masked.truth[masked.truth["variable"].isin(list(ncat))]
     random_acc = float(np.mean([1 / k for k in ncat.values()]))  # uniform guesses
-    for method in (HotDeck(), ChainedEquations()):
+    for method in (HotDeck(), ChainedEquations(), ChainedEquations(matching="pmm")):
         sets = method.impute(masked.panel, gaps, 2, seed=1)
         res = score_imputations(panel, masked.panel, truth, sets, method=method.name)
         accs = [res["variables"][v]["accuracy"] for v in ncat]
@@ -99,3 +106,15 @@ def test_locf_does_not_carry_item_gaps() -> None:
     for s in LastObservationCarriedForward().impute(panel, gaps, 3, seed=0):
         cell = s.cells[(s.cells["wave"] == "2") & (s.cells["respondent_id"] == "8")]
         assert cell.loc[cell["variable"] == "a", "value"].item() in (3.0, 4.0)
+
+
+def test_pmm_imputes_observed_answers_of_the_wave() -> None:
+    panel = hand_panel(n=80)
+    panel.waves["1"].frame.loc[panel.waves["1"].frame["a"] == 2, "a"] = 1.0  # code 2 unused
+    gaps = find_gaps(panel, dropouts=False)
+    s = ChainedEquations(matching="pmm").impute(panel, gaps, 1, seed=3)[0]
+    a1 = s.cells[(s.cells["wave"] == "1") & (s.cells["variable"] == "a")]["value"].astype(float)
+    assert len(a1) and set(a1) <= set(panel.waves["1"].frame["a"].dropna())
+    assert 2.0 not in set(a1)
+    with pytest.raises(ValueError, match="matching"):
+        ChainedEquations(matching="nearest")
