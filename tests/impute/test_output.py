@@ -3,10 +3,9 @@ from __future__ import annotations
 import pandas as pd
 
 from panelsynth.impute.baselines import HotDeck
+from panelsynth.impute.csvtext import dialect, field_spans
 from panelsynth.impute.gaps import find_gaps, load_panel
 from panelsynth.impute.output import (
-    _dialect,
-    field_spans,
     imputed_cells_csv,
     imputed_csv,
     write_imputed,
@@ -14,7 +13,7 @@ from panelsynth.impute.output import (
 
 
 def _cells(text: str) -> list[list[str]]:
-    sep, _ = _dialect(text)
+    sep, _ = dialect(text)
     return [[text[a:b] for a, b in rec] for rec in field_spans(text, sep)]
 
 
@@ -42,10 +41,10 @@ def _check_files(ws, panel, sets, model_dir: str) -> None:
                         assert pw.frame.iloc[r][header[j]] is pd.NA or pd.isna(
                             pw.frame.iloc[r][header[j]]
                         ), "an observed answer changed"
-                        written.add((pw.ids[r], header[j], b))
+                        written.add((pw.id_text.get(pw.ids[r], pw.ids[r]), header[j], b))
             for row in n[len(o) :]:
                 rid = row[header.index("respondent_id")]
-                assert rid not in set(pw.ids)
+                assert rid not in {pw.id_text.get(i, i) for i in pw.ids}
                 for j, b in enumerate(row):
                     if b and header[j] not in ("respondent_id", "prev_cluster"):
                         written.add((rid, header[j], b))
@@ -103,3 +102,24 @@ def test_sets_write_their_own_files(demo_copy) -> None:
     b = pd.read_csv(imputed_csv(demo_copy, "m", "1", 2))
     assert not a.equals(b)
     assert a.drop(columns=[c for c in a.columns if c == "prev_cluster"]).notna().all().all()
+
+
+def test_ids_are_written_as_the_files_write_them(demo_copy) -> None:
+    for w in ("1", "2"):
+        path = demo_copy.original_data(w)
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("\n".join([lines[0], *("00" + x for x in lines[1:])]) + "\n")
+    panel = load_panel(demo_copy, waves=["1", "2"])
+    assert panel.waves["1"].ids[0] == "100001"  # linked across waves as a number
+    assert panel.id_text("100001") == "00100001"
+    gaps = find_gaps(panel)
+    sets = HotDeck().impute(panel, gaps, 2, seed=0)
+    write_imputed(demo_copy, panel, sets, "z")
+    _check_files(demo_copy, panel, sets, "z")
+    appended = pd.read_csv(imputed_csv(demo_copy, "z", "2", 1), dtype=str).iloc[
+        len(panel.waves["2"].frame) :
+    ]
+    assert len(appended) == len(gaps.absent_ids("2")) > 0
+    assert appended["respondent_id"].str.startswith("00").all()
+    listed = pd.read_csv(imputed_cells_csv(demo_copy, "z", "2"), dtype=str)
+    assert listed["respondent_id"].str.startswith("00").all()

@@ -29,6 +29,7 @@ from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.data import load_wave, read_csv_any
 from panelsynth.dictionaries import VariableMeta
 from panelsynth.errors import DataError
+from panelsynth.impute.csvtext import data_rows, decode, dialect, field_spans, unquote
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -49,6 +50,8 @@ class PanelWave:
             narrowed to ``items``).
         metadata: Variable -> metadata (codes or range).
         source: The wave's ``Original data`` file.
+        id_text: Respondent id -> the id exactly as the file writes it (e.g. ``"007"`` for the
+            id ``"7"``), where it differs.
     """
 
     wave: str
@@ -56,6 +59,7 @@ class PanelWave:
     var_types: dict[str, str]
     metadata: dict[str, VariableMeta]
     source: Path | None = None
+    id_text: dict[str, str] = field(default_factory=dict)
 
     @property
     def variables(self) -> list[str]:
@@ -84,9 +88,18 @@ class Panel:
         i = self.order.index(wave)
         return self.order[i - 1] if i else None
 
+    def id_text(self, rid: str) -> str:
+        """The id as the files write it (the latest wave that has the respondent)."""
+        for pw in reversed(list(self.waves.values())):
+            if rid in pw.id_text:
+                return pw.id_text[rid]
+        return rid
+
     def copy(self) -> Panel:
         waves = {
-            w: PanelWave(pw.wave, pw.frame.copy(), dict(pw.var_types), pw.metadata, pw.source)
+            w: PanelWave(
+                pw.wave, pw.frame.copy(), dict(pw.var_types), pw.metadata, pw.source, pw.id_text
+            )
             for w, pw in self.waves.items()
         }
         return Panel(waves, self.id_column, self.cluster_column, self.prev_cluster_column)
@@ -179,7 +192,7 @@ def load_panel(
         types = dict(wd.var_types)
         if items:
             types = {v: t for v, t in types.items() if v in set(items)}
-        out[w] = PanelWave(w, frame, types, wd.metadata, wd.source)
+        out[w] = PanelWave(w, frame, types, wd.metadata, wd.source, _id_texts(ws, w, ids))
     if items:
         known = {v for pw in out.values() for v in pw.var_types}
         unknown = [i for i in items if i not in known]
@@ -208,7 +221,7 @@ def _checked_ids(raw: pd.DataFrame, id_column: str, name: str) -> pd.Series:
             path=name,
             column=id_column,
         )
-    ids = ids_as_text(col)
+    ids = ids_as_text(col).rename(id_column)
     dup = ids[ids.duplicated()]
     if len(dup):
         raise DataError(
@@ -218,6 +231,19 @@ def _checked_ids(raw: pd.DataFrame, id_column: str, name: str) -> pd.Series:
             column=id_column,
         )
     return ids
+
+
+def _id_texts(ws: Workspace, wave: str, ids: pd.Series) -> dict[str, str]:
+    """Ids whose text in the file differs from the normalised id (leading zeros, ``.0``)."""
+    text, _ = decode(ws.original_data(wave).read_bytes())
+    sep, _ = dialect(text)
+    header = [unquote(text[a:b]) for a, b in field_spans(text.split("\n", 1)[0], sep)[0]]
+    j = header.index(ids.name) if ids.name in header else None
+    rows = data_rows(text, sep)
+    if j is None or len(rows) != len(ids):
+        return {}
+    written = [unquote(text[r[j][0] : r[j][1]]) if j < len(r) else "" for r in rows]
+    return {rid: w for rid, w in zip(ids, written, strict=True) if w and w != rid}
 
 
 def find_gaps(panel: Panel, *, dropouts: bool = True) -> Gaps:

@@ -18,19 +18,17 @@ import csv
 import io
 import logging
 import numbers
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from panelsynth.impute.completed import CompletedSet
+from panelsynth.impute.csvtext import data_rows, decode, dialect
 from panelsynth.impute.gaps import Panel
 from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Workspace
 
 log = logging.getLogger("panelsynth")
-
-_DECIMAL_COMMA_RE = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
 
 
 def imputed_csv(ws: Workspace, model_dir: str, wave: str, k: int) -> Path:
@@ -39,63 +37,6 @@ def imputed_csv(ws: Workspace, model_dir: str, wave: str, k: int) -> Path:
 
 def imputed_cells_csv(ws: Workspace, model_dir: str, wave: str) -> Path:
     return ws.imputed_dir(model_dir) / f"wave{wave}_imputed_cells.csv"
-
-
-def _decode(raw: bytes) -> tuple[str, str]:
-    """The text and the encoding that writes it back to the same bytes (BOM kept or not)."""
-    for enc in ("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8", "cp1252", "latin-1"):
-        try:
-            return raw.decode(enc), enc
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1"), "latin-1"  # pragma: no cover - latin-1 decodes every byte
-
-
-def _dialect(text: str) -> tuple[str, str]:
-    """(separator, decimal mark) as :func:`data.read_csv_any` reads them."""
-    head = "\n".join(text.splitlines()[:20])
-    try:
-        sep = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
-    except csv.Error:
-        sep = ","
-    decimal = "," if sep == ";" and _DECIMAL_COMMA_RE.search(head) else "."
-    return sep, decimal
-
-
-def field_spans(text: str, sep: str) -> list[list[tuple[int, int]]]:
-    """Character spans ``[start, end)`` of every cell of every record (RFC 4180 quoting; blank
-    lines are records of one empty cell)."""
-    records: list[list[tuple[int, int]]] = []
-    n = len(text)
-    i = 0
-    fields: list[tuple[int, int]] = []
-    while i < n:
-        start = i
-        if text[i] == '"':
-            i += 1
-            while i < n:
-                if text[i] == '"':
-                    if i + 1 < n and text[i + 1] == '"':
-                        i += 2
-                        continue
-                    i += 1
-                    break
-                i += 1
-        while i < n and text[i] not in (sep, "\n", "\r"):
-            i += 1
-        fields.append((start, i))
-        if i < n and text[i] == sep:
-            i += 1
-            if i == n:
-                fields.append((n, n))
-            continue
-        records.append(fields)
-        fields = []
-        if i < n - 1 and text[i] == "\r" and text[i + 1] == "\n":
-            i += 2
-        elif i < n:
-            i += 1
-    return records
 
 
 def plain_value(value: object) -> str:
@@ -120,12 +61,11 @@ def format_value(value: object, sep: str, decimal: str) -> str:
 
 def fill_text(text: str, panel: Panel, wave: str, done: CompletedSet) -> str:
     """The wave file's text with the missing cells of ``done`` filled and absent rows appended."""
-    sep, decimal = _dialect(text)
-    records = field_spans(text, sep)
+    sep, decimal = dialect(text)
     header = next(csv.reader(io.StringIO(text), delimiter=sep))
     names = [h.strip() for h in header]
     col = {name: j for j, name in enumerate(names)}
-    rows = [r for r in records[1:] if not (len(r) == 1 and r[0][0] == r[0][1])]
+    rows = data_rows(text, sep)
     pw = panel.waves[wave]
     if len(rows) != len(pw.frame):
         raise ValueError(
@@ -161,7 +101,7 @@ def fill_text(text: str, panel: Panel, wave: str, done: CompletedSet) -> str:
         lines = []
         for rid, cluster in drawn.items():
             line = [""] * len(names)
-            line[col[panel.id_column]] = format_value(rid, sep, decimal)
+            line[col[panel.id_column]] = format_value(panel.id_text(rid), sep, decimal)
             for var in pw.variables:
                 if rid in absent.index and var in absent.columns:
                     line[col[var]] = format_value(absent.at[rid, var], sep, decimal)
@@ -182,7 +122,7 @@ def cells_table(panel: Panel, wave: str, sets: list[CompletedSet]) -> str:
         cells = done.cells[done.cells["wave"] == wave]
         part = pd.DataFrame(
             {
-                panel.id_column: cells["respondent_id"].to_numpy(),
+                panel.id_column: [panel.id_text(r) for r in cells["respondent_id"]],
                 "variable": cells["variable"].to_numpy(),
                 "imputation": done.k,
                 "value": [plain_value(v) for v in cells["value"]],
@@ -195,7 +135,7 @@ def cells_table(panel: Panel, wave: str, sets: list[CompletedSet]) -> str:
                     part,
                     pd.DataFrame(
                         {
-                            panel.id_column: drawn.index.to_numpy(),
+                            panel.id_column: [panel.id_text(r) for r in drawn.index],
                             "variable": panel.cluster_column,
                             "imputation": done.k,
                             "value": [str(int(c)) for c in drawn.to_numpy()],
@@ -221,7 +161,7 @@ def write_imputed(
     for w, pw in panel.waves.items():
         source = pw.source or ws.original_data(w)
         try:
-            text, encoding = _decode(Path(source).read_bytes())
+            text, encoding = decode(Path(source).read_bytes())
         except OSError as err:
             from panelsynth.errors import DataError
 
