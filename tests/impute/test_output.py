@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 
 from panelsynth.impute.baselines import HotDeck
-from panelsynth.impute.csvtext import dialect, field_spans
+from panelsynth.impute.csvtext import _spans_general, _spans_unquoted, dialect, field_spans
 from panelsynth.impute.gaps import find_gaps, load_panel
 from panelsynth.impute.output import (
     imputed_cells_csv,
@@ -123,3 +123,9 @@ def test_ids_are_written_as_the_files_write_them(demo_copy) -> None:
     assert appended["respondent_id"].str.startswith("00").all()
     listed = pd.read_csv(imputed_cells_csv(demo_copy, "z", "2"), dtype=str)
     assert listed["respondent_id"].str.startswith("00").all()
+
+
+def test_the_fast_path_for_unquoted_text_gives_the_same_spans() -> None:
+    for text in ("a,b,c\n1,2,\n\n,3,4", "a,b\r\n1,2\r\n", "x,\n,y\r", "a,b\n1,", "\n\n"):
+        assert _spans_unquoted(text, ",") == _spans_general(text, ","), repr(text)
+    assert field_spans('a,b\n"1",', ",") == [[(0, 1), (2, 3)], [(4, 7), (8, 8)]]

@@ -38,6 +38,13 @@ def dialect(text: str) -> tuple[str, str]:
 def field_spans(text: str, sep: str) -> list[list[tuple[int, int]]]:
     """Character spans ``[start, end)`` of every cell of every record (RFC 4180 quoting; blank
     lines are records of one empty cell)."""
+    if '"' not in text:
+        return _spans_unquoted(text, sep)
+    return _spans_general(text, sep)
+
+
+def _spans_general(text: str, sep: str) -> list[list[tuple[int, int]]]:
+    """:func:`field_spans` character by character (quoted cells may hold separators)."""
     records: list[list[tuple[int, int]]] = []
     n = len(text)
     i = 0
@@ -68,6 +75,28 @@ def field_spans(text: str, sep: str) -> list[list[tuple[int, int]]]:
             i += 2
         elif i < n:
             i += 1
+    if fields:  # the last line ends with a separator and no line break
+        records.append(fields)
+    return records
+
+
+_LINE_RE = re.compile(r"[^\r\n]*")
+
+
+def _spans_unquoted(text: str, sep: str) -> list[list[tuple[int, int]]]:
+    """:func:`field_spans` of a text without quotes, by splitting lines (much faster)."""
+    records: list[list[tuple[int, int]]] = []
+    n = len(text)
+    pos = 0
+    while pos < n:
+        end = _LINE_RE.match(text, pos).end()  # type: ignore[union-attr]
+        fields = []
+        start = pos
+        for cell in text[pos:end].split(sep):
+            fields.append((start, start + len(cell)))
+            start += len(cell) + 1
+        records.append(fields)
+        pos = end + (2 if text.startswith("\r\n", end) else 1)
     return records
 
 
