@@ -8,6 +8,7 @@ import pytest
 from imputehelpers import hand_panel
 
 from panelsynth.impute.baselines import (
+    BASELINES,
     ChainedEquations,
     HotDeck,
     LastObservationCarriedForward,
@@ -118,3 +119,13 @@ def test_pmm_imputes_observed_answers_of_the_wave() -> None:
     assert 2.0 not in set(a1)
     with pytest.raises(ValueError, match="matching"):
         ChainedEquations(matching="nearest")
+
+
+def test_the_registry_builds_every_baseline() -> None:
+    names = {key: factory().name for key, factory in BASELINES.items()}
+    assert names == {
+        "hot-deck": "hot-deck",
+        "locf": "LOCF",
+        "mice": "chained equations",
+        "mice-pmm": "chained equations (PMM)",
+    }

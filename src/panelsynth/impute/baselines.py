@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import numpy as np
@@ -282,8 +283,14 @@ def _pmm(
     return observed[seen].to_numpy(dtype=object)[pick]
 
 
-BASELINES: dict[str, type] = {
+def _pmm_imputer() -> ChainedEquations:
+    return ChainedEquations(matching="pmm")
+
+
+#: Method name (as a future ``--method`` would take it) -> imputer factory.
+BASELINES: dict[str, Callable[[], Imputer]] = {
     "hot-deck": HotDeck,
     "locf": LastObservationCarriedForward,
     "mice": ChainedEquations,
+    "mice-pmm": _pmm_imputer,
 }
