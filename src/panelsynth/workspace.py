@@ -182,6 +182,10 @@ class Workspace:
     def output_csv(self, model_dir: str, wave: str) -> Path:
         return self.output_dir(model_dir) / f"gen_data_wave{check_wave_id(wave)}.csv"
 
+    def imputed_dir(self, model_dir: str) -> Path:
+        """``Imputed data/<model_dir>``: completed waves and imputed cells (issue 15)."""
+        return self.root / "Imputed data" / check_model_dir(model_dir)
+
     def manifest(self, model_dir: str, wave: str) -> Path:
         return self.output_dir(model_dir) / f"wave{check_wave_id(wave)}_manifest.json"
 
