@@ -156,9 +156,12 @@ def _record_line(record: dict[str, Any]) -> str:
 
 
 def _is_record(obj: Any) -> bool:
-    """Whether a checkpoint line is a call record: a batch number, then rows or a failure."""
+    """Whether a checkpoint line is a call record: a batch number, then rows or a failure; or a
+    provider batch job (``{"batch_job": {...}}``, see ``llm.batch.job``), kept for its resume."""
     if not isinstance(obj, dict):
         return False
+    if "batch_job" in obj:
+        return isinstance(obj["batch_job"], dict) and len(obj) == 1
     batch = obj.get("batch")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
         return False
