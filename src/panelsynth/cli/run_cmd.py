@@ -134,6 +134,10 @@ def run(
     anchors: Annotated[str | None, typer.Option(
         "--anchors", help="Calibrated mode: comma-separated variables fixed in every profile "
         "(default: the demographics in the wave, e.g. age,sex).")] = None,
+    holdout: Annotated[float | None, typer.Option(
+        "--holdout", min=0.0, max=0.95, help="Hold this share of respondents (by study.id_column, "
+        "the same people in every wave) out of steps 1-3; `panelsynth evaluate` then scores the "
+        "run against them, e.g. 0.3.")] = None,
 ) -> None:
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
@@ -170,6 +174,7 @@ def run(
         examples=examples, drop_copies=drop_copies, max_cost_usd=max_cost,
         calibrate=calibrate, oversample=oversample,
         anchors=None if anchors is None else [a.strip() for a in anchors.split(",") if a.strip()],
+        holdout=holdout,
     )
     if dry_run:
         from panelsynth.plan import format_plans, plan_wave, planning_client
