@@ -275,6 +275,31 @@ def _sampling_note(sampling: dict[str, Any]) -> str:
     )
 
 
+def _table_size_note(docs: list[dict[str, Any]]) -> str:
+    """Where model dirs of one wave differ in size, whose size the tables' references match."""
+    by_wave: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_wave.setdefault(d["wave"], []).append(d)
+    notes = []
+    for wave, group in by_wave.items():
+        sizes = {d["model_dir"]: (d.get("rows") or {}).get("synthetic") for d in group}
+        if len(set(sizes.values())) > 1:
+            first = sorted(sizes)[0]
+            others = ", ".join(f"{html.escape(m)} {n}" for m, n in sorted(sizes.items())[1:])
+            notes.append(
+                f"wave {html.escape(wave)}: size-matched to {html.escape(first)} "
+                f"({sizes[first]} rows; {others})"
+            )
+    if not notes:
+        return ""
+    return (
+        "<p class='muted'>The reference columns of these tables are size-matched to one model "
+        "dir per wave; each model dir's own size-matched references are in its section below: "
+        + "; ".join(notes)
+        + ".</p>"
+    )
+
+
 def _reference_note(doc: dict[str, Any]) -> str:
     """What the figures are scored against, and at what size the floor and baselines are."""
     sm = (doc.get("rows") or {}).get("size_matched") or {}
@@ -475,6 +500,7 @@ def write_report(ws: Workspace) -> Path:
         if path.exists():
             df = pd.read_csv(path, dtype={"wave": str}).set_index("wave")
             parts.append(_table_html(df, TABLE_TITLES.get(name, name)))
+    parts.append(_table_size_note(docs))
     trend_nan = [d for d in docs if d["summary"].get("density_trend", {}).get("synthetic") is None]
     if trend_nan:
         parts.append(
