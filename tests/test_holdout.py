@@ -188,3 +188,15 @@ def test_no_row_of_a_training_respondent_is_scored_as_held_out(
     assert not set(held.training["respondent_id"]) & set(held.held_out["respondent_id"])
     assert len(held.training) + len(held.held_out) == len(raw)
     assert np.isin(held.held_out.index, raw.index).all()
+
+
+def test_holdout_0_on_the_command_line_turns_the_configs_holdout_off(tiny_workspace: Path) -> None:
+    from panelsynth.config import load_config
+    from panelsynth.pipeline import with_run_holdout
+
+    config = load_config(None)
+    config.generation.holdout = 0.3
+    assert with_run_holdout(config, RunOptions(holdout=0), 42).generation.holdout == 0.0
+    on = with_run_holdout(config, RunOptions(), 7)
+    assert on.generation.holdout == 0.3 and on.generation.seed == 7
+    assert config.generation.seed == 42  # the caller's config is not changed

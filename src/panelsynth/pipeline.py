@@ -178,7 +178,7 @@ def with_run_holdout(config: PanelsynthConfig, opts: RunOptions, seed: int) -> P
     """The config with ``--holdout`` applied and the split seeded by the run's seed."""
     g = config.generation
     share = check_share(g.holdout if opts.holdout is None else opts.holdout)
-    if not share or (share == g.holdout and seed == g.seed):
+    if share == g.holdout and (not share or seed == g.seed):
         return config
     gen = g.model_copy(update={"holdout": share, "seed": seed})
     return config.model_copy(update={"generation": gen})
@@ -316,6 +316,8 @@ def run_wave(
             header["holdout"] = split.spec.to_json()
         header["fingerprint"] = fingerprint(header, prompt.prefix, row_model.model_json_schema())
         gen_settings = calib.pool_settings if calib else settings
+        if split is not None:  # recorded before any step-3 call, so an unfinished run has it too
+            write_ids_file(ws.holdout_ids(), split, model_dir)
         _emit(progress, {"stage": "step3", "wanted": gen_settings.wanted})
         manifest_path = ws.manifest(model_dir, wd.wave)
         base = {
@@ -384,8 +386,6 @@ def run_wave(
             raise
         if calib:
             gen, base["calibration"] = calib.apply(gen, prompt, examples=s1.examples)
-        if split is not None:
-            write_ids_file(ws.holdout_ids(), split, model_dir)
         write_csv_atomic(gen.rows, out_csv)
         data = _write_manifest(
             manifest_path, {**base, "status": "complete", "output": ws.rel(out_csv)}, s1, s2, gen,
