@@ -56,3 +56,13 @@ def test_a_smaller_synthetic_set_has_a_noisier_floor(evaluated: Path) -> None:
     small = json.loads(ws.eval_metrics_json("small", "2").read_text())["floor_spread"]
     large = json.loads(ws.eval_metrics_json("large", "2").read_text())["floor_spread"]
     assert small["density_shape"]["mean"] < large["density_shape"]["mean"]
+
+
+def test_model_by_wave_tables_show_the_floors_range(evaluated: Path) -> None:
+    doc = json.loads(Workspace(evaluated).eval_metrics_json("large", "2").read_text())
+    sp = doc["floor_spread"]["c2st_gb"]
+    report = Workspace(evaluated).report_html().read_text()
+    assert (
+        f"_real_holdout over {FLOOR_REPEATS} seeded splits: wave 2 {sp['min']:.2f}–{sp['max']:.2f}"
+        in report
+    )

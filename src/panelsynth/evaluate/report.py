@@ -275,6 +275,25 @@ def _sampling_note(sampling: dict[str, Any]) -> str:
     )
 
 
+def _table_spread_note(docs: list[dict[str, Any]], key: str) -> str:
+    """The floor's range over its seeded splits, per wave, under a model x wave table."""
+    seen: dict[str, str] = {}
+    for d in sorted(docs, key=lambda d: d["model_dir"]):  # the tables' reference model dir
+        sp = (d.get("floor_spread") or {}).get(key)
+        if d["wave"] not in seen and sp and len(sp.get("values", [])) > 1:
+            seen[d["wave"]] = (
+                f"wave {html.escape(d['wave'])} {sp['min']:.2f}–{sp['max']:.2f} (sd {sp['sd']:.3f})"
+            )
+    if not seen:
+        return ""
+    reps = len(next(iter(docs[0].get("floor_spread", {}).values()), {}).get("values", []))
+    return (
+        f"<p class='muted'>_real_holdout over {reps} seeded splits: "
+        + "; ".join(seen[w] for w in sorted(seen, key=wave_sort_key))
+        + "</p>"
+    )
+
+
 def _table_size_note(docs: list[dict[str, Any]]) -> str:
     """Where model dirs of one wave differ in size, whose size the tables' references match."""
     by_wave: dict[str, list[dict[str, Any]]] = {}
@@ -500,6 +519,7 @@ def write_report(ws: Workspace) -> Path:
         if path.exists():
             df = pd.read_csv(path, dtype={"wave": str}).set_index("wave")
             parts.append(_table_html(df, TABLE_TITLES.get(name, name)))
+            parts.append(_table_spread_note(docs, name))
     parts.append(_table_size_note(docs))
     trend_nan = [d for d in docs if d["summary"].get("density_trend", {}).get("synthetic") is None]
     if trend_nan:
