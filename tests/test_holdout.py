@@ -200,3 +200,20 @@ def test_holdout_0_on_the_command_line_turns_the_configs_holdout_off(tiny_worksp
     on = with_run_holdout(config, RunOptions(), 7)
     assert on.generation.holdout == 0.3 and on.generation.seed == 7
     assert config.generation.seed == 42  # the caller's config is not changed
+
+
+def test_capped_training_and_held_out_rows_are_recorded(
+    held_out_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import panelsynth.evaluate.suite as suite
+
+    monkeypatch.setattr(suite, "REFERENCE_MAX_ROWS", 40)
+    root = held_out_run["root"]
+    evaluate_workspace(root, model_dirs=["fake"], waves=["3"], seed=7)
+    ws = Workspace(root)
+    doc = json.loads(ws.eval_metrics_json("fake", "3").read_text())
+    s = doc["rows"]["reference_sampling"]
+    assert s["sampled"] and s["training_rows_used"] == 40 and s["rows_used_per_half"] == 40
+    assert s["training_rows"] == doc["rows"]["training"]
+    assert s["rows_per_half"] == doc["rows"]["held_out"]
+    assert f"40 of the {s['training_rows']:,} training respondents" in ws.report_html().read_text()

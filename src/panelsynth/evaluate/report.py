@@ -266,6 +266,15 @@ def _sampling_note(sampling: dict[str, Any]) -> str:
     """Says when the real-half reference and the baselines used a sample of each half."""
     if not sampling.get("sampled"):
         return ""
+    if "training_rows" in sampling:  # a --holdout run
+        return (
+            "<p class='muted'>The floor and the baselines use a random sample of "
+            f"{sampling['training_rows_used']:,} of the {sampling['training_rows']:,} training "
+            f"respondents and of {sampling['rows_used_per_half']:,} of the "
+            f"{sampling['rows_per_half']:,} held-out respondents (cap: "
+            f"{sampling['cap_per_half']:,}); the LLM output is scored against every held-out "
+            "respondent.</p>"
+        )
     return (
         "<p class='muted'>The real-vs-real reference and the baselines use a random sample of "
         f"{sampling['rows_used_per_half']:,} of the {sampling['rows_per_half']:,} rows of each "

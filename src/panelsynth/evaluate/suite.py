@@ -166,6 +166,8 @@ class Reference:
     floor_spread: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: "halves" (a split of the wave) or "held_out" (training vs held-out respondents).
     split: str = "halves"
+    #: Rows of the whole first half (the training respondents of a held-out run) before the cap.
+    fit_rows: int = 0
 
     @property
     def size_matched(self) -> dict[str, Any]:
@@ -181,6 +183,16 @@ class Reference:
     @property
     def sampling(self) -> dict[str, Any]:
         """How many real rows the references used (recorded in every metrics JSON)."""
+        if self.split == "held_out":  # "half" B is the held-out respondents, A the training ones
+            used = len(self.half_b)
+            return {
+                "rows_per_half": self.half_rows,
+                "rows_used_per_half": used,
+                "cap_per_half": REFERENCE_MAX_ROWS,
+                "sampled": used < self.half_rows or len(self.half_a) < self.fit_rows,
+                "training_rows": self.fit_rows,
+                "training_rows_used": len(self.half_a),
+            }
         used = len(self.half_a)
         return {
             "rows_per_half": self.half_rows,
@@ -297,7 +309,7 @@ def build_reference(
     )
     ref = Reference(
         columns, a, b, baselines, holdout_dcr, cards, target, len(full_b),
-        size=size, split="held_out" if split is not None else "halves",
+        size=size, split="held_out" if split is not None else "halves", fit_rows=len(full_a),
     )
     ref.floor_spread = floor_spread(
         cards[HOLDOUT], real, columns, wave=wave, seed=seed, target=target, size=n,
