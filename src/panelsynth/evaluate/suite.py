@@ -97,9 +97,9 @@ PROTOCOL: dict[str, Any] = {
     "size_matching": "The real-half floor and the baselines are scored at the synthetic set's "
     "size: the floor is a random sample of that many rows of half A (all of A when it is "
     "smaller), each baseline draws that many rows (see rows.size_matched). The floor is scored "
-    "on several seeded splits (floor_spread: min, max, sd) for Column Shapes, Pair Trends over "
-    "every pair, the gradient-boosting C2ST, cluster shares and transitions, NA shares and "
-    "collapsed items; its summary figures are the first split's.",
+    "on several seeded splits (floor_spread: min, max, sd) for Column Shapes, the "
+    "gradient-boosting C2ST, cluster shares and transitions and NA shares; its summary figures "
+    "are the first split's.",
     "held_out": "Runs made with --holdout are scored against the held-out respondents H (never "
     "seen by steps 1-3) instead of the wave: fidelity and TSTR against H; the baselines are "
     "fitted on the training respondents T the run saw; the floor is a sample of T scored "
@@ -428,9 +428,10 @@ def score_candidate(
 ) -> Scorecard:
     """Run every metric on one candidate (see the module docstring for the roles of the frames).
 
-    ``light``: the floor's repeats — the cheap fidelity figures only (panelsynth's Column Shapes,
-    Pair Trends over every pair, the gradient-boosting C2ST, cluster shares and transitions, NA
-    shares, variance collapse); no sdmetrics report, logistic C2ST, TSTR, copies or distances.
+    ``light``: the floor's repeats — a few cheap figures only (panelsynth's Column Shapes, the
+    gradient-boosting C2ST, cluster shares and transitions, NA shares), so that evaluating at
+    scale stays fast; no sdmetrics report, pair statistics, logistic C2ST, TSTR, copies or
+    distances.
     """
     card = Scorecard(name, rows=len(candidate))
     m = card.metrics
@@ -481,12 +482,10 @@ def _light_scores(
 ) -> Scorecard:
     m = card.metrics
     m["column_shapes"] = safe_compute(ColumnShapes(columns), real, candidate)
-    m["pair_trends_unthresholded"] = safe_compute(PairTrends(columns), real, candidate)
     m["c2st_gradient_boosting"] = safe_compute(GradientBoostingC2ST(columns, seed), real, candidate)
     m["cluster_shares"] = safe_compute(ClusterShares(columns), real, candidate)
     m["transition_similarity"] = safe_compute(TransitionSimilarity(columns), real, candidate)
     m["na_share_similarity"] = safe_compute(NAShareSimilarity(columns), real, candidate)
-    m["variance_collapse"] = safe_compute(VarianceCollapse(columns), real, candidate)
     return card
 
 
@@ -570,12 +569,10 @@ SUMMARY_METRICS: tuple[tuple[str, str, bool], ...] = (
 FLOOR_SPREAD_KEYS: frozenset[str] = frozenset(
     {
         "density_shape",
-        "density_trend_unthresholded",
         "c2st_gb",
         "cluster_shares",
         "transition_similarity",
         "na_share_similarity",
-        "collapsed_item_share",
     }
 )
 
