@@ -191,6 +191,14 @@ class GenerationConfig(_Section):
         description="Calibrated mode: variables fixed by the host in every profile (default: the "
         "[prepare] demographics present in the wave, e.g. age (as a band) and sex).",
     )
+    holdout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of respondents held out of steps 1-3 for the evaluation (0: none). "
+        "Split by study.id_column with a seeded hash (the generation seed), so a person held "
+        "out of one wave is held out of every wave.",
+    )
 
 
 class ModelConfig(_Section):

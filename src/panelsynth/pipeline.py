@@ -42,6 +42,14 @@ from panelsynth.generate import (
     row_keys,
     write_csv_atomic,
 )
+from panelsynth.holdout import (
+    HoldoutSplit,
+    check_share,
+    hold_out_respondents,
+    spec_from_config,
+    wave_split,
+    write_ids_file,
+)
 from panelsynth.llm.base import LLMCallError, LLMClient, Usage
 from panelsynth.llm.budget import BudgetedClient
 from panelsynth.llm.keys import scrub, scrub_data
@@ -95,6 +103,7 @@ class RunOptions:
     trust_workspace_models: bool = False
     #: Output formats besides the CSV (always written): ``sav``, ``dta``, ``parquet``.
     formats: list[str] | None = None
+    holdout: float | None = None
 
 
 @dataclass
@@ -150,6 +159,7 @@ def load_wave_for_run(
         prev_cluster_column=s.prev_cluster_column,
         k=config.clustering.k,
     )
+    hold_out_respondents(ws, wd, config)  # --holdout: held-out ids never reach steps 1-3
     if mode == "dense" and complete_cases:
         before = len(wd.frame)
         # the prompt states the clusters' shares among all respondents, not the complete cases'
@@ -172,6 +182,25 @@ def load_wave_for_run(
                 f"use --mode full or choose variables with fewer missing answers"
             )
     return wd
+
+
+def with_run_holdout(config: PanelsynthConfig, opts: RunOptions, seed: int) -> PanelsynthConfig:
+    """The config with ``--holdout`` applied and the split seeded by the run's seed."""
+    g = config.generation
+    share = check_share(g.holdout if opts.holdout is None else opts.holdout)
+    if share == g.holdout and (not share or seed == g.seed):
+        return config
+    gen = g.model_copy(update={"holdout": share, "seed": seed})
+    return config.model_copy(update={"generation": gen})
+
+
+def run_holdout_split(ws: Workspace, wave: str, config: PanelsynthConfig) -> HoldoutSplit | None:
+    """The wave's held-out respondents under the run's settings (``None`` without --holdout)."""
+    spec = spec_from_config(config)
+    if spec is None:
+        return None
+    path = ws.original_data(wave)
+    return wave_split(path, wave, spec, ws.rel(path))
 
 
 def with_budget(
@@ -224,6 +253,7 @@ def run_wave(
     finish_interrupted_prepare(ws)  # never read a half-switched set of prepare's outputs
     config = config or load_config(ws.config_path)
     mode, n_examples, settings = resolve_settings(config, opts, client)
+    config = with_run_holdout(config, opts, settings.seed)
     g = config.generation
     examples_source = opts.examples or g.examples
     if examples_source not in ("real", "synthetic"):
@@ -315,8 +345,13 @@ def run_wave(
             header["calibrate"] = {**calib.settings(), "profiles": calib.profiles_fingerprint()}
         if getattr(client, "endpoint_host", None):  # where the rows go (--base-url)
             header["endpoint"] = client.endpoint_host
+        split = run_holdout_split(ws, wd.wave, config)
+        if split is not None:
+            header["holdout"] = split.spec.to_json()
         header["fingerprint"] = fingerprint(header, prompt.prefix, row_model.model_json_schema())
         gen_settings = calib.pool_settings if calib else settings
+        if split is not None:  # recorded before any step-3 call, so an unfinished run has it too
+            write_ids_file(ws.holdout_ids(), split, model_dir)
         _emit(progress, {"stage": "step3", "wanted": gen_settings.wanted})
         base = {
             "wave": wd.wave,
@@ -356,6 +391,11 @@ def run_wave(
                 "third_party": not stays_on_this_machine(client),
             },
             "calibration": calib.settings() if calib else {"enabled": False},
+            "holdout": (
+                {**split.summary(), "ids_file": ws.rel(ws.holdout_ids())}
+                if split is not None
+                else {"enabled": False}
+            ),
         }
         try:
             gen = generate_rows(

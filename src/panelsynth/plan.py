@@ -47,6 +47,7 @@ from panelsynth.pipeline import (
     load_wave_for_run,
     resolve_settings,
     step3_prompt,
+    with_run_holdout,
 )
 from panelsynth.pydantic_models.rows import row_model_for_wave, trusted_models_dir, wave_row_specs
 from panelsynth.workspace import Workspace
@@ -366,6 +367,7 @@ def plan_wave(
         raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
     config = config or load_config(ws.config_path)
     mode, n_examples, settings = resolve_settings(config, opts, client)
+    config = with_run_holdout(config, opts, settings.seed)
     g = config.generation
     examples_source = getattr(opts, "examples", None) or getattr(g, "examples", "real")
     wd = load_wave_for_run(ws, wave, config, mode)

@@ -224,6 +224,10 @@ class Workspace:
     def eval_metrics_json(self, model_dir: str, wave: str) -> Path:
         return self.eval_dir(model_dir) / f"wave{check_wave_id(wave)}_metrics.json"
 
+    def holdout_ids(self) -> Path:
+        """Respondents held out of steps 1-3 by ``panelsynth run --holdout`` (per wave and run)."""
+        return self.root / EVALUATION / "holdout_ids.csv"
+
     def report_html(self) -> Path:
         return self.root / EVALUATION / "report.html"
 

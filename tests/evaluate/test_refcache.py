@@ -69,8 +69,9 @@ def test_large_waves_use_capped_halves_and_record_it(
         "cap_per_half": 100,
         "sampled": True,
     }
-    assert doc["candidates"]["_real_holdout"]["rows"] == 100
-    assert doc["candidates"]["_baseline_cart"]["rows"] == 100
+    # size-matched to the 80 synthetic rows (issue 12 item 10; was the capped half's 100 rows)
+    assert doc["candidates"]["_real_holdout"]["rows"] == 80
+    assert doc["candidates"]["_baseline_cart"]["rows"] == 80
     # the LLM output is still compared with every real row
     synth = doc["candidates"]["synthetic"]
     assert synth["new_row_share"]["reference_rows"] == 500

@@ -64,8 +64,8 @@ def evaluate(
         c2 = o.summary.get("c2st_gb", {})
         echo(
             f"{o.model_dir} wave {o.wave}: shapes {_f(shape.get('synthetic'))} "
-            f"(real half {_f(shape.get('_real_holdout'))}), gradient-boosting C2ST "
-            f"{_f(c2.get('synthetic'))} (real half {_f(c2.get('_real_holdout'))})"
+            f"({o.floor_label} {_f(shape.get('_real_holdout'))}), gradient-boosting C2ST "
+            f"{_f(c2.get('synthetic'))} ({o.floor_label} {_f(c2.get('_real_holdout'))})"
         )
     results_dir = next(iter(summary.tables.values())).parent
     echo(f"Tables: {results_dir}")

@@ -241,6 +241,10 @@ def run(
         "--trust-workspace-models", help="Import the workspace's pydantic_models/*.py (Python "
         "code: it runs with your rights) to use its row models. Without it the built row models "
         "are used.")] = False,
+    holdout: Annotated[float | None, typer.Option(
+        "--holdout", min=0.0, max=0.95, help="Hold this share of respondents (by study.id_column, "
+        "the same people in every wave) out of steps 1-3; `panelsynth evaluate` then scores the "
+        "run against them, e.g. 0.3.")] = None,
 ) -> None:
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
@@ -285,6 +289,7 @@ def run(
         accept_headerless_checkpoint=accept_headerless_checkpoint,
         trust_workspace_models=trust_workspace_models,
         formats=parse_formats(formats),
+        holdout=holdout,
     )
     if dry_run:
         from panelsynth.api import dry_run as plan_one

@@ -41,10 +41,12 @@ def plot_wave(
     *,
     title: str,
     shapes: dict[str, float] | None = None,
+    footer: bytes | None = None,
 ) -> Path:
     """Write one PNG with a panel per column: shares of each code (or bin), NA as its own bar.
 
     Bars are shares of *all* rows, so a variable's bars including NA sum to 1 on each side.
+    ``footer`` (a PNG, e.g. :func:`collapse_chart`) is drawn below the panels.
     """
     from PIL import Image, ImageDraw
 
@@ -62,6 +64,8 @@ def plot_wave(
         shape = (shapes or {}).get(col.name)
         sub = f" — shape {shape:.2f}" if shape is not None and shape == shape else ""
         _panel(img, draw, origin, f"{col.name} ({col.var_type or col.role}){sub}", *shares)
+    if footer:
+        img = _stack(img, Image.open(io.BytesIO(footer)).convert("RGB"))
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)
     atomic_write_bytes(path, buf.getvalue())
@@ -166,3 +170,54 @@ def _font(size: int) -> Any:
         )
     except Exception:  # noqa: BLE001 - any font is better than no plot
         return ImageFont.load_default(size)
+
+
+def _stack(top: Any, bottom: Any) -> Any:
+    """``bottom`` pasted under ``top`` on a white canvas."""
+    from PIL import Image
+
+    out = Image.new("RGB", (max(top.width, bottom.width), top.height + bottom.height), "white")
+    out.paste(top, (0, 0))
+    out.paste(bottom, (0, top.height))
+    return out
+
+
+def collapse_chart(details: list[dict[str, Any]], *, title: str) -> bytes:
+    """A small PNG: per item, the real and synthetic answer entropy (all clusters together).
+
+    Items whose synthetic entropy is below half the real one (collapsed) are named in red; the
+    dashed tick on each real bar marks half the real entropy.
+    """
+    from PIL import Image, ImageDraw
+
+    rows = [d for d in details if d.get("cluster") == "all"]
+    bar_h, gap, left, top = 9, 7, 150, 40
+    width = 520
+    height = top + max(len(rows), 1) * (2 * bar_h + gap) + 14
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((8, 6), _fit(title, 80), fill=TEXT_COLOUR, font=_font(12))
+    draw.text(
+        (8, 22), "answer entropy (bits); red: collapsed (synthetic < half the real)",
+        fill="#666666", font=_font(10),
+    )
+    _legend(draw, width)
+    emax = max(
+        [float(d.get(k) or 0.0) for d in rows for k in ("entropy_real", "entropy_candidate")]
+        + [0.1]
+    )
+    scale = (width - left - 16) / emax
+    for i, d in enumerate(rows):
+        y = top + i * (2 * bar_h + gap)
+        colour = "#C0392B" if d.get("collapsed") else TEXT_COLOUR
+        draw.text((left - 6, y + bar_h), _fit(str(d["column"]), 24), fill=colour,
+                  font=_font(10), anchor="rm")
+        real = float(d.get("entropy_real") or 0.0)
+        syn = float(d.get("entropy_candidate") or 0.0)
+        draw.rectangle([left, y, left + real * scale, y + bar_h - 1], fill=REAL_COLOUR)
+        draw.rectangle([left, y + bar_h, left + syn * scale, y + 2 * bar_h - 1], fill=SYNTH_COLOUR)
+        half = left + 0.5 * real * scale
+        draw.line([(half, y - 2), (half, y + 2 * bar_h + 1)], fill="#888888")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()

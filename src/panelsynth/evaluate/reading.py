@@ -39,14 +39,27 @@ def verdict(score: float, floor: float) -> str:
     return "far from the sampling floor"
 
 
-def fidelity_sentence(summary: Summary, key: str, label: str) -> str | None:
+#: How the reading names the floor: a real half, or (``--holdout`` runs) the training respondents.
+FLOOR_LABELS = {
+    False: "a real half",
+    True: "training respondents scored against the held-out respondents",
+}
+
+
+def label_of_floor(held_out: bool) -> str:
+    return FLOOR_LABELS[bool(held_out)]
+
+
+def fidelity_sentence(
+    summary: Summary, key: str, label: str, floor_label: str = FLOOR_LABELS[False]
+) -> str | None:
     s = _v(summary, key, "synthetic")
     h = _v(summary, key, "_real_holdout")
     if math.isnan(s):
         return None
     if math.isnan(h):
         return f"{label} {s:.2f} (no real-vs-real reference)."
-    text = f"{label} {s:.2f} vs {h:.2f} for a real half: {verdict(s, h)}"
+    text = f"{label} {s:.2f} vs {h:.2f} for {floor_label}: {verdict(s, h)}"
     b = _v(summary, key, "_baseline_marginal")
     if not math.isnan(b):
         if s >= b + 0.01:
@@ -58,13 +71,16 @@ def fidelity_sentence(summary: Summary, key: str, label: str) -> str | None:
     return text + "."
 
 
-def read_summary(summary: Summary) -> list[str]:
+def read_summary(summary: Summary, floor_label: str = FLOOR_LABELS[False]) -> list[str]:
     """Sentences a survey researcher can read without knowing the metrics."""
     out: list[str] = []
     for key, label in _FIDELITY:
-        s = fidelity_sentence(summary, key, label)
+        s = fidelity_sentence(summary, key, label, floor_label)
         if s:
             out.append(s)
+    collapse = collapse_sentence(summary)
+    if collapse:
+        out.append(collapse)
     cart = _v(summary, "c2st_gb", "_baseline_cart")
     syn = _v(summary, "c2st_gb", "synthetic")
     if not (math.isnan(cart) or math.isnan(syn)):
@@ -122,6 +138,9 @@ def read_summary(summary: Summary) -> list[str]:
             f"{ex:.0%} of synthetic rows reproduce a few-shot example verbatim"
             + (" — the model is copying its prompt." if ex > 0.1 else ".")
         )
+    mia = membership_sentence(summary)
+    if mia:
+        out.append(mia)
     dr = _v(summary, "dcr_ratio", "synthetic")
     if not math.isnan(dr):
         out.append(
@@ -131,9 +150,55 @@ def read_summary(summary: Summary) -> list[str]:
     return out
 
 
-def headline(summary: Summary) -> str:
+def collapse_sentence(summary: Summary) -> str | None:
+    """Variance collapse: the share of items whose synthetic answers spread less than half as
+    much as the real ones (entropy), against a real sample of the same size."""
+    c = _v(summary, "collapsed_item_share", "synthetic")
+    if math.isnan(c):
+        return None
+    ref = _v(summary, "collapsed_item_share", "_real_holdout")
+    mode_s = _v(summary, "modal_share", "synthetic")
+    mode_r = _v(summary, "modal_share", "_real_holdout")
+    text = f"Variance: {c:.0%} of items collapsed (synthetic answer entropy below half the real)"
+    if not math.isnan(ref):
+        text += f", {ref:.0%} for real respondents"
+    if not (math.isnan(mode_s) or math.isnan(mode_r)):
+        text += f"; the modal answer takes {mode_s:.0%} of answers on average ({mode_r:.0%} real)"
+    if c >= 0.25:
+        text += " — the synthetic respondents answer too uniformly."
+    elif c > 0:
+        text += " — some items are answered too uniformly."
+    else:
+        text += " — no item collapsed."
+    return text
+
+
+def membership_sentence(summary: Summary) -> str | None:
+    """One line on the membership-inference attack against the LLM output and the baselines."""
+    t = _v(summary, "mia_tpr_1pct_fpr", "synthetic")
+    if math.isnan(t):
+        return None
+    auc = _v(summary, "mia_auc", "synthetic")
+    text = (
+        f"Membership inference: at a 1% false-alarm rate, an attacker who knows a person's "
+        f"answers and sees the synthetic rows flags {t:.0%} of the members (chance: 1%; AUC "
+        f"{auc:.2f})"
+    )
+    cart = _v(summary, "mia_tpr_1pct_fpr", "_baseline_cart")
+    if not math.isnan(cart):
+        text += f", the CART baseline {cart:.0%}"
+    if t >= 0.1:
+        text += " — the rows in the prompt leak: identifiable respondents."
+    elif t >= 0.03:
+        text += " — a measurable leak above chance."
+    else:
+        text += " — no better than chance."
+    return text
+
+
+def headline(summary: Summary, floor_label: str = FLOOR_LABELS[False]) -> str:
     """Column Shapes against the floor, plus the fidelity figure furthest below its floor."""
-    first = fidelity_sentence(summary, "density_shape", "Column Shapes")
+    first = fidelity_sentence(summary, "density_shape", "Column Shapes", floor_label)
     out = first or "Column Shapes could not be computed."
     worst: tuple[float, str, str] | None = None
     for key, label in _FIDELITY:
@@ -142,6 +207,9 @@ def headline(summary: Summary) -> str:
             if worst is None or h - s > worst[0]:
                 worst = (h - s, key, label)
     if worst is not None and worst[0] > 0.02:
-        weakest = fidelity_sentence(summary, worst[1], worst[2])
+        weakest = fidelity_sentence(summary, worst[1], worst[2], floor_label)
         out += f" Weakest: {weakest}"
+    collapse = collapse_sentence(summary)
+    if collapse:
+        out += f" {collapse}"
     return out

@@ -53,9 +53,17 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 
 def reference_key(
-    real: pd.DataFrame, columns: EvalColumns, *, wave: str, seed: int, target: str | None
+    real: pd.DataFrame,
+    columns: EvalColumns,
+    *,
+    wave: str,
+    seed: int,
+    target: str | None,
+    size: int | None = None,
+    split: Any = None,
 ) -> str:
-    """Everything a wave's reference depends on, hashed."""
+    """Everything a wave's reference depends on, hashed (the size-matched candidate size and a
+    held-out run's split included)."""
     from panelsynth import __version__
     from panelsynth.evaluate.sdm import sdmetrics_version
 
@@ -69,6 +77,7 @@ def reference_key(
         [(c.name, c.sdtype, c.var_type, c.role) for c in columns],
         PROTOCOL["caps"],
         data_hash(real[columns.names]),
+        *([] if size is None and split is None else [size, split]),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from panelsynth.evaluate._io import atomic_write_text
-from panelsynth.evaluate.reading import headline, verdict
+from panelsynth.evaluate.reading import headline, label_of_floor, verdict
 from panelsynth.workspace import Workspace, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -42,6 +42,10 @@ PCT_KEYS = frozenset(
         "exact_copy_share",
         "exact_copy_share_half",
         "example_copy_share",
+        "collapsed_item_share",
+        "modal_share",
+        "mia_tpr_1pct_fpr",
+        "mia_tpr_10pct_fpr",
     }
 )
 
@@ -115,12 +119,39 @@ def _png(path: Path) -> str:
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
+def _cand_labels(doc: dict[str, Any]) -> dict[str, str]:
+    """Column headings; a ``--holdout`` run is scored against its held-out respondents."""
+    if not _held_out(doc):
+        return CAND_LABELS
+    return {
+        **CAND_LABELS,
+        "synthetic": "LLM synthetic vs held-out respondents",
+        "_real_holdout": "training vs held-out respondents (floor)",
+    }
+
+
+def _held_out(doc: dict[str, Any]) -> bool:
+    return (doc.get("reference") or {}).get("label") == "held-out respondents"
+
+
+def _spread_text(doc: dict[str, Any], key: str) -> str:
+    """The floor's range over its seeded splits, e.g. ``0.91–0.96``."""
+    sp = (doc.get("floor_spread") or {}).get(key)
+    if not sp or len(sp.get("values", [])) < 2:
+        return ""
+    return (
+        f"<br><span class='muted' title='min–max over {len(sp['values'])} seeded splits, "
+        f"sd {sp['sd']:.3f}'>{sp['min']:.2f}–{sp['max']:.2f}</span>"
+    )
+
+
 def _summary_table(doc: dict[str, Any]) -> str:
     summary = doc["summary"]
     labels = doc.get("labels", {})
     hib = doc.get("higher_is_better", {})
+    cand_labels = _cand_labels(doc)
     cands = list(CAND_LABELS)
-    head = "".join(f"<th>{CAND_LABELS[c]}</th>" for c in cands)
+    head = "".join(f"<th>{html.escape(cand_labels[c])}</th>" for c in cands)
     rows = []
     for key, per in summary.items():
         if key.startswith("cluster_"):
@@ -131,7 +162,8 @@ def _summary_table(doc: dict[str, Any]) -> str:
         for c in cands:
             v = per.get(c)
             cls = _cls(v, per.get("_real_holdout"), higher) if c == "synthetic" else ""
-            cells.append(f'<td class="{cls}">{_fmt(v, pct)}</td>')
+            extra = _spread_text(doc, key) if c == "_real_holdout" else ""
+            cells.append(f'<td class="{cls}">{_fmt(v, pct)}{extra}</td>')
         arrow = "↑" if higher else "↓"
         rows.append(
             f'<tr><td class="l">{html.escape(labels.get(key, key))} '
@@ -259,6 +291,15 @@ def _sampling_note(sampling: dict[str, Any]) -> str:
     """Says when the real-half reference and the baselines used a sample of each half."""
     if not sampling.get("sampled"):
         return ""
+    if "training_rows" in sampling:  # a --holdout run
+        return (
+            "<p class='muted'>The floor and the baselines use a random sample of "
+            f"{sampling['training_rows_used']:,} of the {sampling['training_rows']:,} training "
+            f"respondents and of {sampling['rows_used_per_half']:,} of the "
+            f"{sampling['rows_per_half']:,} held-out respondents (cap: "
+            f"{sampling['cap_per_half']:,}); the LLM output is scored against every held-out "
+            "respondent.</p>"
+        )
     return (
         "<p class='muted'>The real-vs-real reference and the baselines use a random sample of "
         f"{sampling['rows_used_per_half']:,} of the {sampling['rows_per_half']:,} rows of each "
@@ -268,16 +309,151 @@ def _sampling_note(sampling: dict[str, Any]) -> str:
     )
 
 
+def _table_spread_note(docs: list[dict[str, Any]], key: str) -> str:
+    """The floor's range over its seeded splits, per wave, under a model x wave table."""
+    seen: dict[str, str] = {}
+    for d in sorted(docs, key=lambda d: d["model_dir"]):  # the tables' reference model dir
+        sp = (d.get("floor_spread") or {}).get(key)
+        if d["wave"] not in seen and sp and len(sp.get("values", [])) > 1:
+            seen[d["wave"]] = (
+                f"wave {html.escape(d['wave'])} {sp['min']:.2f}–{sp['max']:.2f} (sd {sp['sd']:.3f})"
+            )
+    if not seen:
+        return ""
+    reps = len(next(iter(docs[0].get("floor_spread", {}).values()), {}).get("values", []))
+    return (
+        f"<p class='muted'>_real_holdout over {reps} seeded splits: "
+        + "; ".join(seen[w] for w in sorted(seen, key=wave_sort_key))
+        + "</p>"
+    )
+
+
+def _table_size_note(docs: list[dict[str, Any]]) -> str:
+    """Where model dirs of one wave differ in size, whose size the tables' references match."""
+    by_wave: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_wave.setdefault(d["wave"], []).append(d)
+    notes = []
+    for wave, group in by_wave.items():
+        sizes = {d["model_dir"]: (d.get("rows") or {}).get("synthetic") for d in group}
+        if len(set(sizes.values())) > 1:
+            first = sorted(sizes)[0]
+            others = ", ".join(f"{html.escape(m)} {n}" for m, n in sorted(sizes.items())[1:])
+            notes.append(
+                f"wave {html.escape(wave)}: size-matched to {html.escape(first)} "
+                f"({sizes[first]} rows; {others})"
+            )
+    if not notes:
+        return ""
+    return (
+        "<p class='muted'>The reference columns of these tables are size-matched to one model "
+        "dir per wave; each model dir's own size-matched references are in its section below: "
+        + "; ".join(notes)
+        + ".</p>"
+    )
+
+
+def _reference_note(doc: dict[str, Any]) -> str:
+    """What the figures are scored against, and at what size the floor and baselines are."""
+    sm = (doc.get("rows") or {}).get("size_matched") or {}
+    size = ""
+    if sm.get("candidate_rows"):
+        reps = sm.get("floor_repeats") or 1
+        size = (
+            f" The floor ({sm.get('floor_rows')} rows, {reps} seeded splits: its range is shown "
+            f"under each figure) and the baselines ({sm.get('candidate_rows')} rows) are "
+            "size-matched to the synthetic set."
+        )
+    if _held_out(doc):
+        h = (doc.get("reference") or {}).get("holdout", {})
+        return (
+            "<p class='muted'>Reference: <b>held-out respondents</b> — "
+            f"{h.get('share', '?')} of the respondents (by {html.escape(str(h.get('id_column')))}, "
+            f"seed {h.get('seed')}) never reached steps 1-3; the baselines are fitted on the same "
+            f"training respondents the run saw.{size}</p>"
+        )
+    return f"<p class='muted'>Reference: the real wave.{html.escape(size)}</p>" if size else ""
+
+
+def _collapse_section(doc: dict[str, Any]) -> str:
+    """Variance collapse: the collapsed share per candidate and cluster (the chart per item is
+    drawn under the distributions, in the same PNG)."""
+    cands = doc.get("candidates", {})
+    vc = (cands.get("synthetic") or {}).get("variance_collapse") or {}
+    details = vc.get("details") or []
+    if not details:
+        return ""
+    labels = _cand_labels(doc)
+    rows = []
+    for c in CAND_LABELS:
+        e = (cands.get(c) or {}).get("variance_collapse") or {}
+        share = e.get("collapsed_share")
+        per = e.get("per_cluster_collapsed_share") or {}
+        cl = ", ".join(f"cluster {k}: {_fmt(v, True)}" for k, v in sorted(per.items()))
+        items = ", ".join(e.get("collapsed_items") or []) or "none"
+        rows.append(
+            f"<tr><td class='l'>{html.escape(labels[c])}</td><td>{_fmt(share, True)}</td>"
+            f"<td class='l'>{html.escape(cl)}</td><td class='l'>{html.escape(items)}</td></tr>"
+        )
+    return (
+        "<h4>Variance collapse (answer entropy per item; chart under the distributions)</h4>"
+        "<table><tr><th class='l'>candidate</th><th>collapsed items</th><th class='l'>per "
+        "cluster</th><th class='l'>items</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _privacy_section(doc: dict[str, Any]) -> str:
+    """Membership inference against the LLM output next to the baselines, with a reading."""
+    from panelsynth.evaluate.reading import membership_sentence
+
+    cands = doc.get("candidates", {})
+    labels = _cand_labels(doc)
+    rows = []
+    for c in ("synthetic", "_baseline_marginal", "_baseline_cart"):
+        m = (cands.get(c) or {}).get("membership_inference") or {}
+        if m.get("error"):
+            rows.append(
+                f"<tr><td class='l'>{html.escape(labels[c])}</td><td class='l na' colspan='5'>"
+                f"{html.escape(str(m['error']))}</td></tr>"
+            )
+            continue
+        rows.append(
+            f"<tr><td class='l'>{html.escape(labels[c])}</td>"
+            f"<td class='l'>{html.escape(str(m.get('members_are', '')))} "
+            f"({m.get('members_scored', m.get('members'))})</td>"
+            f"<td class='l'>{html.escape(str(m.get('non_members_are', '')))} "
+            f"({m.get('non_members_scored', m.get('non_members'))})</td>"
+            f"<td>{_fmt(m.get('tpr_at_1pct_fpr'), True)}</td>"
+            f"<td>{_fmt(m.get('tpr_at_10pct_fpr'), True)}</td><td>{_fmt(m.get('auc'))}</td></tr>"
+        )
+    line = membership_sentence(doc.get("summary", {})) or (
+        "Membership inference against the LLM output is not available for this run (see the "
+        "table)."
+    )
+    return (
+        "<h4>Privacy: membership inference (closest synthetic row nearer than a threshold)</h4>"
+        f"<p>{html.escape(line)}</p><table><tr><th class='l'>candidate</th>"
+        "<th class='l'>members</th><th class='l'>non-members</th><th>TPR at 1% FPR ↓</th>"
+        "<th>TPR at 10% FPR ↓</th><th>AUC ↓ (0.5 = chance)</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
 def _pair_section(ws: Workspace, doc: dict[str, Any]) -> str:
     md, wave = doc["model_dir"], doc["wave"]
     rows = doc.get("rows", {})
+    split = (
+        f"training {rows.get('training')} / held-out {rows.get('held_out')}"
+        if _held_out(doc)
+        else f"halves {rows.get('real_half_a')}/{rows.get('real_half_b')}"
+    )
     parts = [
         f"<h3 id='{html.escape(md)}-w{html.escape(wave)}'>{html.escape(md)} — wave "
         f"{html.escape(wave)} <span class='muted'>({html.escape(doc.get('mode', '?'))} mode, "
         f"real n={rows.get('real')}, synthetic n={rows.get('synthetic')}, "
-        f"halves {rows.get('real_half_a')}/{rows.get('real_half_b')})"
+        f"{split})"
         "</span></h3>"
     ]
+    parts.append(_reference_note(doc))
     parts.append(_sampling_note(rows.get("reference_sampling") or {}))
     disagreements = (doc.get("manifest_check") or {}).get("warnings") or []
     if disagreements:
@@ -298,7 +474,12 @@ def _pair_section(ws: Workspace, doc: dict[str, Any]) -> str:
         "<div><h4>Previous → current cluster</h4>" + _transition_table(doc) + "</div></div>"
     )
     parts.append("<h4>Missing answers (NA share per variable)</h4>" + _na_table(doc))
-    parts.append("<h4>Distributions, real vs synthetic (NA as its own bar)</h4>")
+    parts.append(_privacy_section(doc))
+    parts.append(_collapse_section(doc))
+    parts.append(
+        "<h4>Distributions, real vs synthetic (NA as its own bar), and answer entropy per item"
+        "</h4>"
+    )
     parts.append(_png(ws.eval_plot(md, wave)))
     notes = doc.get("notes", [])
     nans = doc.get("nan_explanations", [])
@@ -361,7 +542,7 @@ def write_report(ws: Workspace) -> Path:
     if docs:
         parts.append("<h2>At a glance</h2><ul class='reading'>")
         for d in docs:
-            first = headline(d["summary"])
+            first = headline(d["summary"], label_of_floor(_held_out(d)))
             parts.append(
                 f"<li><a href='#{html.escape(d['model_dir'])}-w{html.escape(d['wave'])}'>"
                 f"{html.escape(d['model_dir'])}, wave {html.escape(d['wave'])}</a>: "
@@ -379,6 +560,8 @@ def write_report(ws: Workspace) -> Path:
         if path.exists():
             df = pd.read_csv(path, dtype={"wave": str}).set_index("wave")
             parts.append(_table_html(df, TABLE_TITLES.get(name, name)))
+            parts.append(_table_spread_note(docs, name))
+    parts.append(_table_size_note(docs))
     trend_nan = [d for d in docs if d["summary"].get("density_trend", {}).get("synthetic") is None]
     if trend_nan:
         parts.append(

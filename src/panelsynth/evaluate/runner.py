@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import json
 import logging
@@ -36,8 +37,10 @@ from panelsynth.evaluate.columns import (
     read_eval_meta,
     resolve_columns,
 )
+from panelsynth.evaluate.encoding import row_keys
+from panelsynth.evaluate.membership import attack
 from panelsynth.evaluate.metrics import MetricResult
-from panelsynth.evaluate.reading import read_summary
+from panelsynth.evaluate.reading import label_of_floor, read_summary
 from panelsynth.evaluate.refcache import load_reference, reference_key, store_reference
 from panelsynth.evaluate.suite import (
     CANDIDATES,
@@ -49,10 +52,12 @@ from panelsynth.evaluate.suite import (
     Scorecard,
     build_reference,
     duplicate_share_sample,
+    membership_result,
     score_candidate,
     summary_values,
     wave_rng,
 )
+from panelsynth.holdout import HoldoutSpec, apply_split, spec_from_manifest, wave_split
 from panelsynth.oslock import OsLock
 from panelsynth.prepare_switch import finish_interrupted_prepare
 from panelsynth.scaffold import remove_old_temporaries, remove_stale_temporaries_of
@@ -105,6 +110,8 @@ class PairOutcome:
     summary: dict[str, dict[str, float | None]] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    #: What the synthetic figures are read against (``--holdout`` runs: held-out respondents).
+    floor_label: str = "real half"
 
 
 @dataclass
@@ -499,20 +506,28 @@ class _Context:
             frames["examples"] = self.read_frame(ex_path, real.metadata)
         h = harmonise(frames, columns)
         target, target_source = self.target(columns, manifest)
-        ref = self.reference(h["real"], columns, wave, target)
+        held = held_out_frames(ws, wave, h["real"], manifest)
+        ref = self.reference(
+            h["real"], columns, wave, target, size=len(h["synthetic"]),
+            split=(held.training, held.held_out) if held else None,
+            split_key=held.key() if held else None,
+        )
         card = score_candidate(
             SYNTHETIC,
             h["synthetic"],
             columns,
-            fidelity_real=h["real"],
+            fidelity_real=held.held_out if held else h["real"],
             copy_ref=h["real"],
             copy_ref_half=ref.half_b,
-            dcr_ref=h["real"],
+            dcr_ref=held.training if held else h["real"],
             utility_test=ref.half_b,
             holdout_dcr=ref.holdout_dcr,
             target=target,
             seed=self.seed,
             examples=h.get("examples"),
+        )
+        card.metrics["membership_inference"] = membership_result(
+            synthetic_membership(columns, h, held, manifest, self.seed)
         )
         dup_matched = duplicate_share_sample(
             h["real"], columns, len(h["synthetic"]), wave_rng(self.seed + 1, wave)
@@ -534,37 +549,59 @@ class _Context:
             n_real=len(h["real"]),
             coerced=h["synthetic"].attrs.get("coerced_to_na", {}),
             extra_synth_cols=sorted(set(synth_raw.columns) - set(columns.names)),
+            held=held,
         )
         doc["manifest_check"] = {"agrees": not manifest_warnings, "warnings": manifest_warnings}
         out_json = ws.eval_metrics_json(md, wave)
         atomic_write_text(out_json, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-        from panelsynth.evaluate.plots import plot_wave
+        from panelsynth.evaluate.plots import collapse_chart, plot_wave
 
         shapes = {
             c["column"]: c.get("score", math.nan)
             for c in card.metrics["column_shapes"].to_json().get("details", [])
         }
         plot = plot_wave(
-            h["real"],
+            held.held_out if held else h["real"],
             h["synthetic"],
             columns,
             ws.eval_plot(md, wave),
             shapes=shapes,
-            title=f"{md} — wave {wave} ({mode} mode): real n={len(h['real'])} vs synthetic "
-            f"n={len(h['synthetic'])}",
+            footer=_collapse_png(card, f"{md} — wave {wave}: answer entropy", collapse_chart),
+            title=f"{md} — wave {wave} ({mode} mode): "
+            + (f"held-out n={len(held.held_out)}" if held else f"real n={len(h['real'])}")
+            + f" vs synthetic n={len(h['synthetic'])}",
         )
-        return PairOutcome(md, wave, out_json, plot, doc["summary"])
+        return PairOutcome(
+            md, wave, out_json, plot, doc["summary"],
+            floor_label="training vs held-out" if held else "real half",
+        )
 
     def reference(
-        self, real: pd.DataFrame, columns: EvalColumns, wave: str, target: str | None
+        self,
+        real: pd.DataFrame,
+        columns: EvalColumns,
+        wave: str,
+        target: str | None,
+        *,
+        size: int | None = None,
+        split: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+        split_key: dict[str, Any] | None = None,
     ) -> Reference:
-        """The wave's reference: from memory, else the on-disk cache, else built and cached."""
-        key = reference_key(real, columns, wave=wave, seed=self.seed, target=target)
+        """The wave's reference: from memory, else the on-disk cache, else built and cached.
+
+        It depends on the synthetic set's size (the floor and baselines are size-matched) and,
+        for a ``--holdout`` run, on its split.
+        """
+        key = reference_key(
+            real, columns, wave=wave, seed=self.seed, target=target, size=size, split=split_key
+        )
         if key not in self.refs:
             folder = self.ws.cache_dir()
             ref = load_reference(folder, key)
             if ref is None:
-                ref = build_reference(real, columns, wave=wave, seed=self.seed, target=target)
+                ref = build_reference(
+                    real, columns, wave=wave, seed=self.seed, target=target, size=size, split=split
+                )
                 store_reference(folder, key, ref)
             else:
                 log.info("wave %s: real-vs-real reference and baselines from the cache", wave)
@@ -620,6 +657,108 @@ def check_manifest(ws: Workspace, md: str, wave: str, manifest: dict, rows: int)
     if isinstance(n, int) and n != rows:
         out.append(f"{csv_name} has {rows} rows but its manifest records {n}")
     return out
+@dataclass
+class HeldOut:
+    """A ``--holdout`` run's real respondents: training (seen by steps 1-3) and held out."""
+
+    spec: HoldoutSpec
+    training: pd.DataFrame
+    held_out: pd.DataFrame
+    note: str | None = None
+
+    def key(self) -> dict[str, Any]:
+        rows = hashlib.sha256(np.asarray(self.held_out.index, dtype="int64").tobytes()).hexdigest()
+        return {**self.spec.to_json(), "held_out_rows": rows}
+
+
+def held_out_frames(
+    ws: Workspace, wave: str, real: pd.DataFrame, manifest: dict
+) -> HeldOut | None:
+    """The training and held-out respondents of a ``--holdout`` run (``None`` for other runs).
+
+    The split is recomputed from the manifest (share, seed, id column) exactly as the run made
+    it; ``real`` keeps the wave file's row index.
+
+    Raises:
+        DataError: the wave file lost its id column since the run.
+    """
+    spec = spec_from_manifest(manifest)
+    if spec is None:
+        return None
+    path = ws.original_data(wave)
+    split = wave_split(path, wave, spec, ws.rel(path))
+    training = apply_split(real, split, keep_held_out=False)
+    held = apply_split(real, split, keep_held_out=True)
+    if len(held) == 0 or len(training) == 0:
+        raise WorkspaceError(
+            f"wave {wave}: the run's holdout split leaves no "
+            f"{'held-out' if len(held) == 0 else 'training'} respondent in {ws.rel(path)} — "
+            f"re-run generation with another --holdout"
+        )
+    note = None
+    recorded = manifest.get("holdout", {}).get("held_out_respondents")
+    if isinstance(recorded, int) and recorded != int(split.held_out.sum()):
+        note = (
+            f"the run held out {recorded} respondents but the real wave now gives "
+            f"{int(split.held_out.sum())}: {ws.rel(path)} changed since the run"
+        )
+        log.warning("wave %s: %s", wave, note)
+    return HeldOut(spec, training, held, note)
+
+
+def synthetic_membership(
+    columns: EvalColumns,
+    h: dict[str, pd.DataFrame],
+    held: HeldOut | None,
+    manifest: dict,
+    seed: int,
+) -> dict[str, Any]:
+    """Membership inference against the LLM output (see :mod:`.membership`).
+
+    Members are the real few-shot examples (their rows were pasted into prompts) or, when the
+    examples were synthetic, every training respondent (behind the statistics). Non-members are
+    the held-out respondents; a run without --holdout has none, so only its examples can be
+    told apart from the wave's other respondents (who all informed the statistics).
+    """
+    source = (manifest.get("examples") or {}).get("source") or (
+        (manifest.get("settings") or {}).get("examples") or "real"
+    )
+    examples = h.get("examples") if source == "real" else None
+    syn = h["synthetic"]
+    if held is not None:
+        if examples is not None and len(examples):
+            return attack(
+                columns, syn, examples, held.held_out, seed=seed,
+                members_are="few-shot examples (real rows pasted into prompts)",
+                non_members_are="held-out respondents",
+            )
+        return attack(
+            columns, syn, held.training, held.held_out, seed=seed,
+            members_are="training respondents (behind the prompt's statistics)",
+            non_members_are="held-out respondents",
+        )
+    if examples is None or not len(examples):
+        why = (
+            "unavailable: the run held no respondent out (every respondent informed the prompt's "
+            "statistics) and sent no real example rows — run with --holdout 0.3 to measure it"
+        )
+        return {"error": why, "auc": math.nan}
+    names = columns.variables
+    others = h["real"][~np.isin(row_keys(h["real"], names), row_keys(examples, names))]
+    return attack(
+        columns, syn, examples, others, seed=seed,
+        members_are="few-shot examples (real rows pasted into prompts)",
+        non_members_are="the wave's other respondents (no held-out respondents: they informed "
+        "the statistics, not the examples)",
+    )
+
+
+def _collapse_png(card: Scorecard, title: str, draw: Callable[..., bytes]) -> bytes | None:
+    """The variance-collapse chart of the LLM output (``None`` when it was not computed)."""
+    res = card.metrics.get("variance_collapse")
+    if res is None or res.details is None or res.details.empty:
+        return None
+    return draw(res.to_json()["details"], title=title)
 
 
 def _read_json(path: Path) -> dict:
@@ -652,6 +791,7 @@ def build_metrics_doc(
     n_real: int,
     coerced: dict[str, int],
     extra_synth_cols: list[str],
+    held: HeldOut | None = None,
 ) -> dict[str, Any]:
     """The machine-readable record of one (model dir, wave); every null is explained."""
     from panelsynth import __version__ as ps_version
@@ -688,6 +828,7 @@ def build_metrics_doc(
         entry: dict[str, Any] = {"rows": c.rows}
         for key, res in c.metrics.items():
             with_details = name == SYNTHETIC or key in (
+                "variance_collapse",
                 "column_shapes",
                 "cluster_shares",
                 "transition_similarity",
@@ -716,6 +857,9 @@ def build_metrics_doc(
         notes.append(
             f"no few-shot examples file ({examples_path}): example-copy share not computed"
         )
+    if held is not None and held.note:
+        notes.append(held.note)
+    label = "held-out respondents" if held is not None else "the real wave"
     doc: dict[str, Any] = {
         "model_dir": md,
         "wave": wave,
@@ -729,7 +873,19 @@ def build_metrics_doc(
             "real_half_a": len(ref.half_a),
             "real_half_b": len(ref.half_b),
             "reference_sampling": ref.sampling,
+            "size_matched": ref.size_matched,
+            **(
+                {"training": len(held.training), "held_out": len(held.held_out)}
+                if held is not None
+                else {}
+            ),
         },
+        "reference": {
+            "label": label,
+            "floor": "training vs held-out respondents" if held is not None else "a real half",
+            **({"holdout": held.spec.to_json()} if held is not None else {}),
+        },
+        "floor_spread": ref.floor_spread,
         "columns": columns.describe(),
         "evaluation_metadata": meta_source,
         "sdtype_choice": ORDINAL_SDTYPE_NOTE,
@@ -741,7 +897,7 @@ def build_metrics_doc(
         "higher_is_better": {k: hib for k, _, hib in SUMMARY_METRICS},
         "labels": {k: lab for k, lab, _ in SUMMARY_METRICS},
         "summary": summary,
-        "reading": read_summary(summary),
+        "reading": read_summary(summary, floor_label=label_of_floor(held is not None)),
         "candidates": candidates_json,
     }
     explanations.extend(_explain_nulls(doc["candidates"], "candidates"))
@@ -795,14 +951,20 @@ def _explain_nulls(obj: Any, path: str) -> list[dict[str, str]]:
 
 # --------------------------------------------------------------------------- tables
 def write_tables(ws: Workspace, outcomes: Sequence[PairOutcome]) -> dict[str, Path]:
-    """Merge this run's figures into the model x wave tables (other cells are kept)."""
+    """Merge this run's figures into the model x wave tables (other cells are kept).
+
+    The reference columns hold one figure per wave while the references are size-matched per
+    model dir: they are taken from the wave's first model dir (in name order) with a metrics
+    JSON, so they do not depend on which model dirs an evaluation run included.
+    """
     paths: dict[str, Path] = {}
     specs = [(name, ws.eval_table(name), key) for name, key in TABLE_KEYS.items()]
     specs += [(name, extra_table_path(ws, name), key) for name, key in EXTRA_TABLE_KEYS.items()]
     # Another evaluate may merge its own columns at the same time: read-modify-write under an OS
     # lock (waiting for it), or one run's columns would be lost.
     with OsLock(ws.eval_tables_lock(), _tables_busy, wait=True):
-        _merge_tables(specs, outcomes, paths)
+        refs = _table_references(ws, outcomes)  # read under the lock: other runs' JSONs too
+        _merge_tables(specs, outcomes, paths, refs)
     return paths
 
 
@@ -811,20 +973,42 @@ def _tables_busy(holder: dict[str, Any] | None) -> PanelsynthError:  # pragma: n
 
 
 def _merge_tables(
-    specs: list[tuple[str, Path, str]], outcomes: Sequence[PairOutcome], paths: dict[str, Path]
+    specs: list[tuple[str, Path, str]],
+    outcomes: Sequence[PairOutcome],
+    paths: dict[str, Path],
+    refs: dict[str, dict[str, dict[str, float | None]]],
 ) -> None:
     for name, path, key in specs:
         table = _read_table(path)
         for o in outcomes:
             row = o.summary.get(key, {})
             table.loc[o.wave, o.model_dir] = _nan(row.get(SYNTHETIC))
+            ref_row = refs.get(o.wave, {}).get(key, row)
             for cand in CANDIDATES[1:]:
-                table.loc[o.wave, cand] = _nan(row.get(cand))
+                table.loc[o.wave, cand] = _nan(ref_row.get(cand))
         table = _order(table)
         buf = io.StringIO()
         table.to_csv(buf, index_label="wave", float_format="%.4f")
         atomic_write_text(path, buf.getvalue())
         paths[name] = path
+
+
+def _table_references(
+    ws: Workspace, outcomes: Sequence[PairOutcome]
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per wave, the summary whose reference figures go into the tables (see write_tables)."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    mine = {(o.model_dir, o.wave): o.summary for o in outcomes}
+    for wave in {o.wave for o in outcomes}:
+        for md in sorted({*ws.model_dirs_with_output(), *(m for m, _ in mine)}):
+            if (md, wave) in mine:
+                out[wave] = mine[(md, wave)]
+                break
+            doc = _read_json(ws.eval_metrics_json(md, wave))
+            if isinstance(doc.get("summary"), dict):
+                out[wave] = doc["summary"]
+                break
+    return out
 
 
 def _nan(v: float | None) -> float:

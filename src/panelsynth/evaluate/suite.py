@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.evaluate.baselines import cart_baseline, marginal_baseline
+from panelsynth.evaluate.collapse import VarianceCollapse
 from panelsynth.evaluate.columns import EvalColumns
+from panelsynth.evaluate.membership import MIA_MAX_ROWS, attack
 from panelsynth.evaluate.metrics import (
     C2ST_MAX_ROWS,
     DCR_MAX_ROWS,
@@ -56,6 +58,8 @@ from panelsynth.evaluate.sdm import QUALITY_MAX_ROWS, LogisticDetectionC2ST, SDM
 #: (the CART baseline, the classifiers). Below the cap (waves of up to 4,000 respondents) the
 #: halves are used whole, as SPEC §3.6 describes.
 REFERENCE_MAX_ROWS = 2_000
+#: Seeded splits the real-vs-real floor is scored on (its spread is reported; issue 12 item 10).
+FLOOR_REPEATS = 5
 
 SYNTHETIC = "synthetic"
 HOLDOUT = "_real_holdout"
@@ -90,7 +94,27 @@ PROTOCOL: dict[str, Any] = {
     "same size when 1/m + 1/n is close to 4/n (e.g. m = 700, n = 2000); with many more "
     "synthetic rows the floor is conservative. A method fitted on the full wave (as the "
     "LLM prompt's statistics and examples are) can score above the floor in-sample.",
+    "size_matching": "The real-half floor and the baselines are scored at the synthetic set's "
+    "size: the floor is a random sample of that many rows of half A (all of A when it is "
+    "smaller), each baseline draws that many rows (see rows.size_matched). The floor is scored "
+    "on several seeded splits (floor_spread: min, max, sd) for Column Shapes, the "
+    "gradient-boosting C2ST, cluster shares and transitions and NA shares; its summary figures "
+    "are the first split's.",
+    "held_out": "Runs made with --holdout are scored against the held-out respondents H (never "
+    "seen by steps 1-3) instead of the wave: fidelity and TSTR against H; the baselines are "
+    "fitted on the training respondents T the run saw; the floor is a sample of T scored "
+    "against H; the DCR ratio compares S's and H's distances to T.",
+    "membership_inference": "Distance-based membership inference: the attacker guesses 'member' "
+    "when a record's closest candidate row (Gower) is nearer than a threshold. Members: the "
+    "few-shot example rows (LLM output; the training respondents when examples are synthetic) or "
+    "the rows a baseline was fitted on; non-members: held-out respondents (or the other real "
+    "half for baselines). TPR at 1% and 10% FPR (chance 0.01, 0.10) and AUC (chance 0.5).",
+    "variance_collapse": "Per item, overall and per cluster: entropy of the answers (NA left "
+    "out, continuous items in the real bins) and the modal answer's share, real vs candidate; "
+    "an item is collapsed when the candidate's entropy is below half the real one.",
     "caps": {
+        "floor_repeats": FLOOR_REPEATS,
+        "membership_rows_per_side": MIA_MAX_ROWS,
         "reference_rows_per_half": REFERENCE_MAX_ROWS,
         "c2st_rows_per_side": C2ST_MAX_ROWS,
         "quality_report_rows_per_side": QUALITY_MAX_ROWS,
@@ -136,10 +160,39 @@ class Reference:
     cards: dict[str, Scorecard]
     target: str | None
     half_rows: int = 0
+    #: Rows of the floor's sample and of each baseline (the synthetic set's size when given).
+    size: int | None = None
+    #: Per summary key, the floor's figure over :data:`FLOOR_REPEATS` seeded splits.
+    floor_spread: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: "halves" (a split of the wave) or "held_out" (training vs held-out respondents).
+    split: str = "halves"
+    #: Rows of the whole first half (the training respondents of a held-out run) before the cap.
+    fit_rows: int = 0
+
+    @property
+    def size_matched(self) -> dict[str, Any]:
+        """Rows of the floor and baselines (recorded in every metrics JSON)."""
+        return {
+            "candidate_rows": self.size,
+            "floor_rows": self.cards[HOLDOUT].rows if HOLDOUT in self.cards else None,
+            "baseline_rows": {k: int(len(v)) for k, v in self.baselines.items()},
+            "floor_repeats": len(next(iter(self.floor_spread.values()), {}).get("values", [])),
+            "split": self.split,
+        }
 
     @property
     def sampling(self) -> dict[str, Any]:
         """How many real rows the references used (recorded in every metrics JSON)."""
+        if self.split == "held_out":  # "half" B is the held-out respondents, A the training ones
+            used = len(self.half_b)
+            return {
+                "rows_per_half": self.half_rows,
+                "rows_used_per_half": used,
+                "cap_per_half": REFERENCE_MAX_ROWS,
+                "sampled": used < self.half_rows or len(self.half_a) < self.fit_rows,
+                "training_rows": self.fit_rows,
+                "training_rows_used": len(self.half_a),
+            }
         used = len(self.half_a)
         return {
             "rows_per_half": self.half_rows,
@@ -184,21 +237,46 @@ def split_halves(
 
 
 def build_reference(
-    real: pd.DataFrame, columns: EvalColumns, *, wave: str, seed: int, target: str | None
+    real: pd.DataFrame,
+    columns: EvalColumns,
+    *,
+    wave: str,
+    seed: int,
+    target: str | None,
+    size: int | None = None,
+    split: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> Reference:
-    """Split the real wave, fit the baselines on half A and score the references."""
+    """Split the real wave, fit the baselines on half A and score the references.
+
+    Args:
+        size: rows of the floor's sample and of each baseline — the synthetic set's size
+            (size-matched); ``None``: the half's size.
+        split: (training, held-out) respondents of a ``--holdout`` run, used instead of halves:
+            the baselines are fitted on the training respondents and everything is scored
+            against the held-out ones.
+    """
     rng = wave_rng(seed, wave)
-    full_a, full_b = split_halves(real, columns, rng)
+    if split is None:
+        full_a, full_b = split_halves(real, columns, rng)
+    else:
+        full_a, full_b = (f.reset_index(drop=True) for f in split)
     a, b = cap_half(full_a, rng), cap_half(full_b, rng)
+    n = len(b) if size is None else max(1, int(size))
+    floor = a if size is None else _sample(a, n, rng)
     baselines = {
-        MARGINAL: marginal_baseline(a, columns, len(b), rng),
-        CART: cart_baseline(a, columns, len(b), rng, seed=seed),
+        MARGINAL: marginal_baseline(a, columns, n, rng),
+        CART: cart_baseline(a, columns, n, rng, seed=seed),
     }
-    holdout_dcr = _holdout_dcr(columns, seed, full_a, full_b)
-    # the references' own DCR ratios compare like with like: distances to a capped half
-    ref_dcr = holdout_dcr if len(b) == len(full_b) else _holdout_dcr(columns, seed, a, b)
+    if split is None:
+        holdout_dcr = _holdout_dcr(columns, seed, full_a, full_b)
+        # the references' own DCR ratios compare like with like: distances to a capped half
+        ref_dcr = holdout_dcr if len(b) == len(full_b) else _holdout_dcr(columns, seed, a, b)
+    else:  # the classic holdout comparison: distances of unseen respondents to the training set
+        holdout_dcr = _holdout_dcr(columns, seed, full_b, full_a)
+        capped = len(a) < len(full_a) or len(b) < len(full_b)
+        ref_dcr = _holdout_dcr(columns, seed, b, a) if capped else holdout_dcr
     roles = {
-        HOLDOUT: (a, {"copy_ref": b, "dcr_ref": b}),
+        HOLDOUT: (floor, {"copy_ref": b, "dcr_ref": b}),
         **{name: (frame, {"copy_ref": a, "dcr_ref": a}) for name, frame in baselines.items()},
     }
     cards = {
@@ -215,7 +293,104 @@ def build_reference(
         )
         for name, (frame, refs) in roles.items()
     }
-    return Reference(columns, a, b, baselines, holdout_dcr, cards, target, len(full_b))
+    fitted_on = "training respondents" if split is not None else "half A"
+    tested_on = "held-out respondents" if split is not None else "half B"
+    for name, frame in baselines.items():
+        cards[name].metrics["membership_inference"] = membership_result(
+            attack(
+                columns, frame, a, b, seed=seed,
+                members_are=f"{fitted_on} (the baseline's training rows)",
+                non_members_are=tested_on,
+            )
+        )
+    cards[HOLDOUT].metrics["membership_inference"] = MetricResult(
+        "membership_inference", math.nan,
+        error="not applicable: the floor's rows are real respondents (its own members)",
+    )
+    ref = Reference(
+        columns, a, b, baselines, holdout_dcr, cards, target, len(full_b),
+        size=size, split="held_out" if split is not None else "halves", fit_rows=len(full_a),
+    )
+    ref.floor_spread = floor_spread(
+        cards[HOLDOUT], real, columns, wave=wave, seed=seed, target=target, size=n,
+        split=(a, b) if split is not None else None,
+    )
+    return ref
+
+
+def floor_spread(
+    first: Scorecard,
+    real: pd.DataFrame,
+    columns: EvalColumns,
+    *,
+    wave: str,
+    seed: int,
+    target: str | None,
+    size: int,
+    split: tuple[pd.DataFrame, pd.DataFrame] | None,
+    repeats: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The floor's summary figures over seeded repeats: min, max, sd, mean and every value.
+
+    Each repeat draws a new split of the wave into halves (or, for a held-out run whose split
+    is fixed, a new sample of the training respondents) and scores a ``size``-row sample of
+    A against B with the cheap fidelity metrics (``score_candidate(light=True)``): the spread
+    covers :data:`FLOOR_SPREAD_KEYS`, the other figures are the first split's only.
+    """
+    repeats = FLOOR_REPEATS if repeats is None else repeats
+    values: dict[str, list[float]] = {}
+    cards = [first]
+    for i in range(1, repeats):
+        rng = np.random.default_rng([seed, zlib.crc32(str(wave).encode()), 1000 + i])
+        if split is None:
+            a, b = split_halves(real, columns, rng)
+            a, b = cap_half(a, rng), cap_half(b, rng)
+        else:
+            a, b = split
+        cards.append(
+            score_candidate(
+                HOLDOUT, _sample(a, size, rng), columns, fidelity_real=b, copy_ref=b, dcr_ref=b,
+                utility_test=b, holdout_dcr=None, target=target, seed=seed + i, light=True,
+            )
+        )
+    for card in cards:
+        figures = summary_values(card)
+        # Column Shapes by panelsynth's re-implementation on every split (the same formulas as
+        # sdmetrics'; the repeats skip the sdmetrics report)
+        figures["density_shape"] = (card.score("column_shapes"), None)
+        for key, (v, _) in figures.items():
+            if key in FLOOR_SPREAD_KEYS and not math.isnan(v):
+                values.setdefault(key, []).append(float(v))
+    out: dict[str, dict[str, Any]] = {}
+    for key, vals in values.items():
+        x = np.asarray(vals)
+        out[key] = {
+            "min": float(x.min()),
+            "max": float(x.max()),
+            "mean": float(x.mean()),
+            "sd": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+            "values": [float(v) for v in x],
+        }
+    return out
+
+
+def _sample(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``n`` random rows (every row, shuffled order kept stable, when ``n`` >= the frame)."""
+    if n >= len(frame):
+        return frame.reset_index(drop=True)
+    pick = np.sort(rng.choice(len(frame), n, replace=False))
+    return frame.iloc[pick].reset_index(drop=True)
+
+
+def membership_result(fig: dict[str, Any]) -> MetricResult:
+    """A membership-inference figure as a metric result (score: the AUC; NaN with the reason)."""
+    auc = fig.get("auc", math.nan)
+    return MetricResult(
+        "membership_inference",
+        float(auc) if auc is not None else math.nan,
+        extra={k: v for k, v in fig.items() if k != "error"},
+        error=fig.get("error"),
+    )
 
 
 def cap_half(half: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -249,10 +424,19 @@ def score_candidate(
     seed: int,
     copy_ref_half: pd.DataFrame | None = None,
     examples: pd.DataFrame | None = None,
+    light: bool = False,
 ) -> Scorecard:
-    """Run every metric on one candidate (see the module docstring for the roles of the frames)."""
+    """Run every metric on one candidate (see the module docstring for the roles of the frames).
+
+    ``light``: the floor's repeats — a few cheap figures only (panelsynth's Column Shapes, the
+    gradient-boosting C2ST, cluster shares and transitions, NA shares), so that evaluating at
+    scale stays fast; no sdmetrics report, pair statistics, logistic C2ST, TSTR, copies or
+    distances.
+    """
     card = Scorecard(name, rows=len(candidate))
     m = card.metrics
+    if light:
+        return _light_scores(card, candidate, columns, fidelity_real, seed)
     m["sdmetrics_quality"] = safe_compute(SDMetricsQuality(columns, seed), fidelity_real, candidate)
     m["c2st_logistic"] = safe_compute(
         LogisticDetectionC2ST(columns, seed), fidelity_real, candidate
@@ -273,6 +457,7 @@ def score_candidate(
         TransitionSimilarity(columns), fidelity_real, candidate
     )
     m["na_share_similarity"] = safe_compute(NAShareSimilarity(columns), fidelity_real, candidate)
+    m["variance_collapse"] = safe_compute(VarianceCollapse(columns), fidelity_real, candidate)
     m["unique_row_share"] = safe_compute(UniqueRowShare(columns), fidelity_real, candidate)
     m["new_row_share"] = safe_compute(NewRowShare(columns), copy_ref, candidate)
     if copy_ref_half is not None:
@@ -289,6 +474,18 @@ def score_candidate(
             TrainSyntheticTestReal(columns, target, seed), utility_test, candidate
         )
     card.per_cluster = per_cluster_scores(fidelity_real, candidate, columns)
+    return card
+
+
+def _light_scores(
+    card: Scorecard, candidate: pd.DataFrame, columns: EvalColumns, real: pd.DataFrame, seed: int
+) -> Scorecard:
+    m = card.metrics
+    m["column_shapes"] = safe_compute(ColumnShapes(columns), real, candidate)
+    m["c2st_gradient_boosting"] = safe_compute(GradientBoostingC2ST(columns, seed), real, candidate)
+    m["cluster_shares"] = safe_compute(ClusterShares(columns), real, candidate)
+    m["transition_similarity"] = safe_compute(TransitionSimilarity(columns), real, candidate)
+    m["na_share_similarity"] = safe_compute(NAShareSimilarity(columns), real, candidate)
     return card
 
 
@@ -362,6 +559,21 @@ SUMMARY_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("dcr_mean", "Mean distance to closest real record", True),
     ("dcr_ratio", "DCR ratio to real holdout (capped at 1)", True),
     ("tstr_auc", "TSTR AUC (holdout: TRTR)", True),
+    ("collapsed_item_share", "Items with collapsed variance (entropy < half the real)", False),
+    ("modal_share", "Mean share of each item's modal answer", False),
+    ("mia_tpr_1pct_fpr", "Membership inference: TPR at 1% FPR (chance 0.01)", False),
+    ("mia_tpr_10pct_fpr", "Membership inference: TPR at 10% FPR (chance 0.10)", False),
+    ("mia_auc", "Membership inference AUC (chance 0.5)", False),
+)
+#: Summary figures whose spread over the floor's repeats is reported.
+FLOOR_SPREAD_KEYS: frozenset[str] = frozenset(
+    {
+        "density_shape",
+        "c2st_gb",
+        "cluster_shares",
+        "transition_similarity",
+        "na_share_similarity",
+    }
 )
 
 
@@ -432,6 +644,19 @@ def summary_values(card: Scorecard) -> dict[str, tuple[float, str | None]]:
     out["dcr_ratio"] = val("dcr_ratio")
     if "tstr_auc" in m:
         out["tstr_auc"] = val("tstr_auc")
+    vc = val("variance_collapse")
+    out["collapsed_item_share"] = (1.0 - vc[0], vc[1]) if not math.isnan(vc[0]) else vc
+    out["modal_share"] = val("variance_collapse", "mean_modal_share_candidate")
+    for key, extra in (
+        ("mia_tpr_1pct_fpr", "tpr_at_1pct_fpr"),
+        ("mia_tpr_10pct_fpr", "tpr_at_10pct_fpr"),
+        ("mia_auc", "auc"),
+    ):
+        out[key] = (
+            val("membership_inference", extra)
+            if "membership_inference" in m
+            else (math.nan, "membership inference not computed for this candidate")
+        )
     for lab, entry in card.per_cluster.items():
         for key, short in (("column_shapes", "shape"), ("pair_trends_unthresholded", "trend")):
             r = entry[key]

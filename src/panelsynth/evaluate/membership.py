@@ -1,0 +1,90 @@
+"""Distance-based membership inference (issue 16).
+
+The attacker holds a real record and the synthetic rows, and guesses "this person's row was used to
+make them" when the closest synthetic row (Gower distance over the wave's variables) is nearer
+than a threshold. Over members (respondents whose rows were used: the few-shot examples pasted
+into prompts, or every respondent behind the statistics) and non-members (held-out respondents
+the run never saw), sweeping the threshold gives an ROC curve; the figures are its AUC (0.5 =
+chance) and the true-positive rate at 1% and 10% false-positive rate (chance: 0.01 and 0.10).
+The low-FPR rates are what matters for privacy: an attack that is right about a few people with
+near certainty is a leak even when its AUC is close to 0.5. Ties (equal distances, common when a
+wave has few items) are resolved as a randomised threshold (the ROC curve interpolated), so a
+chance attack scores TPR = FPR.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from panelsynth.evaluate.columns import EvalColumns
+from panelsynth.evaluate.encoding import nearest_gower
+
+#: Records per side (members, non-members) scored by the attack (a seeded sample above it).
+MIA_MAX_ROWS = 2_000
+FPR_POINTS: tuple[float, ...] = (0.01, 0.10)
+
+
+def attack(
+    columns: EvalColumns,
+    candidate: pd.DataFrame,
+    members: pd.DataFrame,
+    non_members: pd.DataFrame,
+    *,
+    seed: int = 42,
+    members_are: str = "",
+    non_members_are: str = "",
+) -> dict[str, Any]:
+    """TPR at 1% and 10% FPR and AUC of the closest-synthetic-row attack.
+
+    Returns a JSON-ready dict; ``error`` (and NaN figures) when it cannot be computed.
+    """
+    out: dict[str, Any] = {
+        "tpr_at_1pct_fpr": math.nan,
+        "tpr_at_10pct_fpr": math.nan,
+        "auc": math.nan,
+        "members": int(len(members)),
+        "non_members": int(len(non_members)),
+        "members_are": members_are,
+        "non_members_are": non_members_are,
+    }
+    items = columns.subset(columns.variables)
+    if not items.columns:
+        return {**out, "error": "no variables"}
+    if len(candidate) == 0 or len(members) == 0 or len(non_members) == 0:
+        side = (
+            "candidate" if len(candidate) == 0 else "member" if len(members) == 0 else "non-member"
+        )
+        return {**out, "error": f"no {side} rows"}
+    rng = np.random.default_rng(seed)
+    mem, non = _cap(members, rng), _cap(non_members, rng)
+    d_mem = nearest_gower(items, mem, candidate)
+    d_non = nearest_gower(items, non, candidate)
+    out.update(roc_figures(d_mem, d_non))
+    out["members_scored"] = int(len(mem))
+    out["non_members_scored"] = int(len(non))
+    out["median_distance_members"] = float(np.median(d_mem))
+    out["median_distance_non_members"] = float(np.median(d_non))
+    return out
+
+
+def roc_figures(d_members: np.ndarray, d_non_members: np.ndarray) -> dict[str, float]:
+    """AUC and TPR at :data:`FPR_POINTS` when a smaller distance means "member"."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y = np.r_[np.ones(len(d_members)), np.zeros(len(d_non_members))]
+    score = -np.r_[d_members, d_non_members]
+    fpr, tpr, _ = roc_curve(y, score, drop_intermediate=False)
+    out = {"auc": float(roc_auc_score(y, score))}
+    for point in FPR_POINTS:
+        out[f"tpr_at_{round(point * 100)}pct_fpr"] = float(np.interp(point, fpr, tpr))
+    return out
+
+
+def _cap(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    if len(frame) <= MIA_MAX_ROWS:
+        return frame
+    return frame.iloc[np.sort(rng.choice(len(frame), MIA_MAX_ROWS, replace=False))]
