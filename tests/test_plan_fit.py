@@ -102,3 +102,34 @@ def test_a_prompt_that_cannot_fit_at_all_is_a_user_error(
     client = LocalPlanningClient("local/x", Path("x.gguf"), 2048)
     with pytest.raises(PanelsynthError, match="even with one example per cluster"):
         plan_wave(ws, "1", client, "x", RunOptions(mode="full", n_outputs=5, n_batches=2))
+
+
+@needs_model_file
+def test_dry_run_of_the_messy_surveys_28_items_predicts_the_step1_split(
+    tmp_path: Path, no_model_load: list[Any]
+) -> None:
+    """The issue's own fixture: the messy survey from raw files through ``prepare``, then a
+    full-mode dry run of its 28-item battery with the embedded model — split predicted, every
+    call fits after it, no model loaded."""
+    import json
+
+    from messy import BATTERY, CATEGORICAL, write_messy_survey
+
+    others = [*CATEGORICAL, "days_active", "comment"]
+    survey = write_messy_survey(
+        tmp_path / "ws", waves=("1", "2"), n=240,
+        config=f"[prepare]\nexclude = {json.dumps(others)}\n",
+    )
+    prep = CliRunner().invoke(app, ["prepare", "--workspace", str(survey.root)])
+    assert prep.exit_code == 0, prep.output
+    types = json.loads(
+        (survey.root / "Dictionaries/var_types/full/types_wave1.json").read_text("utf-8")
+    )
+    assert [v for v in types if v in BATTERY] == BATTERY
+    r = CliRunner().invoke(app, ["run", "-w", str(survey.root), "--wave", "1", "--model",
+                                 "local/smollm2", "--mode", "full", "--n-outputs", "2",
+                                 "--n-batches", "1", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert no_model_load == []
+    assert "step 1 descriptions" in r.output and "split into" in r.output
+    assert "DOES NOT FIT" not in r.output and "no model was called" in r.output
