@@ -18,7 +18,9 @@ ITEMS = {
 }
 
 
-def write_tiny_workspace(root: Path, *, n: int = 60, seed: int = 0, waves: tuple[str, ...] = ("1", "2")) -> Path:
+def write_tiny_workspace(
+    root: Path, *, n: int = 60, seed: int = 0, waves: tuple[str, ...] = ("1", "2")
+) -> Path:
     """A two-wave workspace: three ordinal items, age, sex, cluster (and prev_cluster in wave 2)."""
     ws, _ = init_workspace(root)
     rng = np.random.default_rng(seed)
@@ -83,7 +85,8 @@ def fake_answer(messages: list[dict], response_model: type) -> dict[str, Any]:
             cluster_def = schema["$defs"][ref["$ref"].split("/")[-1]]
             desc_def = next(iter(schema["$defs"][k] for k in schema["$defs"] if k == "Description"))
             out[cl] = {
-                v: {f: f"some {f}" for f in desc_def["properties"]} for v in cluster_def["properties"]
+                v: {f: f"some {f}" for f in desc_def["properties"]}
+                for v in cluster_def["properties"]
             }
         return out
     if name == "FormattedMetadata":

@@ -36,7 +36,13 @@ def test_defaults_match_the_seed() -> None:
     assert cfg == PanelsynthConfig()
     g = cfg.generation
     # rows per call and calls per wave depend on the model (pipeline.resolve_settings)
-    assert (g.mode, g.n_outputs, g.n_batches, g.seed, g.n_examples) == ("dense", None, None, 42, None)
+    assert (g.mode, g.n_outputs, g.n_batches, g.seed, g.n_examples) == (
+        "dense",
+        None,
+        None,
+        42,
+        None,
+    )
     assert cfg.study.cluster_column == "cluster"
     assert cfg.study.prev_cluster_column == "prev_cluster"
     assert cfg.study.waves == []

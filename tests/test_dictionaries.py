@@ -454,21 +454,29 @@ def test_check_metadata_covers_coded_variable_without_codes() -> None:
         ("1=Low; 2=Fair ... 4=High", {"1": "Low", "2": "Fair", "3": "3", "4": "High"}),
         ("1=Low, 2=Fair ... 4=High", {"1": "Low", "2": "Fair", "3": "3", "4": "High"}),
         ("1 = bad, very ... 3 = good", {"1": "bad, very", "2": "2", "3": "good"}),
-        ("-2 = strongly against ... 2", {"-2": "strongly against", "-1": "-1", "0": "0",
-                                         "1": "1", "2": "2"}),
+        (
+            "-2 = strongly against ... 2",
+            {"-2": "strongly against", "-1": "-1", "0": "0", "1": "1", "2": "2"},
+        ),
         (
             "Social Democrat=Social Democrat; Green/Left Alliance=Green/Left Alliance",
             {"Social Democrat": "Social Democrat", "Green/Left Alliance": "Green/Left Alliance"},
         ),
         (
             "Conservative; Labour; Social Democrat",
-            {"Conservative": "Conservative", "Labour": "Labour",
-             "Social Democrat": "Social Democrat"},
+            {
+                "Conservative": "Conservative",
+                "Labour": "Labour",
+                "Social Democrat": "Social Democrat",
+            },
         ),
         (
             "Church of England | lower middle | Green/Left Alliance",
-            {"Church of England": "Church of England", "lower middle": "lower middle",
-             "Green/Left Alliance": "Green/Left Alliance"},
+            {
+                "Church of England": "Church of England",
+                "lower middle": "lower middle",
+                "Green/Left Alliance": "Green/Left Alliance",
+            },
         ),
         ("1; 2; 3", {"1": "1", "2": "2", "3": "3"}),
         ("-1=Disagree; 0=Neither; 1=Agree", {"-1": "Disagree", "0": "Neither", "1": "Agree"}),
@@ -518,7 +526,9 @@ def test_every_error_of_a_dictionary_in_one_pass(tmp_path: Path) -> None:
     assert lines[0].startswith("dict.csv: variable 'a': cannot read response 'maybe'")
     assert lines[1].startswith("dict.csv: line 3 has no variable name")
     assert lines[2].startswith("dict.csv: line 4: type 'likertish' of 'b' is not one of ordinal")
-    assert lines[3].startswith("dict.csv: variable 'c': range '90-18' runs from a larger to a smaller")
+    assert lines[3].startswith(
+        "dict.csv: variable 'c': range '90-18' runs from a larger to a smaller"
+    )
     assert lines[4].startswith("dict.csv: line 6: variable 'a' appears twice")
     assert all(" — " in line for line in lines)
 

@@ -46,14 +46,24 @@ def test_exact_rows_and_every_value_allowed(tiny_workspace: Path) -> None:
     res = _run(tiny_workspace, FakeClient(default=fake_answer))
     df = pd.read_csv(res.output)
     assert len(df) == 12
-    assert list(df.columns) == ["vaccimportant", "vaccsafe", "worryflu", "age", "sex", "cluster", "prev_cluster"]
+    assert list(df.columns) == [
+        "vaccimportant",
+        "vaccsafe",
+        "worryflu",
+        "age",
+        "sex",
+        "cluster",
+        "prev_cluster",
+    ]
     assert df["vaccimportant"].between(1, 5).all() and df["worryflu"].between(1, 4).all()
     assert df["age"].between(18, 90).all() and set(df["cluster"]) <= {1, 2}
     assert not df.isna().any().any()  # dense mode: no NA
 
 
 def test_too_few_rows_are_topped_up(tiny_workspace: Path) -> None:
-    client = FakeClient(default=scripted({0: lambda b: {"rows": b["rows"][:1]}, 1: lambda b: {"rows": []}}))
+    client = FakeClient(
+        default=scripted({0: lambda b: {"rows": b["rows"][:1]}, 1: lambda b: {"rows": []}})
+    )
     res = _run(tiny_workspace, client)
     assert res.rows == 12
     m = res.manifest_data
@@ -83,7 +93,9 @@ def test_too_many_rows_are_capped_per_call(tiny_workspace: Path) -> None:
 
 
 def test_failed_calls_are_counted_and_replaced(tiny_workspace: Path) -> None:
-    err = LLMCallError("rate_limit", "429 after retries", Usage(input_tokens=10, attempts=3, retries=2))
+    err = LLMCallError(
+        "rate_limit", "429 after retries", Usage(input_tokens=10, attempts=3, retries=2)
+    )
     res = _run(tiny_workspace, FakeClient(default=scripted({1: err})))
     assert res.rows == 12
     m = res.manifest_data
@@ -107,7 +119,10 @@ def test_circuit_breaker_stops_persistent_failures(tiny_workspace: Path) -> None
     with pytest.raises(GenerationExhaustedError) as ei:
         _run(tiny_workspace, client, n_batches=20)
     assert "in a row" in str(ei.value)
-    assert len([c for c in client.calls if c["response_model"].__name__ == "SyntheticRespondents"]) < 20
+    assert (
+        len([c for c in client.calls if c["response_model"].__name__ == "SyntheticRespondents"])
+        < 20
+    )
 
 
 def test_resume_after_interruption_loses_and_duplicates_nothing(tiny_workspace: Path) -> None:
@@ -126,7 +141,9 @@ def test_resume_after_interruption_loses_and_duplicates_nothing(tiny_workspace: 
     step3 = [c for c in client2.calls if c["response_model"].__name__ == "SyntheticRespondents"]
     assert sorted(_batch_no(c["messages"]) for c in step3) == [2, 3]
     assert res.manifest_data["resumed_batches"] == 2
-    batches = [json.loads(x)["batch"] for x in ws.checkpoint("fake", "2").read_text().splitlines()[1:]]
+    batches = [
+        json.loads(x)["batch"] for x in ws.checkpoint("fake", "2").read_text().splitlines()[1:]
+    ]
     assert sorted(batches) == [0, 1, 2, 3]
 
 
@@ -165,7 +182,9 @@ def test_concurrent_run_equals_sequential_run(tmp_path: Path) -> None:
 
 
 def test_manifest_token_totals_equal_sum_over_calls(tiny_workspace: Path) -> None:
-    err = LLMCallError("timeout", "timed out", Usage(input_tokens=7, output_tokens=0, attempts=2, retries=1))
+    err = LLMCallError(
+        "timeout", "timed out", Usage(input_tokens=7, output_tokens=0, attempts=2, retries=1)
+    )
     res = _run(tiny_workspace, FakeClient(default=scripted({0: err})))
     m = res.manifest_data
     assert m["tokens"]["input"] == sum(c["input_tokens"] for c in m["calls"]) > 0

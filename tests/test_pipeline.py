@@ -19,9 +19,17 @@ from panelsynth.workspace import Workspace
 
 
 def test_logs_at_seed_paths_and_manifest(tiny_workspace: Path) -> None:
-    res = run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=3, n_batches=2))
+    res = run_wave(
+        tiny_workspace,
+        "1",
+        FakeClient(default=fake_answer),
+        "m1",
+        RunOptions(n_outputs=3, n_batches=2),
+    )
     ws = Workspace(tiny_workspace)
-    assert (tiny_workspace / "Dictionaries/cluster_descriptions/m1/Wave 1 cluster descriptions.txt").exists()
+    assert (
+        tiny_workspace / "Dictionaries/cluster_descriptions/m1/Wave 1 cluster descriptions.txt"
+    ).exists()
     assert (tiny_workspace / "Examples/m1/Wave 1 examples.txt").exists()
     assert (tiny_workspace / "Gen_metadata/m1/Wave 1 generated metadata.txt").exists()
     assert (tiny_workspace / "Final_gen_data/m1/gen_data_wave1.csv") == res.output
@@ -39,7 +47,13 @@ def test_existing_output_is_not_overwritten(tiny_workspace: Path) -> None:
     with pytest.raises(PanelsynthError, match="already exists"):
         run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", opts)
     assert res.output.read_bytes() == before
-    run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1, restart=True))
+    run_wave(
+        tiny_workspace,
+        "1",
+        FakeClient(default=fake_answer),
+        "m1",
+        RunOptions(n_outputs=2, n_batches=1, restart=True),
+    )
     kept = list(res.output.parent.glob(".checkpoints/wave1.*.jsonl"))
     assert len(kept) == 1  # the old checkpoint is set aside, not deleted
 
@@ -52,19 +66,33 @@ def test_second_run_is_refused_while_locked(tiny_workspace: Path) -> None:
         "RunLock(Path(sys.argv[1]), 'x').acquire(); print('held', flush=True); sys.stdin.read()"
     )
     holder = subprocess.Popen(
-        [sys.executable, "-c", hold, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-c", hold, str(lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         assert json.loads(lock.read_text())["host"] == os.uname().nodename
         with pytest.raises(RunLockedError, match=f"process {holder.pid}"):
-            run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1))
+            run_wave(
+                tiny_workspace,
+                "1",
+                FakeClient(default=fake_answer),
+                "m1",
+                RunOptions(n_outputs=2, n_batches=1),
+            )
     finally:
         holder.kill()
         holder.wait()
     # the holder is dead now: the kernel released its lock
-    res = run_wave(tiny_workspace, "1", FakeClient(default=fake_answer), "m1", RunOptions(n_outputs=2, n_batches=1))
+    res = run_wave(
+        tiny_workspace,
+        "1",
+        FakeClient(default=fake_answer),
+        "m1",
+        RunOptions(n_outputs=2, n_batches=1),
+    )
     assert res.rows == 2 and not ws.lock("m1", "1").exists()
 
 
@@ -129,7 +157,11 @@ def test_temporaries_of_a_killed_write_are_removed_on_resume(tiny_workspace: Pat
     other = manifest.parent / ".someone_elses_file.tmp"
     other.write_text("x")
     res = run_wave(
-        tiny_workspace, "2", FakeClient(default=fake_answer), "fake", RunOptions(n_outputs=3, n_batches=2, resume=True)
+        tiny_workspace,
+        "2",
+        FakeClient(default=fake_answer),
+        "fake",
+        RunOptions(n_outputs=3, n_batches=2, resume=True),
     )
     assert res.rows == 6
     assert not stale.exists() and other.exists()  # only this wave's own temporaries

@@ -405,9 +405,11 @@ def test_csv_writer_matches_pandas() -> None:
             "tiny": rng.random(n) * 1e-6,
             "huge": rng.random(n) * 1e17,
             "all_na": np.full(n, np.nan),
-            "nullable": pd.array(np.where(rng.random(n) < 0.3, None, rng.integers(0, 9, n)), dtype="Int64"),
+            "nullable": pd.array(
+                np.where(rng.random(n) < 0.3, None, rng.integers(0, 9, n)), dtype="Int64"
+            ),
             "flag": rng.random(n) < 0.5,
-            "text": rng.choice(['plain', 'with, comma', 'say "hi"', "two\nlines", "", None], n),
+            "text": rng.choice(["plain", "with, comma", 'say "hi"', "two\nlines", "", None], n),
             "label with, comma": rng.choice(["a", "b"], n),
             "day": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 90, n), "D"),
         }
@@ -443,7 +445,9 @@ def test_waves_fitted_in_worker_processes_give_the_same_outputs(
         write_raw_panel(root, seed=5, waves=("1", "2", "3", "4"))
     serial = prepare_workspace(a)
     monkeypatch.setattr(prep, "PARALLEL_MIN_RAW_BYTES", 0)  # the demo-sized waves go parallel
-    assert prep._fit_workers([prep._FitJob(w, b / "Raw data" / f"wave{w}.csv", w) for w in "12"]) == 2
+    assert (
+        prep._fit_workers([prep._FitJob(w, b / "Raw data" / f"wave{w}.csv", w) for w in "12"]) == 2
+    )
     parallel = prepare_workspace(b)
     assert _outputs(a) == _outputs(b)
     assert serial.warnings == parallel.warnings

@@ -23,7 +23,18 @@ from pydantic import (
 from panelsynth.errors import ConfigError
 
 DEFAULT_MISSING_CODES: list[int | float | str] = [
-    -99, -98, -97, -9, -8, -1, "Refused", "Don't know", "Don't Know", "DK", "NA", "",
+    -99,
+    -98,
+    -97,
+    -9,
+    -8,
+    -1,
+    "Refused",
+    "Don't know",
+    "Don't Know",
+    "DK",
+    "NA",
+    "",
 ]
 
 
@@ -45,7 +56,9 @@ class StudyConfig(_Section):
         description="Wave ids in study order (strings: '1', '8a'). Empty: every Original data/wave*.csv.",
     )
     id_column: str = Field(
-        "respondent_id", min_length=1, description="Column that identifies a respondent across waves."
+        "respondent_id",
+        min_length=1,
+        description="Column that identifies a respondent across waves.",
     )
     cluster_column: str = Field("cluster", min_length=1, description="Cluster label column (1/2).")
     prev_cluster_column: str = Field(
@@ -71,7 +84,7 @@ class StudyConfig(_Section):
         # TOML's true/false would otherwise be taken as the codes 1 and 0
         if isinstance(v, list) and any(isinstance(x, bool) for x in v):
             raise ValueError(
-                "true/false is not a missing code — list numbers or strings (e.g. -99, \"Refused\")"
+                'true/false is not a missing code — list numbers or strings (e.g. -99, "Refused")'
             )
         return v
 
@@ -90,7 +103,10 @@ class PrepareConfig(_Section):
         description="Demographic variables added to both modes (not clustered on).",
     )
     density_threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="Full mode keeps variables answered by at least this share."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Full mode keeps variables answered by at least this share.",
     )
     n_dense_items: int = Field(3, ge=1, le=20, description="Items per wave in the dense mode.")
 
@@ -122,7 +138,9 @@ class ClusteringConfig(_Section):
 
 
 class GenerationConfig(_Section):
-    mode: Literal["dense", "full"] = Field("dense", description="dense: few items, no NA; full: all items, NA allowed.")
+    mode: Literal["dense", "full"] = Field(
+        "dense", description="dense: few items, no NA; full: all items, NA allowed."
+    )
     n_examples: int | None = Field(
         None, ge=1, le=500, description="Few-shot rows per cluster (default 4 dense, 30 full)."
     )
@@ -143,7 +161,10 @@ class GenerationConfig(_Section):
     tokens_per_minute: float | None = Field(None, gt=0, le=1e9, description="Optional TPM limit.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
     max_tokens: int | None = Field(
-        None, ge=16, le=200_000, description="Output token limit per call (default: sized to the rows)."
+        None,
+        ge=16,
+        le=200_000,
+        description="Output token limit per call (default: sized to the rows).",
     )
     max_retries: int = Field(
         5, ge=0, le=50, description="Retries of transient API failures per call (with back-off)."
@@ -203,8 +224,12 @@ class GenerationConfig(_Section):
 
 class ModelConfig(_Section):
     label: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+/.+$", description="{provider}/{model_name}.")
-    dir: str = Field(..., pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", description="Output folder name.")
-    base_url: str | None = Field(None, description="OpenAI-compatible server URL (vLLM, Ollama, ...).")
+    dir: str = Field(
+        ..., pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$", description="Output folder name."
+    )
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible server URL (vLLM, Ollama, ...)."
+    )
     api_key_env: str | None = Field(None, description="Environment variable holding the key.")
     structured_output: Literal["auto", "json_schema", "json", "tools", "md_json"] | None = Field(
         None,
@@ -215,9 +240,13 @@ class ModelConfig(_Section):
 
 class Price(_Section):
     input_per_mtok: float = Field(..., ge=0, le=10_000, description="USD per million input tokens.")
-    output_per_mtok: float = Field(..., ge=0, le=10_000, description="USD per million output tokens.")
+    output_per_mtok: float = Field(
+        ..., ge=0, le=10_000, description="USD per million output tokens."
+    )
     cached_input_per_mtok: float | None = Field(
-        None, ge=0, le=10_000,
+        None,
+        ge=0,
+        le=10_000,
         description="USD per million input tokens read from the provider's prompt cache "
         "(default: the input price, no discount).",
     )

@@ -76,7 +76,9 @@ def read_csv_any(path: Path) -> pd.DataFrame:
                 f"double quotes around cells that contain {sep!r}, or fix that row",
                 path=str(path),
             ) from None
-        raise DataError(f"{path.name}: cannot parse as CSV ({msg}) — check the file", path=str(path)) from None
+        raise DataError(
+            f"{path.name}: cannot parse as CSV ({msg}) — check the file", path=str(path)
+        ) from None
     if not isinstance(df.index, pd.RangeIndex):
         # pandas takes the first column as the index when every row has one cell more than the
         # header: the columns would silently shift by one.
@@ -102,7 +104,9 @@ def read_labelled(path: Path) -> tuple[pd.DataFrame, Any]:
     try:
         return reader(str(path), user_missing=False)
     except Exception as err:  # pyreadstat raises its own ReadstatError and others
-        raise DataError(f"{path.name}: cannot read ({err}) — check the file", path=str(path)) from None
+        raise DataError(
+            f"{path.name}: cannot read ({err}) — check the file", path=str(path)
+        ) from None
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -379,6 +383,8 @@ def check_missing_codes(
             f"(1..{k}) and a valid answer — remove {'it' if len(clash) == 1 else 'them'} from "
             f"study.missing_codes (survey missing codes are usually negative, e.g. -9)"
         )
+
+
 _TOLD_KEPT: set[str] = set()
 
 
@@ -396,7 +402,10 @@ def _log_kept_codes(tally: MissingTally, source: str, key: str) -> None:
     names = ", ".join(list(used)[:5]) + (f" and {len(used) - 5} more" if len(used) > 5 else "")
     log.info(
         "%s lists the missing code(s) %s as answers of %d variables (%s) — kept as answers",
-        source, codes, len(used), names,
+        source,
+        codes,
+        len(used),
+        names,
     )
 
 

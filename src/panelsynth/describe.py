@@ -106,9 +106,7 @@ def format_statistics(stats: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # examples
-def sample_examples(
-    wave: WaveData, n_examples: int, seed: int
-) -> tuple[pd.DataFrame, list[str]]:
+def sample_examples(wave: WaveData, n_examples: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
     """Sample ``n_examples`` rows per cluster with a fixed seed.
 
     A cluster with fewer rows than asked gives all its rows and a warning, never a crash.
@@ -261,10 +259,15 @@ def describe_messages(wave: WaveData, stats: dict[int, dict[str, dict[str, Any]]
         f"For every variable in every cluster, describe its distribution's {ask} in purely "
         f"qualitative terms. Do not use any numbers or digits. Be brief: a few words per field."
     )
-    return [{"role": "system", "content": SYSTEM_DESCRIBE}, {"role": "user", "content": "\n".join(lines)}]
+    return [
+        {"role": "system", "content": SYSTEM_DESCRIBE},
+        {"role": "user", "content": "\n".join(lines)},
+    ]
 
 
-def describe_response_model(variables: Sequence[str], clusters: Sequence[int], full: bool) -> type[BaseModel]:
+def describe_response_model(
+    variables: Sequence[str], clusters: Sequence[int], full: bool
+) -> type[BaseModel]:
     """A response model with one required entry per (cluster, variable): nothing can be skipped."""
     # maxLength lives in the schema only: it bounds constrained decoding (local models) without
     # making a verbose hosted model's answer invalid.
@@ -276,7 +279,8 @@ def describe_response_model(variables: Sequence[str], clusters: Sequence[int], f
     }
     if full:
         desc_fields["na_frequency"] = (
-            str, Field(..., description="How often it is missing, in words", json_schema_extra=short)
+            str,
+            Field(..., description="How often it is missing, in words", json_schema_extra=short),
         )
     cfg = ConfigDict(extra="ignore")
     var_model = create_model("Description", __config__=cfg, **desc_fields)
@@ -451,10 +455,19 @@ def describe_wave(
     ]
     for d in descriptions:
         for vd in d.variables:
-            if any(ch.isdigit() for ch in (vd.skew + vd.spread + vd.shape + (vd.na_frequency or ""))):
+            if any(
+                ch.isdigit() for ch in (vd.skew + vd.spread + vd.shape + (vd.na_frequency or ""))
+            ):
                 log.debug("wave %s: description of %s uses digits", wave.wave, vd.variable)
     return Step1Result(
-        stats, descriptions, examples, warnings, usage, calls, cached is not None, examples_source,
+        stats,
+        descriptions,
+        examples,
+        warnings,
+        usage,
+        calls,
+        cached is not None,
+        examples_source,
         parts,
     )
 
@@ -466,7 +479,9 @@ def _describe_budget(
     per = 4 if wave.mode == "full" else 3
     if entries is None:
         entries = len(wave.variables) * len(wave.clusters)
-    return reply_budget(client, messages, entries * per * MAX_DESCRIPTION_CHARS, entries * (per + 1))
+    return reply_budget(
+        client, messages, entries * per * MAX_DESCRIPTION_CHARS, entries * (per + 1)
+    )
 
 
 def _describe_need(wave: WaveData, entries: int) -> int:

@@ -187,7 +187,14 @@ def _split_pair(part: str) -> tuple[str, str] | None:
 _COLUMN_ALIASES = {
     "variable": ("variable", "name", "var", "variable_name", "varname"),
     "question": ("question", "question_text", "label", "description", "text"),
-    "responses": ("responses", "possible_responses", "values", "value_labels", "options", "answers"),
+    "responses": (
+        "responses",
+        "possible_responses",
+        "values",
+        "value_labels",
+        "options",
+        "answers",
+    ),
 }
 
 
@@ -262,12 +269,12 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
             continue
         if not name:
             if any((c or "").strip() for c in row.values() if isinstance(c, str)):
-                errors.append(
-                    f"{p.name}: line {i} has no variable name — fill it in or delete it"
-                )
+                errors.append(f"{p.name}: line {i} has no variable name — fill it in or delete it")
             continue
         if name in seen:
-            errors.append(f"{p.name}: line {i}: variable {quote(name)} appears twice — keep one row")
+            errors.append(
+                f"{p.name}: line {i}: variable {quote(name)} appears twice — keep one row"
+            )
             continue
         seen.add(name)
         question = (row.get(cols["question"]) or "").strip() or name
@@ -382,12 +389,14 @@ def load_var_types(path: Path) -> dict[str, str]:
     """Read ``types_wave{W}.json`` ({variable: "an ordinal" | ...})."""
     if not path.exists():
         raise MetadataError(
-            f"var types file not found: {path} — write {{\"variable\": \"an ordinal\", ...}} there"
+            f'var types file not found: {path} — write {{"variable": "an ordinal", ...}} there'
         )
     try:
         raw = json.loads(_read_text(path))
     except json.JSONDecodeError as err:
-        raise MetadataError(f"{path.name}: not valid JSON (line {err.lineno}: {err.msg}) — fix it") from None
+        raise MetadataError(
+            f"{path.name}: not valid JSON (line {err.lineno}: {err.msg}) — fix it"
+        ) from None
     if not isinstance(raw, dict) or not raw:
         raise MetadataError(f"{path.name}: expected a non-empty object variable -> type")
     for name, t in raw.items():

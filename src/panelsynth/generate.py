@@ -143,7 +143,9 @@ def build_prompt(
         "",
         "Rules:",
         "- Use only the codes listed for each variable; numbers stay inside their range.",
-        "- `" + wave.cluster_column + "` is the cluster the respondent belongs to; keep the cluster "
+        "- `"
+        + wave.cluster_column
+        + "` is the cluster the respondent belongs to; keep the cluster "
         "shares above and answer like that cluster.",
     ]
     if full:
@@ -318,7 +320,9 @@ class _Runner:
     def restore(self, records: list[dict[str, Any]]) -> int:
         restored = 0
         for r in records:
-            usage = Usage(**{k: v for k, v in r.get("usage", {}).items() if k in Usage.__dataclass_fields__})
+            usage = Usage(
+                **{k: v for k, v in r.get("usage", {}).items() if k in Usage.__dataclass_fields__}
+            )
             b = int(r["batch"])
             self.next_batch = max(self.next_batch, b + 1)
             if r.get("failed"):
@@ -487,7 +491,9 @@ class _Runner:
             if remaining_calls <= 0:
                 return
             deficit = self.s.wanted - self.accepted
-            n = min(remaining_calls, math.ceil(deficit / self.s.n_outputs), max(1, self.s.concurrency))
+            n = min(
+                remaining_calls, math.ceil(deficit / self.s.n_outputs), max(1, self.s.concurrency)
+            )
             batches = list(range(self.next_batch, self.next_batch + n))
             self.prompt.plan(batches)
             self.next_batch += n
@@ -545,7 +551,9 @@ def generate_rows(
     if resume and checkpoint.exists():
         records = load_for_resume(checkpoint, header, accept_headerless=accept_headerless)
         resumed = runner.restore(records)
-        log.info("wave %s: resuming with %d finished calls (%d rows)", wave, resumed, runner.accepted)
+        log.info(
+            "wave %s: resuming with %d finished calls (%d rows)", wave, resumed, runner.accepted
+        )
     else:
         checkpoint.start(header)
     runner._emit()
@@ -639,13 +647,20 @@ def load_for_resume(
             log.warning(
                 "%s: skipped %d damaged line(s) (line %s%s); the %d readable calls after them are "
                 "kept; the original file is kept as %s",
-                name, len(checkpoint.skipped), lines, more, len(records), copy.name,
+                name,
+                len(checkpoint.skipped),
+                lines,
+                more,
+                len(records),
+                copy.name,
             )
         if old_header is None:
             log.warning(
                 "%s: no readable header; resuming its %d calls as told "
                 "(--accept-headerless-checkpoint); the original file is kept as %s",
-                name, len(records), copy.name,
+                name,
+                len(records),
+                copy.name,
             )
         checkpoint.rewrite(header, records)
     return records
@@ -719,8 +734,13 @@ def _faults_text(faults: dict[str, int]) -> str:
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = [k for k in sorted(set(old) | set(new)) if k != "fingerprint" and old.get(k) != new.get(k)]
-    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:4]) or "prompt or data changed"
+    keys = [
+        k for k in sorted(set(old) | set(new)) if k != "fingerprint" and old.get(k) != new.get(k)
+    ]
+    return (
+        ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:4])
+        or "prompt or data changed"
+    )
 
 
 def write_csv_atomic(frame: pd.DataFrame, path) -> None:
@@ -730,7 +750,11 @@ def write_csv_atomic(frame: pd.DataFrame, path) -> None:
     for col in out.columns:
         s = out[col]
         num = pd.to_numeric(s, errors="coerce")
-        if s.notna().sum() == num.notna().sum() and len(num.dropna()) and (num.dropna() % 1 == 0).all():
+        if (
+            s.notna().sum() == num.notna().sum()
+            and len(num.dropna())
+            and (num.dropna() % 1 == 0).all()
+        ):
             out[col] = num.astype("Int64")
     out.to_csv(buf, index=False)
     atomic_write_text(path, buf.getvalue())

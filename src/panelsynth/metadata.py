@@ -31,17 +31,27 @@ SYSTEM_METADATA = (
 
 def metadata_messages(wave: WaveData) -> list[Message]:
     """The step-2 prompt: wave context plus the raw metadata of every variable."""
-    lines = ["Context of this survey wave:", wave.context.strip(), "", "Raw metadata of its variables:"]
+    lines = [
+        "Context of this survey wave:",
+        wave.context.strip(),
+        "",
+        "Raw metadata of its variables:",
+    ]
     for v, t in wave.var_types.items():
         m = wave.metadata[v]
-        lines.append(f"- {v} ({t}): question: {m.question} | possible responses: {m.responses_text()}")
+        lines.append(
+            f"- {v} ({t}): question: {m.question} | possible responses: {m.responses_text()}"
+        )
     lines += [
         "",
         "Summarise the dataset in one sentence, name its target variable (one of the variables "
         "above; if the context names none, choose the most suitable one), and for every variable "
         "state its meaning in one short sentence and its possible values.",
     ]
-    return [{"role": "system", "content": SYSTEM_METADATA}, {"role": "user", "content": "\n".join(lines)}]
+    return [
+        {"role": "system", "content": SYSTEM_METADATA},
+        {"role": "user", "content": "\n".join(lines)},
+    ]
 
 
 def metadata_response_model(variables: Sequence[str], gloss_chars: int = 160) -> type[BaseModel]:
@@ -51,17 +61,29 @@ def metadata_response_model(variables: Sequence[str], gloss_chars: int = 160) ->
     feature = create_model(
         "Feature",
         __config__=cfg,
-        meaning=(str, Field(..., description="What the variable measures, one sentence",
-                            json_schema_extra=cap)),
-        values=(str, Field(..., description="Its possible values and what they mean",
-                           json_schema_extra=cap)),
+        meaning=(
+            str,
+            Field(
+                ..., description="What the variable measures, one sentence", json_schema_extra=cap
+            ),
+        ),
+        values=(
+            str,
+            Field(..., description="Its possible values and what they mean", json_schema_extra=cap),
+        ),
     )
     features = create_model("Features", __config__=cfg, **{v: (feature, ...) for v in variables})
     return create_model(
         "FormattedMetadata",
         __config__=cfg,
-        description=(str, Field(..., description="One-sentence description of the dataset",
-                                json_schema_extra={"maxLength": 240})),
+        description=(
+            str,
+            Field(
+                ...,
+                description="One-sentence description of the dataset",
+                json_schema_extra={"maxLength": 240},
+            ),
+        ),
         target_variable=(Literal[tuple(variables)], Field(..., description="The target variable")),  # type: ignore[valid-type]
         features=(features, ...),
     )
@@ -69,7 +91,9 @@ def metadata_response_model(variables: Sequence[str], gloss_chars: int = 160) ->
 
 def target_from_context(context: str, variables: Sequence[str]) -> str | None:
     """A variable the context names as target, if any (e.g. 'target variable: already_vaccinated')."""
-    m = re.search(r"target(?:\s+variable)?\s*(?:is|:|=)?\s*[`'\"]?([A-Za-z_][\w]*)", context, re.IGNORECASE)
+    m = re.search(
+        r"target(?:\s+variable)?\s*(?:is|:|=)?\s*[`'\"]?([A-Za-z_][\w]*)", context, re.IGNORECASE
+    )
     if m and m.group(1) in variables:
         return m.group(1)
     return None
@@ -125,9 +149,7 @@ def format_metadata(
     else:
         n = len(wave.variables)  # a description, then meaning and values of every variable
         budget = reply_budget(client, messages, 240 + n * 2 * gloss_chars, 3 + 3 * n)
-        comp = client.create(
-            messages, model, temperature=temperature, max_tokens=budget, seed=seed
-        )
+        comp = client.create(messages, model, temperature=temperature, max_tokens=budget, seed=seed)
         usage, calls = comp.usage, 1
         raw = scrub_data(comp.value.model_dump())  # a key echoed in the reply is never kept
         if cache:
@@ -135,10 +157,19 @@ def format_metadata(
     target = raw["target_variable"]
     named = target_from_context(wave.context, wave.variables)
     if named and named != target:
-        notes.append(f"target variable {target!r} from the model replaced by {named!r} named in the context")
+        notes.append(
+            f"target variable {target!r} from the model replaced by {named!r} named in the context"
+        )
         target = named
-    elif preferred_target and preferred_target in wave.variables and named is None and target != preferred_target:
-        notes.append(f"target variable {target!r} from the model; study outcome is {preferred_target!r}")
+    elif (
+        preferred_target
+        and preferred_target in wave.variables
+        and named is None
+        and target != preferred_target
+    ):
+        notes.append(
+            f"target variable {target!r} from the model; study outcome is {preferred_target!r}"
+        )
     desc = WaveDescription(
         description=raw["description"],
         target_variable=target,
@@ -153,7 +184,10 @@ def format_metadata(
     if codebook:
         log.warning(
             "wave %s: step 2 disagrees with the codebook in %d place(s) (the codebook is used; "
-            "see the generated-metadata log): %s", wave.wave, len(codebook), codebook[0],
+            "see the generated-metadata log): %s",
+            wave.wave,
+            len(codebook),
+            codebook[0],
         )
     return Step2Result(desc, usage, calls, cached is not None, notes, codebook)
 
@@ -186,7 +220,11 @@ def format_wave_description(desc: WaveDescription, wave: WaveData) -> str:
     """
     _, unreliable = codebook_check(desc, wave)
     glosses = {f.name: f.meaning for f in desc.features}
-    lines = [f"Dataset: {desc.description}", f"Target variable: {desc.target_variable}", "Features:"]
+    lines = [
+        f"Dataset: {desc.description}",
+        f"Target variable: {desc.target_variable}",
+        "Features:",
+    ]
     for name, t in wave.var_types.items():
         meta = wave.metadata.get(name)
         gloss = glosses.get(name, "").strip()

@@ -117,11 +117,15 @@ class RunResult:
     manifest_data: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_settings(config: PanelsynthConfig, opts: RunOptions, client: LLMClient) -> tuple[Mode, int, GenerationSettings]:
+def resolve_settings(
+    config: PanelsynthConfig, opts: RunOptions, client: LLMClient
+) -> tuple[Mode, int, GenerationSettings]:
     g = config.generation
     mode: Mode = opts.mode or g.mode
     n_examples = opts.n_examples or g.n_examples or DEFAULT_N_EXAMPLES[mode]
-    concurrency = opts.concurrency or g.concurrency or (1 if client.is_local else DEFAULT_CONCURRENCY_HOSTED)
+    concurrency = (
+        opts.concurrency or g.concurrency or (1 if client.is_local else DEFAULT_CONCURRENCY_HOSTED)
+    )
     n_outputs = (
         opts.n_outputs or g.n_outputs or DEFAULT_N_OUTPUTS["local" if client.is_local else "hosted"]
     )
@@ -174,7 +178,11 @@ def load_wave_for_run(
             )
             log.info(note)
             wd.notes.append(note)
-        missing = [c for c in range(1, config.clustering.k + 1) if c not in set(wd.frame[wd.cluster_column])]
+        missing = [
+            c
+            for c in range(1, config.clustering.k + 1)
+            if c not in set(wd.frame[wd.cluster_column])
+        ]
         if missing:
             where = ws.rel(wd.source) if wd.source else f"wave {wd.wave}"
             raise PanelsynthError(
@@ -219,9 +227,9 @@ def with_budget(
     price = price_for(client.label, config)
     if price is None:
         raise ConfigError(
-            f'--max-cost (generation.max_cost_usd) needs the price of {client.label}, which the '
+            f"--max-cost (generation.max_cost_usd) needs the price of {client.label}, which the "
             f'default table does not know: add [prices."{client.label}"] with input_per_mtok and '
-            f'output_per_mtok to panelsynth.toml'
+            f"output_per_mtok to panelsynth.toml"
         )
     return BudgetedClient(
         client,
@@ -299,7 +307,11 @@ def run_wave(
         fresh_context(client)
         try:
             s1 = describe_wave(
-                client, wd, n_examples=n_examples, seed=settings.seed, cache=cache,
+                client,
+                wd,
+                n_examples=n_examples,
+                seed=settings.seed,
+                cache=cache,
                 examples_source=examples_source,
             )
         except LLMCallError as err:
@@ -309,7 +321,10 @@ def run_wave(
         fresh_context(client)
         try:
             s2 = format_metadata(
-                client, wd, cache=cache, preferred_target=config.study.outcome,
+                client,
+                wd,
+                cache=cache,
+                preferred_target=config.study.outcome,
                 seed=settings.seed,
             )
         except LLMCallError as err:
@@ -377,7 +392,11 @@ def run_wave(
                 "max_cost_usd": max_cost,
             },
             "warnings": (
-                wd.notes + s1.warnings + s2.notes + _codebook_warning(s2) + prompt.notes
+                wd.notes
+                + s1.warnings
+                + s2.notes
+                + _codebook_warning(s2)
+                + prompt.notes
                 + models_note
             ),
             "codebook_check": s2.codebook,
@@ -419,9 +438,14 @@ def run_wave(
             )
         except GenerationExhaustedError as err:
             _write_manifest(
-                manifest_path, {**base, "status": "incomplete", "error": str(err)}, s1, s2,
+                manifest_path,
+                {**base, "status": "incomplete", "error": str(err)},
+                s1,
+                s2,
                 err.result if isinstance(err.result, GenerationResult) else None,
-                config, client, started,
+                config,
+                client,
+                started,
             )
             raise
         if calib:
@@ -447,9 +471,18 @@ def run_wave(
         if exports:
             done["exports"] = [ws.rel(p) for p in exports]
         data = _write_manifest(
-            manifest_path, {**base, **done}, s1, s2, gen, config, client, started,
+            manifest_path,
+            {**base, **done},
+            s1,
+            s2,
+            gen,
+            config,
+            client,
+            started,
         )
-    return RunResult(wd.wave, model_dir, out_csv, manifest_path, len(gen.rows), settings.wanted, data)
+    return RunResult(
+        wd.wave, model_dir, out_csv, manifest_path, len(gen.rows), settings.wanted, data
+    )
 
 
 def step3_prompt(
@@ -529,8 +562,12 @@ def _fewer_rows(
 
 
 def calibration_setup(
-    ws: Workspace, config: PanelsynthConfig, opts: RunOptions, wd: WaveData,
-    settings: GenerationSettings, client: LLMClient,
+    ws: Workspace,
+    config: PanelsynthConfig,
+    opts: RunOptions,
+    wd: WaveData,
+    settings: GenerationSettings,
+    client: LLMClient,
 ) -> CalibrationSetup | None:
     """The calibrated mode's setup (``None`` when off), checked before any model call.
 
@@ -546,7 +583,9 @@ def calibration_setup(
     every = load_wave_for_run(ws, wd.wave, config, wd.mode, complete_cases=False).frame
     specs = wave_row_specs(wd)
     return setup_calibration(
-        every, specs, settings,
+        every,
+        specs,
+        settings,
         oversample=opts.oversample or g.oversample,
         anchors=opts.anchors if opts.anchors is not None else g.anchors,
         demographics=config.prepare.demographics,
@@ -607,7 +646,8 @@ def _rebuild_manifest(
     log.warning(
         "%s has no manifest (its run was stopped after writing it): rebuilding the manifest from "
         "the checkpoint %s, as --resume does — no call is paid again",
-        ws.rel(out_csv), ws.rel(ckpt.path),
+        ws.rel(out_csv),
+        ws.rel(ckpt.path),
     )
     return True
 
@@ -813,7 +853,15 @@ def _write_manifest(
     step3 = Usage(attempts=0)
     if gen is not None:
         for c in sorted(gen.calls, key=lambda c: c.batch or 0):
-            calls.append({"stage": "step3", "batch": c.batch, "ok": c.ok, "kind": c.kind, **c.usage.to_dict()})
+            calls.append(
+                {
+                    "stage": "step3",
+                    "batch": c.batch,
+                    "ok": c.ok,
+                    "kind": c.kind,
+                    **c.usage.to_dict(),
+                }
+            )
             step3.add(c.usage)
     stages = {
         "step1": _stage_usage(s1.usage, s1.calls, s1.cached),

@@ -176,7 +176,6 @@ def check_structured_output(mode: str | None) -> str | None:
 
     if mode is not None and mode not in STRUCTURED_OUTPUT_MODES:
         raise PanelsynthError(
-            f"--structured-output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}, "
-            f"not {mode!r}"
+            f"--structured-output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}, not {mode!r}"
         )
     return mode

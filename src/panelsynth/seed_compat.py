@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None, script_dir: str | Path | None = None) ->
     """
     parser = argparse.ArgumentParser(prog="run_data_gen_pipeline.py", usage=USAGE)
     parser.add_argument("wave_num", help="wave id, e.g. 1 or 8a")
-    parser.add_argument("model", help="{provider}/{model_name}, e.g. anthropic/claude-sonnet-4-20250514")
+    parser.add_argument(
+        "model", help="{provider}/{model_name}, e.g. anthropic/claude-sonnet-4-20250514"
+    )
     parser.add_argument("model_dir_name", help="output folder name for this model")
     parser.add_argument(
         "API_KEY",
@@ -38,7 +40,9 @@ def main(argv: list[str] | None = None, script_dir: str | Path | None = None) ->
     )
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--restart", action="store_true", help="start over, keeping the old checkpoint aside")
+    parser.add_argument(
+        "--restart", action="store_true", help="start over, keeping the old checkpoint aside"
+    )
     parser.add_argument("--mode", choices=["dense", "full"], default=None)
     parser.add_argument(
         "--trust-workspace-models",
@@ -80,14 +84,18 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         key = None
     client = open_client(args.model, api_key=key, config=config)
     options = RunOptions(
-        mode=args.mode, resume=args.resume, restart=args.restart,
+        mode=args.mode,
+        resume=args.resume,
+        restart=args.restart,
         trust_workspace_models=args.trust_workspace_models,
     )
     mode, n_examples, s = resolve_settings(config, options, client)
     print(f"Wave: {wave}")
     print(f"Model: {args.model} (folder: {model_dir})")
-    print(f"Mode: {mode}; examples per cluster: {n_examples}; n_outputs: {s.n_outputs}; "
-          f"n_batches: {s.n_batches}; rows: {s.wanted}; random_state: {s.seed}")
+    print(
+        f"Mode: {mode}; examples per cluster: {n_examples}; n_outputs: {s.n_outputs}; "
+        f"n_batches: {s.n_batches}; rows: {s.wanted}; random_state: {s.seed}"
+    )
     warning = privacy_warning(
         client,
         config.generation.examples,
@@ -100,7 +108,12 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         print("Aborted.")
         return 1
     run_waves_with_progress(
-        ws.root, [wave], client, model_dir, options, config=config,
+        ws.root,
+        [wave],
+        client,
+        model_dir,
+        options,
+        config=config,
         resume_hint=lambda _w: _resume_hint(args),
     )
     return 0
@@ -110,8 +123,14 @@ def _resume_hint(args: argparse.Namespace) -> str:
     """The seed script's own command with --resume (the key only when it is not literal)."""
     key = args.API_KEY.strip()
     literal = not (key.startswith("@") or key.lower() in ("", "none", "null", "-"))
-    cmd = ["python", "run_data_gen_pipeline.py", args.wave_num, args.model, args.model_dir_name,
-           "API_KEY" if literal else key]
+    cmd = [
+        "python",
+        "run_data_gen_pipeline.py",
+        args.wave_num,
+        args.model,
+        args.model_dir_name,
+        "API_KEY" if literal else key,
+    ]
     if args.mode:
         cmd += ["--mode", args.mode]
     if args.yes:

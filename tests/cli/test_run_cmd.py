@@ -36,7 +36,11 @@ def varied_rows(body: dict[str, Any]) -> Any:
         row = {}
         for name, prop in rows["items"]["properties"].items():
             main = next(o for o in prop.get("anyOf", [prop]) if o.get("type") != "null")
-            row[name] = rng.choice(main["enum"]) if "enum" in main else rng.randint(int(main["minimum"]), int(main["maximum"]))
+            row[name] = (
+                rng.choice(main["enum"])
+                if "enum" in main
+                else rng.randint(int(main["minimum"]), int(main["maximum"]))
+            )
         out.append(row)
     return {"rows": out}
 
@@ -47,10 +51,21 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_missing_key_fails_before_any_work(tiny_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_fails_before_any_work(
+    tiny_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     r = CliRunner().invoke(
-        app, ["run", "-w", str(tiny_workspace), "--wave", "1", "--model", "anthropic/claude-sonnet-4-20250514"]
+        app,
+        [
+            "run",
+            "-w",
+            str(tiny_workspace),
+            "--wave",
+            "1",
+            "--model",
+            "anthropic/claude-sonnet-4-20250514",
+        ],
     )
     assert r.exit_code == 2
     lines = [x for x in r.output.splitlines() if x.strip()]
@@ -61,7 +76,9 @@ def test_missing_key_fails_before_any_work(tiny_workspace: Path, monkeypatch: py
 
 
 def test_unknown_provider_exit_2(tiny_workspace: Path) -> None:
-    r = CliRunner().invoke(app, ["run", "-w", str(tiny_workspace), "--wave", "1", "--model", "nosuch/model"])
+    r = CliRunner().invoke(
+        app, ["run", "-w", str(tiny_workspace), "--wave", "1", "--model", "nosuch/model"]
+    )
     assert r.exit_code == 2 and "nosuch" in r.output and "Traceback" not in r.output
 
 
@@ -69,9 +86,24 @@ def test_http_path_end_to_end(tiny_workspace: Path) -> None:
     with OpenAIStub(responder=varied_rows) as stub:
         r = CliRunner().invoke(
             app,
-            ["run", "-w", str(tiny_workspace), "--wave", "2", "--model", "openai/stub-model",
-             "--base-url", stub.base_url, "--model-dir", "stub", "--n-outputs", "4",
-             "--n-batches", "3", "--yes"],
+            [
+                "run",
+                "-w",
+                str(tiny_workspace),
+                "--wave",
+                "2",
+                "--model",
+                "openai/stub-model",
+                "--base-url",
+                stub.base_url,
+                "--model-dir",
+                "stub",
+                "--n-outputs",
+                "4",
+                "--n-batches",
+                "3",
+                "--yes",
+            ],
         )
         assert r.exit_code == 0, r.output
         assert len(stub.requests) == 5  # step 1 + step 2 + 3 batches
@@ -83,10 +115,32 @@ def test_http_path_end_to_end(tiny_workspace: Path) -> None:
 
 def _start(ws: Path, url: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [PANELSYNTH, "run", "-w", str(ws), "--wave", "2", "--model", "openai/stub-model",
-         "--base-url", url, "--model-dir", "stub", "--n-outputs", "3", "--n-batches", "12",
-         "--concurrency", "2", "--yes", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+        [
+            PANELSYNTH,
+            "run",
+            "-w",
+            str(ws),
+            "--wave",
+            "2",
+            "--model",
+            "openai/stub-model",
+            "--base-url",
+            url,
+            "--model-dir",
+            "stub",
+            "--n-outputs",
+            "3",
+            "--n-batches",
+            "12",
+            "--concurrency",
+            "2",
+            "--yes",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
     )
 
 
@@ -115,12 +169,19 @@ def test_kill_then_resume_loses_and_duplicates_nothing(tmp_path: Path, sig: int)
             proc = _start(root, stub.base_url, *(["--resume"] if attempt else []))
             deadline = time.time() + 60
             target = len(_finished_batches(ws)) + rng.randint(1, 3)
-            while time.time() < deadline and len(_finished_batches(ws)) < target and proc.poll() is None:
+            while (
+                time.time() < deadline
+                and len(_finished_batches(ws)) < target
+                and proc.poll() is None
+            ):
                 time.sleep(0.02)
             if proc.poll() is None:
                 proc.send_signal(sig)
             out, _ = proc.communicate(timeout=60)
-            assert not ws.output_csv("stub", "2").exists() or len(pd.read_csv(ws.output_csv("stub", "2"))) == 36
+            assert (
+                not ws.output_csv("stub", "2").exists()
+                or len(pd.read_csv(ws.output_csv("stub", "2"))) == 36
+            )
             if sig == signal.SIGINT and proc.returncode == 130:
                 assert "--resume" in out and "Traceback" not in out
             done = _finished_batches(ws)
@@ -132,7 +193,9 @@ def test_kill_then_resume_loses_and_duplicates_nothing(tmp_path: Path, sig: int)
     assert len(df) == 36
     done = _finished_batches(ws)
     assert len(done) == len(set(done))
-    assert not list(ws.output_dir("stub").glob("*.tmp")) and not list(ws.output_dir("stub").glob(".*.tmp"))
+    assert not list(ws.output_dir("stub").glob("*.tmp")) and not list(
+        ws.output_dir("stub").glob(".*.tmp")
+    )
 
 
 def test_seed_script_runs_in_a_workspace(tmp_path: Path) -> None:
@@ -145,7 +208,12 @@ def test_seed_script_runs_in_a_workspace(tmp_path: Path) -> None:
         script = root / "run_data_gen_pipeline.py"
         proc = subprocess.run(
             [sys.executable, str(script), "1", "openai/stub-model", "stub", "sk-test-not-real"],
-            input="y\n", capture_output=True, text=True, cwd=root, env=_env(), timeout=120,
+            input="y\n",
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env=_env(),
+            timeout=120,
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Continue?" in proc.stdout
@@ -153,6 +221,11 @@ def test_seed_script_runs_in_a_workspace(tmp_path: Path) -> None:
     # 'n' aborts without generating anything
     proc = subprocess.run(
         [sys.executable, str(script), "2", "openai/stub-model", "stub", "sk-test-not-real"],
-        input="n\n", capture_output=True, text=True, cwd=root, env=_env(), timeout=60,
+        input="n\n",
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=_env(),
+        timeout=60,
     )
     assert proc.returncode == 1 and not Workspace(root).output_csv("stub", "2").exists()

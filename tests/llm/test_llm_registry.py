@@ -245,14 +245,19 @@ class _Named(BaseModel):
 def _prefix_and_request() -> Any:
     from panelsynth.generate import with_request
 
-    prefix = [{"role": "system", "content": "You generate."}, {"role": "user", "content": "CODEBOOK"}]
+    prefix = [
+        {"role": "system", "content": "You generate."},
+        {"role": "user", "content": "CODEBOOK"},
+    ]
     return with_request(prefix, "\n\nRequest 3: ...")
 
 
 @pytest.mark.parametrize("markers", [True, False])
 def test_cache_markers_split_the_shared_prefix(markers: bool) -> None:
     fake = _RecordingInstructor()
-    client = InstructorClient("anthropic/claude-x", sync_factory=lambda: fake, cache_markers=markers)
+    client = InstructorClient(
+        "anthropic/claude-x", sync_factory=lambda: fake, cache_markers=markers
+    )
     messages = _prefix_and_request()
     assert messages.shared_chars == len("CODEBOOK")
     assert client.create(messages, _Named).value == _Named(name="x")

@@ -25,7 +25,9 @@ TYPES = {"q": "an ordinal", "age": "a continuous"}
 
 
 def _model(nullable: bool, prev: bool = False):
-    specs = build_specs(TYPES, META, nullable=nullable, prev_cluster_column="prev_cluster" if prev else None)
+    specs = build_specs(
+        TYPES, META, nullable=nullable, prev_cluster_column="prev_cluster" if prev else None
+    )
     return build_row_model(specs), specs
 
 
@@ -33,9 +35,14 @@ def test_codes_and_bounds_enforced() -> None:
     model, _ = _model(False)
     assert model.model_validate({"q": 2, "age": 40, "cluster": 1}).q == 2
     assert model.model_validate({"q": "3", "age": "41", "cluster": "2"}).q == 3  # numeric strings
-    for bad in ({"q": 4, "age": 40, "cluster": 1}, {"q": 1, "age": 200, "cluster": 1},
-                {"q": 1, "age": 15, "cluster": 1}, {"q": 1, "age": 40, "cluster": 3},
-                {"q": None, "age": 40, "cluster": 1}, {"age": 40, "cluster": 1}):
+    for bad in (
+        {"q": 4, "age": 40, "cluster": 1},
+        {"q": 1, "age": 200, "cluster": 1},
+        {"q": 1, "age": 15, "cluster": 1},
+        {"q": 1, "age": 40, "cluster": 3},
+        {"q": None, "age": 40, "cluster": 1},
+        {"age": 40, "cluster": 1},
+    ):
         with pytest.raises(ValidationError):
             model.model_validate(bad)
 
@@ -83,6 +90,8 @@ def test_workspace_model_overrides_factory(tmp_path: Path) -> None:
     assert source == "workspace" and model.__name__ == "Wave1Data"
     model2, source2 = row_model_for_wave(specs, tmp_path, "2")
     assert source2 == "factory"
-    (tmp_path / "wave3.py").write_text("from pydantic import BaseModel\nclass Wave3Data(BaseModel):\n    q: int\n")
+    (tmp_path / "wave3.py").write_text(
+        "from pydantic import BaseModel\nclass Wave3Data(BaseModel):\n    q: int\n"
+    )
     with pytest.raises(MetadataError, match="lacks fields"):
         row_model_for_wave(specs, tmp_path, "3")

@@ -207,12 +207,14 @@ def rejection(body: dict[str, Any], rejects: tuple[str, ...]) -> str | None:
             "ctx": {"expected": expected},
         }
         return (
-            f"1 validation error:\n  {err}\n\n  File \"llama_cpp/server/app.py\", line 376, in "
+            f'1 validation error:\n  {err}\n\n  File "llama_cpp/server/app.py", line 376, in '
             f"create_chat_completion\n    POST /v1/chat/completions"
         )
     if "tools" in rejects and body.get("tools"):
-        return "1 validation error:\n  {'type': 'extra_forbidden', 'loc': ('body', 'tools'), " \
+        return (
+            "1 validation error:\n  {'type': 'extra_forbidden', 'loc': ('body', 'tools'), "
             "'msg': 'Extra inputs are not permitted'}\n"
+        )
     return None
 
 
@@ -280,8 +282,12 @@ class _Handler(BaseHTTPRequestHandler):
         with stub._lock:
             stub.requests.append(record)
         if rejected:
-            payload = {"message": rejected, "type": "internal_server_error", "param": None,
-                       "code": None}
+            payload = {
+                "message": rejected,
+                "type": "internal_server_error",
+                "param": None,
+                "code": None,
+            }
             self._send_json(500, {"error": payload}, {"x-should-retry": "false"})
             record.finished = time.monotonic()
             return

@@ -37,7 +37,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-metadata_app = typer.Typer(cls=_Group, help="Build raw metadata JSON from a dictionary.", no_args_is_help=True)
+metadata_app = typer.Typer(
+    cls=_Group, help="Build raw metadata JSON from a dictionary.", no_args_is_help=True
+)
 app.add_typer(metadata_app, name="metadata")
 
 
@@ -46,7 +48,9 @@ def _setup_logging(verbose: bool = False) -> None:
 
     logger = logging.getLogger("panelsynth")
     if not logger.handlers:
-        handler = RichHandler(show_time=False, show_path=False, markup=False, console=_err_console())
+        handler = RichHandler(
+            show_time=False, show_path=False, markup=False, console=_err_console()
+        )
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -67,5 +71,3 @@ def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     _setup_logging(verbose)
-
-

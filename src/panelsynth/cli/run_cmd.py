@@ -62,8 +62,11 @@ def run_waves_with_progress(
             def progress(ev: dict[str, Any], _task=task, _bar=bar, _reached=reached) -> None:
                 if "stage" in ev:
                     _reached.add(ev["stage"])
-                    stage = {"step1": "step 1: descriptions", "step2": "step 2: metadata",
-                             "step3": "step 3: rows"}.get(ev["stage"], ev["stage"])
+                    stage = {
+                        "step1": "step 1: descriptions",
+                        "step2": "step 2: metadata",
+                        "step3": "step 3: rows",
+                    }.get(ev["stage"], ev["stage"])
                     _bar.update(_task, stage=stage, total=ev.get("wanted"))
                 if "rows" in ev:
                     _bar.update(
@@ -74,7 +77,9 @@ def run_waves_with_progress(
                     )
 
             try:
-                res = run_wave(ws.root, wave, client, model_dir, options, config=config, progress=progress)
+                res = run_wave(
+                    ws.root, wave, client, model_dir, options, config=config, progress=progress
+                )
             except PanelsynthError:
                 bar.update(task, visible=False)  # the error line says it all
                 raise
@@ -88,9 +93,24 @@ def run_waves_with_progress(
                         f"received for steps 1-2 are cached)."
                     )
                     raise typer.Exit(130) from None
-                hint = resume_hint(wave) if resume_hint else shlex.join(
-                    ["panelsynth", "run", "--workspace", str(ws.root), "--wave", wave,
-                     "--model", client.label, "--model-dir", model_dir, "--resume"]
+                hint = (
+                    resume_hint(wave)
+                    if resume_hint
+                    else shlex.join(
+                        [
+                            "panelsynth",
+                            "run",
+                            "--workspace",
+                            str(ws.root),
+                            "--wave",
+                            wave,
+                            "--model",
+                            client.label,
+                            "--model-dir",
+                            model_dir,
+                            "--resume",
+                        ]
+                    )
                 )
                 echo(f"Interrupted. {_saved_calls(ws, model_dir, wave)} Resume with: {hint}")
                 raise typer.Exit(130) from None
@@ -123,12 +143,25 @@ def _saved_calls(ws: Any, model_dir: str, wave: str) -> str:
 
 #: Options a resume command never repeats (``--restart`` becomes ``--resume``; the key is never
 #: printed).
-_NOT_REPEATED = {"workspace", "wave", "all_waves", "model", "model_dir", "resume", "restart",
-                 "dry_run", "api_key"}
+_NOT_REPEATED = {
+    "workspace",
+    "wave",
+    "all_waves",
+    "model",
+    "model_dir",
+    "resume",
+    "restart",
+    "dry_run",
+    "api_key",
+}
 
 
 def resume_command(
-    ctx: Any, ws_root: Path, waves: list[str], model: str, model_dir: str,
+    ctx: Any,
+    ws_root: Path,
+    waves: list[str],
+    model: str,
+    model_dir: str,
     api_key_arg: str | None,
 ) -> Callable[[str], str]:
     """The shell command (quoted) that resumes the run from a wave on with every setting the
@@ -158,16 +191,20 @@ def resume_command(
         args += ["--api-key", "-"]
 
     def hint(wave: str) -> str:
-        rest = waves[waves.index(wave):] if wave in waves else [wave]
+        rest = waves[waves.index(wave) :] if wave in waves else [wave]
         cmd = ["panelsynth", "run", "--workspace", str(ws_root)]
         for w in rest:
             cmd += ["--wave", w]
         cmd += ["--model", model, "--model-dir", model_dir, *args, "--resume"]
         text = shlex.join(cmd)
-        if api_key_arg is not None and not api_key_arg.strip().startswith("@") and (
-            api_key_arg.strip() != "-"
+        if (
+            api_key_arg is not None
+            and not api_key_arg.strip().startswith("@")
+            and (api_key_arg.strip() != "-")
         ):
-            text += " (give the key again: --api-key @FILE, --api-key - or its environment variable)"
+            text += (
+                " (give the key again: --api-key @FILE, --api-key - or its environment variable)"
+            )
         return text
 
     return hint
@@ -176,75 +213,162 @@ def resume_command(
 @app.command("run")
 def run(
     ctx: typer.Context,
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path("."),
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path(
+        "."
+    ),
     wave: Annotated[list[str] | None, typer.Option("--wave", help="Wave id (repeatable).")] = None,
     all_waves: Annotated[bool, typer.Option("--all", help="Every wave with data.")] = False,
-    model: Annotated[str, typer.Option("--model", "-m", help="provider/model, e.g. local/smollm2.")] = "local/smollm2",
-    model_dir: Annotated[str | None, typer.Option("--model-dir", help="Output folder name.")] = None,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="provider/model, e.g. local/smollm2.")
+    ] = "local/smollm2",
+    model_dir: Annotated[
+        str | None, typer.Option("--model-dir", help="Output folder name.")
+    ] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="dense or full.")] = None,
-    n_examples: Annotated[int | None, typer.Option(min=1, max=500, help="Examples per cluster.")] = None,
+    n_examples: Annotated[
+        int | None, typer.Option(min=1, max=500, help="Examples per cluster.")
+    ] = None,
     n_outputs: Annotated[int | None, typer.Option(min=1, max=200, help="Rows per call.")] = None,
     n_batches: Annotated[int | None, typer.Option(min=1, help="Calls per wave.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Random state.")] = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, max=256, help="Concurrent calls.")] = None,
-    rpm: Annotated[float | None, typer.Option("--rpm", min=0.1, help="Requests per minute.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Concurrent calls.")
+    ] = None,
+    rpm: Annotated[
+        float | None, typer.Option("--rpm", min=0.1, help="Requests per minute.")
+    ] = None,
     tpm: Annotated[float | None, typer.Option("--tpm", min=1.0, help="Tokens per minute.")] = None,
-    temperature: Annotated[float | None, typer.Option(
-        min=0.0, max=2.0, help="Sampling temperature (default 0.7; the calibrated pool: 1.0).")
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=2.0, help="Sampling temperature (default 0.7; the calibrated pool: 1.0)."
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
-    restart: Annotated[bool, typer.Option("--restart", help="Start over (old checkpoint kept aside).")] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Start over (old checkpoint kept aside).")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    api_key: Annotated[str | None, typer.Option(
-        "--api-key", help="API key: @FILE (read from a file), - (read from standard input), or "
-        "the key itself (visible to other users in ps: avoid). Default: the provider's "
-        "environment variable.", show_default=False)] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
-    structured_output: Annotated[str | None, typer.Option(
-        "--structured-output", help="With --base-url: how the server is asked for JSON: auto "
-        "(default: json_schema, falling back to json, then md_json), json_schema, json, tools "
-        "or md_json.")] = None,
-    formats: Annotated[list[str] | None, typer.Option(
-        "--format", help="Output formats besides the CSV (always written): sav, dta, parquet "
-        "(repeatable or comma-separated); .sav/.dta carry question texts and response labels.",
-    )] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute steps 1-2.")] = False,
-    examples: Annotated[str | None, typer.Option(
-        "--examples", help="Few-shot examples: real rows, or synthetic (drawn from the cluster "
-        "statistics; no real row is sent).")] = None,
-    drop_copies: Annotated[bool | None, typer.Option(
-        "--drop-copies/--keep-copies", help="Drop synthetic rows identical to a real row or an "
-        "example, and top up.", show_default=False)] = None,
-    max_cost: Annotated[float | None, typer.Option(
-        "--max-cost", min=0.0, help="Spending limit per wave in USD, priced from the model's "
-        "entry in the prices table of panelsynth.toml; no call starts that could exceed it.")
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help="API key: @FILE (read from a file), - (read from standard input), or "
+            "the key itself (visible to other users in ps: avoid). Default: the provider's "
+            "environment variable.",
+            show_default=False,
+        ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the calls, tokens and cost each stage would use, then stop: "
-        "no model call, nothing written, no API key needed.")] = False,
-    calibrate: Annotated[bool | None, typer.Option(
-        "--calibrate/--no-calibrate", help="Calibrated mode: the host draws each row's cluster "
-        "and anchors (e.g. age band, sex) from the real data, and whole rows are selected from "
-        "an oversampled pool to match the real per-cluster distributions.",
-        show_default=False)] = None,
-    oversample: Annotated[float | None, typer.Option(
-        "--oversample", min=1.0, max=20.0, help="Calibrated mode: valid rows generated per row "
-        "kept (default 2.0).")] = None,
-    anchors: Annotated[str | None, typer.Option(
-        "--anchors", help="Calibrated mode: comma-separated variables fixed in every profile "
-        "(default: the demographics in the wave, e.g. age,sex).")] = None,
-    accept_headerless_checkpoint: Annotated[bool, typer.Option(
-        "--accept-headerless-checkpoint", help="With --resume: take over the calls of a "
-        "checkpoint whose header (the settings it was made with) is missing or damaged, "
-        "unchecked.")] = False,
-    trust_workspace_models: Annotated[bool, typer.Option(
-        "--trust-workspace-models", help="Import the workspace's pydantic_models/*.py (Python "
-        "code: it runs with your rights) to use its row models. Without it the built row models "
-        "are used.")] = False,
-    holdout: Annotated[float | None, typer.Option(
-        "--holdout", min=0.0, max=0.95, help="Hold this share of respondents (by study.id_column, "
-        "the same people in every wave) out of steps 1-3; `panelsynth evaluate` then scores the "
-        "run against them, e.g. 0.3.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")
+    ] = None,
+    structured_output: Annotated[
+        str | None,
+        typer.Option(
+            "--structured-output",
+            help="With --base-url: how the server is asked for JSON: auto "
+            "(default: json_schema, falling back to json, then md_json), json_schema, json, tools "
+            "or md_json.",
+        ),
+    ] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="Output formats besides the CSV (always written): sav, dta, parquet "
+            "(repeatable or comma-separated); .sav/.dta carry question texts and response labels.",
+        ),
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute steps 1-2.")] = False,
+    examples: Annotated[
+        str | None,
+        typer.Option(
+            "--examples",
+            help="Few-shot examples: real rows, or synthetic (drawn from the cluster "
+            "statistics; no real row is sent).",
+        ),
+    ] = None,
+    drop_copies: Annotated[
+        bool | None,
+        typer.Option(
+            "--drop-copies/--keep-copies",
+            help="Drop synthetic rows identical to a real row or an example, and top up.",
+            show_default=False,
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            min=0.0,
+            help="Spending limit per wave in USD, priced from the model's "
+            "entry in the prices table of panelsynth.toml; no call starts that could exceed it.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the calls, tokens and cost each stage would use, then stop: "
+            "no model call, nothing written, no API key needed.",
+        ),
+    ] = False,
+    calibrate: Annotated[
+        bool | None,
+        typer.Option(
+            "--calibrate/--no-calibrate",
+            help="Calibrated mode: the host draws each row's cluster "
+            "and anchors (e.g. age band, sex) from the real data, and whole rows are selected from "
+            "an oversampled pool to match the real per-cluster distributions.",
+            show_default=False,
+        ),
+    ] = None,
+    oversample: Annotated[
+        float | None,
+        typer.Option(
+            "--oversample",
+            min=1.0,
+            max=20.0,
+            help="Calibrated mode: valid rows generated per row kept (default 2.0).",
+        ),
+    ] = None,
+    anchors: Annotated[
+        str | None,
+        typer.Option(
+            "--anchors",
+            help="Calibrated mode: comma-separated variables fixed in every profile "
+            "(default: the demographics in the wave, e.g. age,sex).",
+        ),
+    ] = None,
+    accept_headerless_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--accept-headerless-checkpoint",
+            help="With --resume: take over the calls of a "
+            "checkpoint whose header (the settings it was made with) is missing or damaged, "
+            "unchecked.",
+        ),
+    ] = False,
+    trust_workspace_models: Annotated[
+        bool,
+        typer.Option(
+            "--trust-workspace-models",
+            help="Import the workspace's pydantic_models/*.py (Python "
+            "code: it runs with your rights) to use its row models. Without it the built row models "
+            "are used.",
+        ),
+    ] = False,
+    holdout: Annotated[
+        float | None,
+        typer.Option(
+            "--holdout",
+            min=0.0,
+            max=0.95,
+            help="Hold this share of respondents (by study.id_column, "
+            "the same people in every wave) out of steps 1-3; `panelsynth evaluate` then scores the "
+            "run against them, e.g. 0.3.",
+        ),
+    ] = None,
 ) -> None:
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
@@ -279,12 +403,23 @@ def run(
         raise PanelsynthError("no wave given — pass --wave W (repeatable) or --all")
     md = check_model_dir(model_dir or default_model_dir(model, config))
     options = RunOptions(
-        mode=mode, n_examples=n_examples, n_outputs=n_outputs, n_batches=n_batches, seed=seed,
-        concurrency=concurrency, temperature=temperature, requests_per_minute=rpm,
+        mode=mode,
+        n_examples=n_examples,
+        n_outputs=n_outputs,
+        n_batches=n_batches,
+        seed=seed,
+        concurrency=concurrency,
+        temperature=temperature,
+        requests_per_minute=rpm,
         tokens_per_minute=tpm,
-        resume=resume, restart=restart, use_cache=not no_cache,
-        examples=examples, drop_copies=drop_copies, max_cost_usd=max_cost,
-        calibrate=calibrate, oversample=oversample,
+        resume=resume,
+        restart=restart,
+        use_cache=not no_cache,
+        examples=examples,
+        drop_copies=drop_copies,
+        max_cost_usd=max_cost,
+        calibrate=calibrate,
+        oversample=oversample,
         anchors=None if anchors is None else [a.strip() for a in anchors.split(",") if a.strip()],
         accept_headerless_checkpoint=accept_headerless_checkpoint,
         trust_workspace_models=trust_workspace_models,
@@ -304,7 +439,10 @@ def run(
     if key_warning:
         typer.echo(key_warning, err=True)
     client = open_client(
-        model, api_key=key, base_url=base_url, config=config,
+        model,
+        api_key=key,
+        base_url=base_url,
+        config=config,
         structured_output=structured_output,
     )
     g = config.generation

@@ -22,15 +22,23 @@ def init(
     ws, created = init_workspace(directory)
     echo(f"Workspace ready at {ws.root} ({len(created)} new paths).")
     echo("Next steps:")
-    echo("  1. Put one raw file per wave in 'Raw data/' (wave1.csv, wave2.sav, ...; one row per "
-         "respondent, linked across waves by an id column: set study.id_column).")
-    echo("  2. Describe every variable in 'Dictionaries/dictionary.csv' with the columns "
-         "variable,question,responses[,type] (responses: '1=Agree; 2=Disagree', "
-         "'1 = low ... 5 = high', 'Labour; Conservative' or a range '18-90').")
-    echo("  3. Run `panelsynth prepare --workspace DIR`, write each wave's context in "
-         "'Dictionaries/wave_contexts/wave{W}_context.txt', then `panelsynth run`.")
-    echo("  (Waves that already have cluster labels go straight into 'Original data/' with "
-         "their dictionaries; see the README.)")
+    echo(
+        "  1. Put one raw file per wave in 'Raw data/' (wave1.csv, wave2.sav, ...; one row per "
+        "respondent, linked across waves by an id column: set study.id_column)."
+    )
+    echo(
+        "  2. Describe every variable in 'Dictionaries/dictionary.csv' with the columns "
+        "variable,question,responses[,type] (responses: '1=Agree; 2=Disagree', "
+        "'1 = low ... 5 = high', 'Labour; Conservative' or a range '18-90')."
+    )
+    echo(
+        "  3. Run `panelsynth prepare --workspace DIR`, write each wave's context in "
+        "'Dictionaries/wave_contexts/wave{W}_context.txt', then `panelsynth run`."
+    )
+    echo(
+        "  (Waves that already have cluster labels go straight into 'Original data/' with "
+        "their dictionaries; see the README.)"
+    )
 
 
 @app.command()
@@ -60,8 +68,17 @@ def demo(
     from panelsynth.demo.pipeline import DEMO_PLAN, run_demo
 
     # the demo resumes its own runs: after Ctrl-C, the same command continues it
-    again = shlex.join(["panelsynth", "demo", str(Path(directory).resolve()), "--seed", str(seed),
-                        "--respondents", str(respondents)])
+    again = shlex.join(
+        [
+            "panelsynth",
+            "demo",
+            str(Path(directory).resolve()),
+            "--seed",
+            str(seed),
+            "--respondents",
+            str(respondents),
+        ]
+    )
 
     def hook(root, wave, client, model_dir, options):
         cfg = load_config(Path(root) / "panelsynth.toml")
@@ -94,9 +111,12 @@ def demo(
 def metadata_from_csv_cmd(
     dictionary: Annotated[Path, typer.Argument(help="CSV: variable, question, responses.")],
     wave: Annotated[str, typer.Option("--wave", help="Wave id the metadata is for.")],
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path("."),
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path(
+        "."
+    ),
     mode: Annotated[
-        str | None, typer.Option(help="Write the full mode's own file (Dictionaries/json_metadata/full/).")
+        str | None,
+        typer.Option(help="Write the full mode's own file (Dictionaries/json_metadata/full/)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing metadata file.")] = False,
 ) -> None:
@@ -111,7 +131,9 @@ def metadata_from_csv_cmd(
 def metadata_from_labels_cmd(
     data_file: Annotated[Path, typer.Argument(help="SPSS .sav or Stata .dta file.")],
     wave: Annotated[str, typer.Option("--wave", help="Wave id the metadata is for.")],
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path("."),
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path(
+        "."
+    ),
     mode: Annotated[str | None, typer.Option(help="Write the full mode's own file.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing metadata file.")] = False,
 ) -> None:

@@ -82,15 +82,22 @@ def run_demo(
     outcome = DemoOutcome(demo)
     for item in plan:
         base = dict(
-            mode=item.mode, n_outputs=item.n_outputs, n_batches=item.n_batches,
-            n_examples=item.n_examples, calibrate=item.calibrate or None,
+            mode=item.mode,
+            n_outputs=item.n_outputs,
+            n_batches=item.n_batches,
+            n_examples=item.n_examples,
+            calibrate=item.calibrate or None,
         )
         try:
-            res = runner(ws.root, item.wave, client, item.model_dir, RunOptions(**base, resume=True))
+            res = runner(
+                ws.root, item.wave, client, item.model_dir, RunOptions(**base, resume=True)
+            )
         except PanelsynthError as err:
             if "other settings" not in str(err):
                 raise
-            res = runner(ws.root, item.wave, client, item.model_dir, RunOptions(**base, restart=True))
+            res = runner(
+                ws.root, item.wave, client, item.model_dir, RunOptions(**base, restart=True)
+            )
         outcome.runs.append(res)
     if evaluate:
         outcome.evaluation = _evaluate(ws.root)

@@ -52,5 +52,9 @@ class WaveDescription(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     description: str = Field(..., description="One-sentence description of the dataset.")
-    target_variable: str = Field(..., description="The wave's target variable (one of the features).")
-    features: list[FeatureDescription] = Field(..., description="Every feature with meaning and values.")
+    target_variable: str = Field(
+        ..., description="The wave's target variable (one of the features)."
+    )
+    features: list[FeatureDescription] = Field(
+        ..., description="Every feature with meaning and values."
+    )

@@ -115,7 +115,9 @@ def build_specs(
     specs.append(RowSpec(cluster_column, "cluster", codes=cl))
     if prev_cluster_column:
         prev_nullable = bool(
-            nullable and frame is not None and prev_cluster_column in frame.columns
+            nullable
+            and frame is not None
+            and prev_cluster_column in frame.columns
             and frame[prev_cluster_column].isna().any()
         )
         specs.append(RowSpec(prev_cluster_column, "cluster", codes=cl, nullable=prev_nullable))
@@ -262,9 +264,7 @@ def user_model_file(models_dir: Path, wave: str) -> Path | None:
 _untrusted_warned: set[str] = set()
 
 
-def trusted_models_dir(
-    models_dir: Path, wave: str, trusted: bool
-) -> tuple[Path | None, list[str]]:
+def trusted_models_dir(models_dir: Path, wave: str, trusted: bool) -> tuple[Path | None, list[str]]:
     """Where to look for the workspace's own row models, and the notes for the manifest.
 
     A workspace's ``pydantic_models/*.py`` is Python code: importing it runs it. It is imported
@@ -313,7 +313,9 @@ def load_user_row_model(models_dir: Path, wave: str) -> type[BaseModel] | None:
         model = getattr(module, class_name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model
-        raise MetadataError(f"{path.name}: {class_name} is not a pydantic BaseModel — subclass BaseModel")
+        raise MetadataError(
+            f"{path.name}: {class_name} is not a pydantic BaseModel — subclass BaseModel"
+        )
     return None
 
 
