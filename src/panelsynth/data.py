@@ -30,22 +30,13 @@ from panelsynth.dictionaries import (
 )
 from panelsynth.errors import ConfigError, DataError, quote
 from panelsynth.missing import MissingTally, code_key, codes_for_variable, kept_warning
+from panelsynth.textio import csv_dialect, decode_bytes
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
 
 READABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".sav", ".zsav", ".dta")
 _FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-_DECIMAL_COMMA_RE = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
-
-
-def _decode(raw: bytes) -> str:
-    for enc in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            return raw.decode(enc)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")  # pragma: no cover - latin-1 decodes every byte
 
 
 def read_csv_any(path: Path) -> pd.DataFrame:
@@ -54,16 +45,10 @@ def read_csv_any(path: Path) -> pd.DataFrame:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"file not found: {path}", path=str(path)) from None
-    text = _decode(raw)
+    text, _ = decode_bytes(raw)
     if not text.strip():
         raise DataError(f"{path.name} is empty — export the wave again", path=str(path))
-    head = "\n".join(text.splitlines()[:20])
-    try:
-        sep = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
-    except csv.Error:
-        sep = ","
-    # Semicolon-separated files often come from locales that write decimal commas ("45,5").
-    decimal = "," if sep == ";" and _DECIMAL_COMMA_RE.search(head) else "."
+    sep, decimal = csv_dialect(text)  # decimal commas ("45,5") in some locales' ; files
     try:
         df = pd.read_csv(io.StringIO(text), sep=sep, decimal=decimal, low_memory=False)
     except (pd.errors.ParserError, ValueError) as err:
@@ -550,3 +535,55 @@ def _num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if np.isnan(f) else f
+
+
+def id_text(value: Any) -> str:
+    """A respondent id as text: ``1001`` and ``1001.0`` (a column read as float) are the same
+    person; text ids are kept as written (stripped), so ``007`` keeps its zeros."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def respondent_ids(
+    raw: pd.DataFrame, id_column: str, source: str, *, purpose: str, unique: bool = False
+) -> pd.Series:
+    """The ids of a wave file's rows as text (:func:`id_text`), in file order, checked.
+
+    Args:
+        raw: The wave file as read.
+        id_column: ``study.id_column``.
+        source: The file's name in messages.
+        purpose: What needs the ids, for the messages (``--holdout``, ``imputation``).
+        unique: Refuse an id that appears twice.
+
+    Raises:
+        DataError: no such column, a row without an id, or (``unique``) an id twice.
+    """
+    if id_column not in raw.columns:
+        raise DataError(
+            f"{source} has no id column {id_column!r}, which {purpose} needs (the same id in "
+            f"every wave) — add it or set study.id_column in panelsynth.toml",
+            path=source,
+            column=id_column,
+        )
+    col = raw[id_column]
+    if col.isna().any():
+        row = int(np.flatnonzero(col.isna().to_numpy())[0]) + 2
+        raise DataError(
+            f"{source}: column {id_column!r} is empty on line {row} "
+            f"({int(col.isna().sum())} rows without an id) — every respondent needs an id for "
+            f"{purpose}",
+            path=source,
+            column=id_column,
+        )
+    ids = col.map(id_text).rename(id_column)
+    dup = ids[ids.duplicated()]
+    if unique and len(dup):
+        raise DataError(
+            f"{source}: id {dup.iloc[0]} appears more than once in column {id_column!r} — each "
+            f"respondent needs one row per wave",
+            path=source,
+            column=id_column,
+        )
+    return ids

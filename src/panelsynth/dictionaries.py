@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from panelsynth.errors import MetadataError, quote
+from panelsynth.textio import read_text
 
 log = logging.getLogger("panelsynth")
 
@@ -240,7 +241,7 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
         MetadataError: the message has one line per problem (file, line, variable, fix).
     """
     p = Path(path)
-    text = _read_text(p)
+    text = read_text(p)
     rows = list(csv.DictReader(io.StringIO(text), dialect=_sniff_dialect(text)))
     if not rows:
         raise MetadataError(f"{p.name}: the CSV dictionary has no rows — add one row per variable")
@@ -341,7 +342,7 @@ def load_metadata(path: Path) -> dict[str, VariableMeta]:
             f"metadata file not found: {path} — create it with `panelsynth metadata from-csv`"
         )
     try:
-        raw = json.loads(_read_text(path))
+        raw = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise MetadataError(
             f"{path.name}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}) — fix it"
@@ -392,7 +393,7 @@ def load_var_types(path: Path) -> dict[str, str]:
             f'var types file not found: {path} — write {{"variable": "an ordinal", ...}} there'
         )
     try:
-        raw = json.loads(_read_text(path))
+        raw = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise MetadataError(
             f"{path.name}: not valid JSON (line {err.lineno}: {err.msg}) — fix it"
@@ -414,7 +415,7 @@ def load_context(path: Path) -> str:
             f"wave context not found: {path} — describe the wave's purpose, time, target variable "
             f"and previous wave there"
         )
-    text = _read_text(path).strip()
+    text = read_text(path).strip()
     if not text:
         raise MetadataError(
             f"{path.name} is empty — describe the wave's purpose, time, target variable and previous wave"
@@ -444,16 +445,6 @@ def check_metadata_covers(
                 f"{meta_name}: variable {v!r} is {t} but lists no response codes — add "
                 f'"responses": {{"1": "label", ...}}'
             )
-
-
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    for enc in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            return raw.decode(enc)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")
 
 
 def _sniff_dialect(text: str) -> type[csv.Dialect]:

@@ -106,25 +106,9 @@ def read_ids(path: Path, id_column: str, source: str) -> pd.Series:
     Raises:
         DataError: the file has no such column or some rows have no id.
     """
-    from panelsynth.data import read_csv_any
+    from panelsynth.data import read_csv_any, respondent_ids
 
-    raw = read_csv_any(path)
-    if id_column not in raw.columns:
-        raise DataError(
-            f"{source} has no id column {id_column!r}, which --holdout needs to hold the same "
-            f"respondents out of every wave — add it or set study.id_column in panelsynth.toml",
-            path=source,
-            column=id_column,
-        )
-    ids = raw[id_column]
-    if ids.isna().any():
-        raise DataError(
-            f"{source}: {int(ids.isna().sum())} rows have no {id_column!r} — every respondent "
-            f"needs an id for --holdout",
-            path=source,
-            column=id_column,
-        )
-    return ids.map(_id_text)
+    return respondent_ids(read_csv_any(path), id_column, source, purpose="--holdout")
 
 
 def split_wave(path: Path, wave: str, spec: HoldoutSpec, source: str) -> HoldoutSplit:
@@ -239,13 +223,6 @@ def spec_from_manifest(manifest: dict[str, Any]) -> HoldoutSpec | None:
     except (KeyError, TypeError, ValueError):
         log.warning("the manifest's holdout section is unreadable: evaluating without it")
         return None
-
-
-def _id_text(v: Any) -> str:
-    """Ids as text, so 1001 and 1001.0 (a column read as float) are the same person."""
-    if isinstance(v, float | np.floating) and float(v).is_integer():
-        return str(int(v))
-    return str(v).strip()
 
 
 def _id_key(v: str) -> tuple[int, float, str]:

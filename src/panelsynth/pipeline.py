@@ -600,38 +600,33 @@ def calibration_setup(
     )
 
 
+def _wave_files(ws: Workspace, model_dir: str, wave: str) -> tuple[Path, ...]:
+    """Every file a run of ``wave`` writes: outputs (exports included), logs, checkpoint."""
+    out_csv = ws.output_csv(model_dir, wave)
+    return (
+        out_csv,
+        *(out_csv.with_suffix(f".{f}") for f in EXPORT_FORMATS),
+        ws.manifest(model_dir, wave),
+        ws.cluster_descriptions_log(model_dir, wave),
+        ws.examples_log(model_dir, wave),
+        ws.examples_csv(model_dir, wave),
+        ws.gen_metadata_log(model_dir, wave),
+        ws.checkpoint(model_dir, wave),
+    )
+
+
 def _remove_stale_temporaries(ws: Workspace, model_dir: str, wave: str) -> None:
     """Remove half-written temporary files a killed run left next to this wave's outputs.
 
     Called with the wave's lock held, so no living writer owns them.
     """
-    outputs = (
-        ws.output_csv(model_dir, wave),
-        ws.manifest(model_dir, wave),
-        ws.cluster_descriptions_log(model_dir, wave),
-        ws.examples_log(model_dir, wave),
-        ws.examples_csv(model_dir, wave),
-        ws.gen_metadata_log(model_dir, wave),
-        ws.checkpoint(model_dir, wave),
-    )
-    exports = [ws.output_csv(model_dir, wave).with_suffix(f".{f}") for f in EXPORT_FORMATS]
-    for path in (*outputs, *exports):
+    for path in _wave_files(ws, model_dir, wave):
         remove_stale_temporaries(path)
 
 
 def _written_paths(ws: Workspace, model_dir: str, wave: str) -> tuple[Path, ...]:
     """Every path a run of ``wave`` writes (none of them, nor their folders, may be a link)."""
-    return (
-        ws.output_csv(model_dir, wave),
-        ws.manifest(model_dir, wave),
-        ws.checkpoint(model_dir, wave),
-        ws.lock(model_dir, wave),
-        ws.cluster_descriptions_log(model_dir, wave),
-        ws.examples_log(model_dir, wave),
-        ws.examples_csv(model_dir, wave),
-        ws.gen_metadata_log(model_dir, wave),
-        ws.cache_dir(),
-    )
+    return (*_wave_files(ws, model_dir, wave), ws.lock(model_dir, wave), ws.cache_dir())
 
 
 def _rebuild_manifest(

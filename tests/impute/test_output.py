@@ -3,17 +3,18 @@ from __future__ import annotations
 import pandas as pd
 
 from panelsynth.impute.baselines import HotDeck
-from panelsynth.impute.csvtext import _spans_general, _spans_unquoted, dialect, field_spans
+from panelsynth.impute.csvtext import _spans_general, _spans_unquoted, field_spans
 from panelsynth.impute.gaps import find_gaps, load_panel
 from panelsynth.impute.output import (
     imputed_cells_csv,
     imputed_csv,
     write_imputed,
 )
+from panelsynth.textio import csv_dialect
 
 
 def _cells(text: str) -> list[list[str]]:
-    sep, _ = dialect(text)
+    sep, _ = csv_dialect(text)
     return [[text[a:b] for a, b in rec] for rec in field_spans(text, sep)]
 
 

@@ -1,6 +1,6 @@
 """A CSV file as text and cell spans, so cells can be read and replaced without re-serialising.
 
-The decoding and the dialect (separator, decimal mark) follow :func:`panelsynth.data.read_csv_any`;
+The text is decoded and its dialect sniffed by :mod:`panelsynth.textio`, as every reader does;
 :func:`field_spans` gives the ``[start, end)`` span of every cell (RFC 4180 quoting), which lets
 :mod:`panelsynth.impute.output` replace only the empty cells and :mod:`panelsynth.impute.gaps`
 read the respondent ids exactly as written.
@@ -8,31 +8,7 @@ read the respondent ids exactly as written.
 
 from __future__ import annotations
 
-import csv
 import re
-
-_DECIMAL_COMMA_RE = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
-
-
-def decode(raw: bytes) -> tuple[str, str]:
-    """The text and the encoding that writes it back to the same bytes (BOM kept or not)."""
-    for enc in ("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8", "cp1252", "latin-1"):
-        try:
-            return raw.decode(enc), enc
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1"), "latin-1"  # pragma: no cover - latin-1 decodes every byte
-
-
-def dialect(text: str) -> tuple[str, str]:
-    """(separator, decimal mark) as :func:`data.read_csv_any` reads them."""
-    head = "\n".join(text.splitlines()[:20])
-    try:
-        sep = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
-    except csv.Error:
-        sep = ","
-    decimal = "," if sep == ";" and _DECIMAL_COMMA_RE.search(head) else "."
-    return sep, decimal
 
 
 def field_spans(text: str, sep: str) -> list[list[tuple[int, int]]]:

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.config import PanelsynthConfig, load_config
-from panelsynth.data import load_wave, read_csv_any
+from panelsynth.data import load_wave, read_csv_any, respondent_ids
 from panelsynth.dictionaries import VariableMeta
 from panelsynth.errors import DataError
-from panelsynth.impute.csvtext import data_rows, decode, dialect, field_spans, unquote
+from panelsynth.impute.csvtext import data_rows, field_spans, unquote
+from panelsynth.textio import csv_dialect, decode_bytes
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -139,14 +140,6 @@ class Gaps:
         return pd.concat(parts, ignore_index=True)
 
 
-def ids_as_text(values: pd.Series) -> pd.Series:
-    """Respondent ids as text: whole numbers without ``.0``, everything else as written."""
-    num = pd.to_numeric(values, errors="coerce")
-    if values.notna().all() and num.notna().all() and (num % 1 == 0).all():
-        return num.astype("int64").astype(str)
-    return values.astype("string").str.strip().astype(object)
-
-
 def load_panel(
     ws: Workspace,
     waves: Sequence[str] | None = None,
@@ -186,7 +179,7 @@ def load_panel(
         )
         name = ws.rel(ws.original_data(w))
         raw = read_csv_any(ws.original_data(w))
-        ids = _checked_ids(raw, st.id_column, name)
+        ids = respondent_ids(raw, st.id_column, name, purpose="imputation", unique=True)
         frame = wd.frame.copy()
         frame.index = pd.Index(ids.to_numpy(), name=st.id_column)
         types = dict(wd.var_types)
@@ -205,38 +198,10 @@ def load_panel(
     return Panel(out, st.id_column, st.cluster_column, st.prev_cluster_column)
 
 
-def _checked_ids(raw: pd.DataFrame, id_column: str, name: str) -> pd.Series:
-    if id_column not in raw.columns:
-        raise DataError(
-            f"{name} has no id column {id_column!r} — add it (the same id in every wave) or set "
-            f"study.id_column in panelsynth.toml",
-            path=name,
-            column=id_column,
-        )
-    col = raw[id_column]
-    if col.isna().any():
-        row = int(np.flatnonzero(col.isna().to_numpy())[0]) + 2
-        raise DataError(
-            f"{name}: column {id_column!r} is empty on line {row} — every respondent needs an id",
-            path=name,
-            column=id_column,
-        )
-    ids = ids_as_text(col).rename(id_column)
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise DataError(
-            f"{name}: id {dup.iloc[0]} appears more than once in column {id_column!r} — each "
-            f"respondent needs one row per wave",
-            path=name,
-            column=id_column,
-        )
-    return ids
-
-
 def _id_texts(ws: Workspace, wave: str, ids: pd.Series) -> dict[str, str]:
     """Ids whose text in the file differs from the normalised id (leading zeros, ``.0``)."""
-    text, _ = decode(ws.original_data(wave).read_bytes())
-    sep, _ = dialect(text)
+    text, _ = decode_bytes(ws.original_data(wave).read_bytes())
+    sep, _ = csv_dialect(text)
     header = [unquote(text[a:b]) for a, b in field_spans(text.split("\n", 1)[0], sep)[0]]
     j = header.index(ids.name) if ids.name in header else None
     rows = data_rows(text, sep)

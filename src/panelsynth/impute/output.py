@@ -23,9 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 from panelsynth.impute.completed import CompletedSet
-from panelsynth.impute.csvtext import data_rows, decode, dialect
+from panelsynth.impute.csvtext import data_rows
 from panelsynth.impute.gaps import Panel
 from panelsynth.scaffold import atomic_write_text
+from panelsynth.textio import csv_dialect, decode_bytes
 from panelsynth.workspace import Workspace
 
 log = logging.getLogger("panelsynth")
@@ -61,7 +62,7 @@ def format_value(value: object, sep: str, decimal: str) -> str:
 
 def fill_text(text: str, panel: Panel, wave: str, done: CompletedSet) -> str:
     """The wave file's text with the missing cells of ``done`` filled and absent rows appended."""
-    sep, decimal = dialect(text)
+    sep, decimal = csv_dialect(text)
     header = next(csv.reader(io.StringIO(text), delimiter=sep))
     names = [h.strip() for h in header]
     col = {name: j for j, name in enumerate(names)}
@@ -161,7 +162,7 @@ def write_imputed(
     for w, pw in panel.waves.items():
         source = pw.source or ws.original_data(w)
         try:
-            text, encoding = decode(Path(source).read_bytes())
+            text, encoding = decode_bytes(Path(source).read_bytes())
         except OSError as err:
             from panelsynth.errors import DataError
 
