@@ -1,4 +1,5 @@
-"""Test helpers shared across test modules: a tiny workspace writer and schema-built fake answers."""
+"""Test helpers shared across test modules: a tiny workspace writer and schema-built fake
+answers."""
 
 from __future__ import annotations
 

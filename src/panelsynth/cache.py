@@ -1,4 +1,5 @@
-"""Content-addressed cache of step 1/2 results, keyed by a hash of everything that determines them."""
+"""Content-addressed cache of step 1/2 results, keyed by a hash of everything that determines
+them."""
 
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ class StudyConfig(_Section):
     waves: list[WaveId] = Field(
         default_factory=list,
         max_length=500,
-        description="Wave ids in study order (strings: '1', '8a'). Empty: every Original data/wave*.csv.",
+        description="Wave ids in study order (strings: '1', '8a'). "
+        "Empty: every Original data/wave*.csv.",
     )
     id_column: str = Field(
         "respondent_id",
@@ -204,7 +205,8 @@ class GenerationConfig(_Section):
         2.0,
         ge=1.0,
         le=20.0,
-        description="Calibrated mode: valid rows generated per row kept (pool = oversample x rows).",
+        description="Calibrated mode: valid rows generated per row kept "
+        "(pool = oversample x rows).",
     )
     anchors: list[str] | None = Field(
         None,

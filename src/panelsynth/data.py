@@ -109,7 +109,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def clean_missing(df: pd.DataFrame, codes: Iterable[int | float | str]) -> pd.DataFrame:
-    """Replace survey missing codes (numbers and strings) with NA; numeric-looking text becomes numeric."""
+    """Replace survey missing codes (numbers and strings) with NA; numeric-looking text
+    becomes numeric."""
     codes = list(codes)
     num_codes = {float(c) for c in codes if isinstance(c, int | float) and not isinstance(c, bool)}
     str_codes = {str(c).strip().lower() for c in codes if isinstance(c, str)}
@@ -242,7 +243,8 @@ def load_wave(
     """Load ``Original data/wave{W}.csv`` with its metadata, var types and context, and check them.
 
     Raises:
-        DataError / MetadataError / WorkspaceError: one line naming the file, the column and the fix.
+        DataError / MetadataError / WorkspaceError: one line naming the file, the column and
+            the fix.
     """
     wave = check_wave_id(wave)
     waves = list(study_waves) or ws.waves_with_data()

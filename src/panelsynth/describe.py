@@ -1,4 +1,5 @@
-"""Step 1: per-cluster summary statistics, qualitative descriptions and few-shot examples (SPEC §3.2)."""
+"""Step 1: per-cluster summary statistics, qualitative descriptions and few-shot examples
+(SPEC §3.2)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ Raw metadata JSON maps each variable to its question text and its possible respo
      "age": {"question": "Age in years", "range": [18, 90]}}
 
 It is built from a CSV dictionary (:func:`metadata_from_csv`, one row per variable: name, question
-text, possible responses) or from the labels an SPSS/Stata file carries (:func:`metadata_from_labelled`).
+text, possible responses) or from the labels an SPSS/Stata file carries
+(:func:`metadata_from_labelled`).
 """
 
 from __future__ import annotations
@@ -141,8 +142,8 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
             if fill:
                 return
             raise MetadataError(
-                f"{source}: variable {quote(variable)}: response code {quote(code)[1:-1]} appears twice "
-                f"— give each "
+                f"{source}: variable {quote(variable)}: response code {quote(code)[1:-1]} appears "
+                f"twice — give each "
                 f"code one label"
             )
         responses[code] = label
@@ -153,8 +154,8 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
             a, b = int(lo), int(hi)
             if a >= b or b - a + 1 > MAX_ELLIPSIS_CODES:
                 raise MetadataError(
-                    f"{source}: variable {quote(variable)}: cannot read the scale {quote(part)} — write it "
-                    f"as 'low = label ... high = label' with low < high (at most "
+                    f"{source}: variable {quote(variable)}: cannot read the scale {quote(part)} "
+                    f"— write it as 'low = label ... high = label' with low < high (at most "
                     f"{MAX_ELLIPSIS_CODES} points) or as a range '0-100'"
                 )
             put(lo, lo_label or lo, fill=not lo_label)
@@ -165,8 +166,8 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
             put(*pair)
         else:
             raise MetadataError(
-                f"{source}: variable {quote(variable)}: cannot read response {quote(part)} — write responses "
-                f"as '1=Label; 2=Label', a list of labels 'Label; Label', a scale "
+                f"{source}: variable {quote(variable)}: cannot read response {quote(part)} — write "
+                f"responses as '1=Label; 2=Label', a list of labels 'Label; Label', a scale "
                 f"'1 = low ... 5 = high' or a range '18-90'"
             )
     return {"responses": responses}
@@ -294,8 +295,9 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
             phrase = DECLARED_TYPE_WORDS.get(word)
             if phrase is None:
                 errors.append(
-                    f"{p.name}: line {i}: type {quote(word)} of {quote(name)} is not one of ordinal, "
-                    f"categorical, continuous, binary — fix the type column or leave it empty"
+                    f"{p.name}: line {i}: type {quote(word)} of {quote(name)} is not one of "
+                    f"ordinal, categorical, continuous, binary — fix the type column or leave it "
+                    f"empty"
                 )
             else:
                 declared[name] = phrase
@@ -345,7 +347,8 @@ def load_metadata(path: Path) -> dict[str, VariableMeta]:
         raw = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise MetadataError(
-            f"{path.name}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}) — fix it"
+            f"{path.name}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}) "
+            f"— fix it"
         ) from None
     if not isinstance(raw, dict) or not raw:
         raise MetadataError(f"{path.name}: expected an object mapping variable -> description")
@@ -361,7 +364,8 @@ def load_metadata(path: Path) -> dict[str, VariableMeta]:
             where = f"{loc}: " if loc else ""
             raise MetadataError(
                 f"{path.name}: variable {quote(name)}: {where}{first['msg']} — expected "
-                f'{{"question": ..., "responses": {{"1": "label"}}}} or {{"question": ..., "range": [lo, hi]}}'
+                f'{{"question": ..., "responses": {{"1": "label"}}}} or '
+                f'{{"question": ..., "range": [lo, hi]}}'
             ) from None
     return out
 
@@ -403,7 +407,8 @@ def load_var_types(path: Path) -> dict[str, str]:
     for name, t in raw.items():
         if t not in VAR_TYPES:
             raise MetadataError(
-                f"{path.name}: variable {name!r} has type {t!r} — use one of: {', '.join(VAR_TYPES)}"
+                f"{path.name}: variable {name!r} has type {t!r} "
+                f"— use one of: {', '.join(VAR_TYPES)}"
             )
     return dict(raw)
 
@@ -418,7 +423,8 @@ def load_context(path: Path) -> str:
     text = read_text(path).strip()
     if not text:
         raise MetadataError(
-            f"{path.name} is empty — describe the wave's purpose, time, target variable and previous wave"
+            f"{path.name} is empty — describe the wave's purpose, time, target variable and "
+            f"previous wave"
         )
     return text
 
@@ -431,12 +437,13 @@ def check_metadata_covers(
     extra = [v for v in meta if v not in types]
     if missing:
         raise MetadataError(
-            f"{meta_name} lacks variables: {', '.join(missing)} — add them or drop them from {types_name}"
+            f"{meta_name} lacks variables: {', '.join(missing)} — add them or drop them from "
+            f"{types_name}"
         )
     if extra:
         raise MetadataError(
-            f"{meta_name} has variables not in {types_name}: {', '.join(extra)} — remove them or add "
-            f"them to {types_name}"
+            f"{meta_name} has variables not in {types_name}: {', '.join(extra)} — remove them or "
+            f"add them to {types_name}"
         )
     for v, t in types.items():
         m = meta[v]

@@ -90,7 +90,8 @@ def metadata_response_model(variables: Sequence[str], gloss_chars: int = 160) ->
 
 
 def target_from_context(context: str, variables: Sequence[str]) -> str | None:
-    """A variable the context names as target, if any (e.g. 'target variable: already_vaccinated')."""
+    """A variable the context names as target, if any
+    (e.g. 'target variable: already_vaccinated')."""
     m = re.search(
         r"target(?:\s+variable)?\s*(?:is|:|=)?\s*[`'\"]?([A-Za-z_][\w]*)", context, re.IGNORECASE
     )

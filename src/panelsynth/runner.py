@@ -1,4 +1,5 @@
-"""What ``panelsynth run``, the demo and the seed script share: model dirs, clients, confirmation."""
+"""What ``panelsynth run``, the demo and the seed script share: model dirs, clients,
+confirmation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The seed's entry point: ``python run_data_gen_pipeline.py wave_num model model_dir_name API_KEY``.
+"""The seed's entry point:
+``python run_data_gen_pipeline.py wave_num model model_dir_name API_KEY``.
 
 Run inside a workspace, it does what the original script did: prints the settings, asks
 "Continue? (y/N)", and runs the three steps for the wave. ``--yes`` skips the question and a

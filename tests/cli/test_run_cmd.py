@@ -203,7 +203,10 @@ def test_seed_script_runs_in_a_workspace(tmp_path: Path) -> None:
     (root / "panelsynth.toml").write_text("[generation]\nn_outputs = 2\nn_batches = 2\n")
     with OpenAIStub(responder=varied_rows) as stub:
         toml = (root / "panelsynth.toml").read_text()
-        toml += f'\n[[models]]\nlabel = "openai/stub-model"\ndir = "stub"\nbase_url = "{stub.base_url}"\n'
+        toml += (
+            '\n[[models]]\nlabel = "openai/stub-model"\ndir = "stub"\n'
+            f'base_url = "{stub.base_url}"\n'
+        )
         (root / "panelsynth.toml").write_text(toml)
         script = root / "run_data_gen_pipeline.py"
         proc = subprocess.run(

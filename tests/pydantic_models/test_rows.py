@@ -83,7 +83,8 @@ def test_spec_allows_matches_model() -> None:
 def test_workspace_model_overrides_factory(tmp_path: Path) -> None:
     (tmp_path / "wave1.py").write_text(
         "from typing import Literal\nfrom pydantic import BaseModel\n"
-        "class Wave1Data(BaseModel):\n    q: Literal[1, 2]\n    age: int\n    cluster: Literal[1, 2]\n"
+        "class Wave1Data(BaseModel):\n    q: Literal[1, 2]\n    age: int\n"
+        "    cluster: Literal[1, 2]\n"
     )
     _, specs = _model(False)
     model, source = row_model_for_wave(specs, tmp_path, "1")

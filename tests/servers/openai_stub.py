@@ -380,7 +380,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._drop()
 
     def _completion(self, stub: OpenAIStub, body: dict[str, Any], kind: str | None) -> dict:
-        """The chat-completion payload for ``body`` (``kind``: ``malformed``/``truncated`` or None)."""
+        """The chat-completion payload for ``body``
+        (``kind``: ``malformed``/``truncated`` or None)."""
         cfg = stub.config
         content = (cfg.responder or default_responder)(body)
         text = content if isinstance(content, str) else json.dumps(content)

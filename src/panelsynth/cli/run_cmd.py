@@ -354,8 +354,8 @@ def run(
         typer.Option(
             "--trust-workspace-models",
             help="Import the workspace's pydantic_models/*.py (Python "
-            "code: it runs with your rights) to use its row models. Without it the built row models "
-            "are used.",
+            "code: it runs with your rights) to use its row models. Without it the built row "
+            "models are used.",
         ),
     ] = False,
     holdout: Annotated[
@@ -365,8 +365,8 @@ def run(
             min=0.0,
             max=0.95,
             help="Hold this share of respondents (by study.id_column, "
-            "the same people in every wave) out of steps 1-3; `panelsynth evaluate` then scores the "
-            "run against them, e.g. 0.3.",
+            "the same people in every wave) out of steps 1-3; `panelsynth evaluate` then scores "
+            "the run against them, e.g. 0.3.",
         ),
     ] = None,
 ) -> None:

@@ -161,7 +161,8 @@ _MODELS_LOCK = threading.Lock()
 
 @atexit.register
 def _close_models() -> None:
-    """Free loaded models before interpreter shutdown (llama-cpp-python's ``__del__`` fails then)."""
+    """Free loaded models before interpreter shutdown (llama-cpp-python's ``__del__``
+    fails then)."""
     for loaded in list(_MODELS.values()):
         try:
             loaded.llama.close()
