@@ -590,3 +590,18 @@ def test_projection_online_batch_and_cached() -> None:
     short = project(openai, 70, 5000, 800, shared_tokens=900, min_cached_tokens=1024)
     assert short.batch_cached_usd == pytest.approx(short.batch_usd)  # too short to be cached
     assert project(openai, 0, 5000, 800, 4000).batch_cached_usd == 0
+
+
+def test_batch_pricing_takes_the_price_tables_rates() -> None:
+    from panelsynth.prices import ModelPrice
+
+    table = ModelPrice(
+        label="openai/gpt-4o", input_per_mtok=2.5, output_per_mtok=10.0,
+        cached_input_per_mtok=1.25, batch_input_per_mtok=1.25, batch_output_per_mtok=5.0,
+        source="test",
+    )
+    priced = BatchPricing.from_price(table)
+    assert priced.batch_multiplier == 0.5 and priced.cached_input_multiplier == 0.5
+    assert priced.cost(1_000_000, 1_000_000) == pytest.approx(0.5 * (2.5 + 10.0))
+    bare = ModelPrice(label="anthropic/claude-x", input_per_mtok=3.0, output_per_mtok=15.0)
+    assert BatchPricing.from_price(bare) == BatchPricing.for_provider("anthropic", 3.0, 15.0)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from panelsynth.llm.batch.core import BatchResult
+
+if TYPE_CHECKING:  # the price table is a layer above llm/
+    from panelsynth.prices import ModelPrice
 
 #: Batch price as a share of the online price. OpenAI: "50% cost discount compared to
 #: synchronous APIs" (platform.openai.com/docs/guides/batch); Anthropic: "Batch API ... 50% of
@@ -47,6 +51,28 @@ class BatchPricing:
             BATCH_MULTIPLIER.get(provider, 1.0),
             CACHED_INPUT_MULTIPLIER.get(provider, 1.0),
             CACHE_WRITE_MULTIPLIER.get(provider, 1.0),
+        )
+
+    @classmethod
+    def from_price(cls, price: ModelPrice) -> BatchPricing:
+        """Batch pricing from the run's price table entry (:func:`panelsynth.prices.price_for`):
+        its batch, cached-input and cache-write prices where it has them (as shares of its input
+        price), the provider's documented multipliers otherwise — one source for every rate."""
+        base = cls.for_provider(
+            price.label.split("/", 1)[0], price.input_per_mtok, price.output_per_mtok
+        )
+
+        def share(rate: float | None, default: float) -> float:
+            return default if rate is None or not price.input_per_mtok else (
+                rate / price.input_per_mtok
+            )
+
+        return cls(
+            price.input_per_mtok,
+            price.output_per_mtok,
+            share(price.batch_input_per_mtok, base.batch_multiplier),
+            share(price.cached_input_per_mtok, base.cached_input_multiplier),
+            share(price.cache_write_per_mtok, base.cache_write_multiplier),
         )
 
     def cost(
