@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from panelsynth.config import PanelsynthConfig, load_config
-from panelsynth.errors import PanelsynthError, WorkspaceError
+from panelsynth.errors import PanelsynthError
 from panelsynth.llm.base import LLMClient
 from panelsynth.pipeline import RunOptions, RunResult
 from panelsynth.workspace import Workspace
@@ -40,8 +40,7 @@ def open_workspace(path: WorkspaceLike) -> Workspace:
         WorkspaceError: The folder does not exist.
     """
     ws = path if isinstance(path, Workspace) else Workspace(Path(path))
-    if not ws.root.is_dir():
-        raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    ws.must_exist()
     return ws
 
 
@@ -78,7 +77,12 @@ def prepare(
     ws = open_workspace(workspace)
     cfg = config if config is not None else load_config(ws.config_path)
     return prepare_workspace(
-        ws, cfg, progress=progress, force=force, engine=engine, missing=missing  # type: ignore[arg-type]
+        ws,
+        cfg,
+        progress=progress,
+        force=force,
+        engine=engine,
+        missing=missing,  # type: ignore[arg-type]
     )
 
 
@@ -102,7 +106,10 @@ def open_model(
     from panelsynth.runner import open_client
 
     return open_client(
-        model, api_key=api_key, base_url=base_url, config=config,
+        model,
+        api_key=api_key,
+        base_url=base_url,
+        config=config,
         structured_output=structured_output,
     )
 
@@ -145,7 +152,10 @@ def run_wave(
     cfg = config if config is not None else load_config(ws.config_path)
     client = (
         open_model(
-            model, api_key=api_key, base_url=base_url, structured_output=structured_output,
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            structured_output=structured_output,
             config=cfg,
         )
         if isinstance(model, str)

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from panelsynth.io import atomic_write_text, remove_old_temporaries, remove_stale_temporaries
 from panelsynth.llm.keys import scrub_data
-from panelsynth.scaffold import atomic_write_text, remove_old_temporaries, remove_stale_temporaries
 
 log = logging.getLogger("panelsynth")
 

@@ -52,6 +52,7 @@ from panelsynth.generate import (
 )
 from panelsynth.llm.base import Message
 from panelsynth.pydantic_models.rows import RowSpec
+from panelsynth.values import plain
 
 log = logging.getLogger("panelsynth")
 
@@ -145,7 +146,7 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cluster": self.cluster}
         for var, value in self.anchors:
-            out[var] = value.text() if isinstance(value, Band) else _plain(value)
+            out[var] = value.text() if isinstance(value, Band) else plain(value)
         if self.missing:
             out["no_answer"] = list(self.missing)
         return out
@@ -298,7 +299,7 @@ class ProfileDesign:
                     elif a in bands:
                         values.append(_band_of(float(v), bands[a]))
                     else:
-                        values.append(_plain(v))
+                        values.append(plain(v))
                 if ok:
                     tuples.append(tuple(values))
                     if na is not None:
@@ -636,7 +637,7 @@ def profiled_batch_model(
                 )
                 props[name] = {"type": kind, "minimum": lo, "maximum": hi}
             else:
-                props[name] = {"const": _plain(value)}
+                props[name] = {"const": plain(value)}
         schemas.append(row)
     return _profiled_model(schemas, None)
 
@@ -1049,18 +1050,8 @@ def _as_float(v: Any) -> float | None:
         return None
 
 
-def _plain(v: Any) -> Any:
-    if v is None or _is_na(v):
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
 def _num_text(v: Any) -> str:
-    v = _plain(v)
+    v = plain(v)
     if isinstance(v, float):
         return f"{v:g}"
     return str(v)
@@ -1273,7 +1264,11 @@ def setup_calibration(
         if s.nullable and s.vtype != "cluster" and s.name != cluster_column and s.name not in names
     ]
     design = ProfileDesign.from_frame(
-        real, specs, names, cluster_column=cluster_column, seed=settings.seed,
+        real,
+        specs,
+        names,
+        cluster_column=cluster_column,
+        seed=settings.seed,
         pattern_columns=pattern_columns,
     )
     return CalibrationSetup(

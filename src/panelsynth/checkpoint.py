@@ -14,6 +14,7 @@ from typing import Any
 
 from panelsynth import faultpoint
 from panelsynth.errors import RunLockedError, WorkspaceError
+from panelsynth.io import fsync_dir, umask
 from panelsynth.llm.keys import scrub_data
 from panelsynth.oslock import OsLock, describe_holder
 
@@ -66,12 +67,12 @@ class Checkpoint:
                     fh.write(_record_line(record))
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~umask())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one call record as a single fsync'ed line; a link is refused, never followed;
@@ -171,25 +172,6 @@ def _is_record(obj: Any) -> bool:
     return isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def _link_message(path: Path) -> str:
     return (
         f"{path} is a symbolic link — panelsynth does not follow links in its generated folders; "
@@ -229,7 +211,7 @@ def _move_no_replace(src: Path, dest: Path) -> None:
             _copy_exclusive(src, dest)
         break
     os.unlink(src)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 def _copy_unique(src: Path, stem: str) -> Path:
@@ -243,7 +225,7 @@ def _copy_unique(src: Path, stem: str) -> Path:
 
 
 def _copy_exclusive(src: Path, dest: Path) -> None:
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666 & ~_umask())
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666 & ~umask())
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
             shutil.copyfileobj(fh, out)

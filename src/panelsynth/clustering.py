@@ -130,8 +130,10 @@ class EncodedItems:
             if miss.any() and miss.mean() <= max_share:
                 codes[miss, j] = len(lv)
                 # text categories (``Church of England``) stay text; the extra level is NA
-                lv = np.append(lv.astype(float), np.nan) if lv.dtype.kind in "biuf" else (
-                    np.append(lv.astype(object), None)
+                lv = (
+                    np.append(lv.astype(float), np.nan)
+                    if lv.dtype.kind in "biuf"
+                    else (np.append(lv.astype(object), None))
                 )
             levels.append(lv)
         return EncodedItems(self.items, codes, levels, self.kinds)

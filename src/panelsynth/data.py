@@ -29,8 +29,9 @@ from panelsynth.dictionaries import (
     warn_long_texts,
 )
 from panelsynth.errors import ConfigError, DataError, quote
+from panelsynth.io import csv_dialect, decode_bytes
 from panelsynth.missing import MissingTally, code_key, codes_for_variable, kept_warning
-from panelsynth.textio import csv_dialect, decode_bytes
+from panelsynth.values import number_text
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -115,7 +116,7 @@ def clean_missing(df: pd.DataFrame, codes: Iterable[int | float | str]) -> pd.Da
     num_codes = {float(c) for c in codes if isinstance(c, int | float) and not isinstance(c, bool)}
     str_codes = {str(c).strip().lower() for c in codes if isinstance(c, str)}
     num_codes |= {f for c in str_codes if (f := _num(c)) is not None}  # "-99" written as text
-    str_codes |= {_fmt(c) for c in num_codes}
+    str_codes |= {number_text(c) for c in num_codes}
     out = {}
     for col in df.columns:
         s = df[col]
@@ -173,10 +174,6 @@ def clean_missing_by_variable(
                     seen[key] = seen.get(key, 0) + int(n)
             tally.kept_n[str(c)] = seen
     return out, tally
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 @dataclass
@@ -499,7 +496,7 @@ def check_wave_frame(
                 outside = sorted({v for v in vals.unique() if v not in allowed_codes}, key=str)
                 if outside:
                     shown = ", ".join(
-                        _fmt(v) if isinstance(v, float) else quote(str(v))[1:-1]
+                        number_text(v) if isinstance(v, float) else quote(str(v))[1:-1]
                         for v in outside[:5]
                     )
                     raise DataError(
@@ -521,10 +518,10 @@ def check_wave_frame(
             vals = nums.dropna()
             outside = sorted(vals[(vals < lo) | (vals > hi)].unique())
             if outside:
-                shown = ", ".join(_fmt(float(v)) for v in outside[:5])
+                shown = ", ".join(number_text(float(v)) for v in outside[:5])
                 raise DataError(
                     f"{source}: column {var!r} has values {shown} outside its metadata range "
-                    f"[{_fmt(lo)}, {_fmt(hi)}] — widen the range or add them to "
+                    f"[{number_text(lo)}, {number_text(hi)}] — widen the range or add them to "
                     f"study.missing_codes",
                     path=source,
                     column=var,

@@ -21,9 +21,7 @@ KINDS: dict[str, re.Pattern[str]] = {
         rf"^{_PREFIX}age(?:_?(?:years?|yrs|group|grp|groups|band|bands|cat|cats|category|"
         rf"range|bracket|class|[0-9]{{1,2}}))?$"
     ),
-    "sex": re.compile(
-        rf"^{_PREFIX}(?:sex|gender)(?:_?(?:at_?birth|identity|id|binary|[0-9]))?$"
-    ),
+    "sex": re.compile(rf"^{_PREFIX}(?:sex|gender)(?:_?(?:at_?birth|identity|id|binary|[0-9]))?$"),
     "education": re.compile(
         rf"^{_PREFIX}(?:education|educ|edu|edlevel|schooling|qualification|qualifications|"
         rf"highest_?qualification|hiqual|degree)(?:_?(?:level|lvl|cat|group|grp|[0-9]))?$"

@@ -25,7 +25,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from panelsynth.errors import MetadataError, quote
-from panelsynth.textio import read_text
+from panelsynth.io import read_text
+from panelsynth.values import as_number, number_text
 
 log = logging.getLogger("panelsynth")
 
@@ -56,28 +57,16 @@ class VariableMeta(BaseModel):
 
     def codes(self) -> list[int | float | str]:
         """Response codes as numbers where they are numeric (JSON keys are strings)."""
-        return [_as_number(c) for c in (self.responses or {})]
+        return [as_number(c) for c in (self.responses or {})]
 
     def responses_text(self) -> str:
         """Human-readable possible responses, as in a codebook."""
         if self.responses:
             return "; ".join(f"{k} = {v}" for k, v in self.responses.items())
         if self.range is not None:
-            lo, hi = (_fmt_num(x) for x in self.range)
+            lo, hi = (number_text(x) for x in self.range)
             return f"a number from {lo} to {hi}"
         return self.note or "free response"
-
-
-def _fmt_num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _as_number(code: str) -> int | float | str:
-    try:
-        f = float(code)
-    except ValueError:
-        return code
-    return int(f) if f.is_integer() else f
 
 
 _RANGE_RE = re.compile(
@@ -137,7 +126,7 @@ def parse_responses(text: str, *, variable: str, source: str) -> VariableMeta | 
     responses: dict[str, str] = {}
 
     def put(code_text: str, label: str, *, fill: bool = False) -> None:
-        code = str(_as_number(code_text))
+        code = str(as_number(code_text))
         if code in responses:
             if fill:
                 return
@@ -324,7 +313,7 @@ def metadata_from_labelled(path: str | Path) -> dict[str, VariableMeta]:
     for name, question in meta.column_names_to_labels.items():
         labels = meta.variable_value_labels.get(name)
         if labels:
-            responses = {str(_as_number(str(k))): str(v) for k, v in labels.items()}
+            responses = {str(as_number(str(k))): str(v) for k, v in labels.items()}
             out[name] = VariableMeta(question=question or name, responses=responses)
         else:
             out[name] = VariableMeta(question=question or name)

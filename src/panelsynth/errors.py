@@ -63,6 +63,27 @@ class BudgetExceededError(PanelsynthError):
 QUOTE_LIMIT = 80
 
 
+class CheckpointMismatchError(PanelsynthError):
+    """A checkpoint (or resumable output) was made with other settings than this run's.
+
+    ``changed`` names what differs (setting -> (checkpoint's value, this run's value)), so a
+    caller can decide by class and content, never by the message's text.
+    """
+
+    def __init__(self, message: str, changed: dict[str, tuple[object, object]] | None = None):
+        super().__init__(message)
+        self.changed = dict(changed or {})
+
+
+class ContextTooSmallError(PanelsynthError):
+    """A prompt and its answer do not fit the model's context window (never silently cut)."""
+
+    def __init__(self, message: str, *, needed: int | None = None, window: int | None = None):
+        super().__init__(message)
+        self.needed = needed
+        self.window = window
+
+
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """``repr(value)`` for a message, cut to ``limit`` characters with "…" (a 2 MB cell is not
     printed whole)."""

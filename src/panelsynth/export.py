@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,8 @@ import pandas as pd
 
 from panelsynth.dictionaries import VariableMeta
 from panelsynth.errors import PanelsynthError
+from panelsynth.io import atomic_write_with
+from panelsynth.values import as_number
 
 log = logging.getLogger("panelsynth")
 
@@ -85,7 +85,7 @@ def wave_labels(
         if meta is not None:
             labels.variables[col] = meta.question
             if meta.responses:
-                labels.values[col] = {_code(k): str(v) for k, v in meta.responses.items()}
+                labels.values[col] = {as_number(k): str(v) for k, v in meta.responses.items()}
         elif col == cluster_column:
             labels.variables[col] = "Behavioural cluster (panelsynth)"
             labels.values[col] = dict(cluster_values)
@@ -93,14 +93,6 @@ def wave_labels(
             labels.variables[col] = "Behavioural cluster in the previous wave (panelsynth)"
             labels.values[col] = dict(cluster_values)
     return labels
-
-
-def _code(key: str) -> int | float | str:
-    try:
-        number = float(key)
-    except ValueError:
-        return key
-    return int(number) if number.is_integer() else number
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -114,22 +106,6 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[col] = s.map(lambda v: "" if v is None or v is pd.NA or v != v else str(v))
     return out
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _value_labels(
@@ -160,7 +136,7 @@ def write_sav(frame: pd.DataFrame, labels: Labels, path: Path) -> None:
     data = _typed(frame)
     column_labels = [labels.variables.get(c, c) for c in data.columns]
     values = _value_labels(data, labels, integers_only=False)
-    _atomic(
+    atomic_write_with(
         path,
         lambda tmp: pyreadstat.write_sav(
             data, str(tmp), column_labels=column_labels, variable_value_labels=values
@@ -175,7 +151,7 @@ def write_dta(frame: pd.DataFrame, labels: Labels, path: Path) -> None:
     data = _typed(frame)
     column_labels = [labels.variables.get(c, c)[:STATA_LABEL_MAX] for c in data.columns]
     values = _value_labels(data, labels, integers_only=True)
-    _atomic(
+    atomic_write_with(
         path,
         lambda tmp: pyreadstat.write_dta(
             data, str(tmp), column_labels=column_labels, variable_value_labels=values
@@ -198,7 +174,7 @@ def write_parquet(frame: pd.DataFrame, labels: Labels, path: Path) -> None:
         ensure_ascii=False,
     ).encode()
     table = table.replace_schema_metadata(meta)
-    _atomic(path, lambda tmp: pq.write_table(table, str(tmp)))
+    atomic_write_with(path, lambda tmp: pq.write_table(table, str(tmp)))
 
 
 _WRITERS: dict[str, Callable[[pd.DataFrame, Labels, Path], None]] = {

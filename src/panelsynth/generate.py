@@ -27,10 +27,11 @@ from panelsynth.checkpoint import Checkpoint
 from panelsynth.data import WaveData
 from panelsynth.describe import encode_table
 from panelsynth.errors import BudgetExceededError, GenerationExhaustedError, PanelsynthError
+from panelsynth.io import atomic_write_text
 from panelsynth.llm.base import LLMCallError, LLMClient, Message, PromptMessages, Usage
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
-from panelsynth.scaffold import atomic_write_text
 from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
+from panelsynth.values import plain
 
 log = logging.getLogger("panelsynth")
 
@@ -169,21 +170,9 @@ def estimate_output_tokens(client: LLMClient, examples: pd.DataFrame, n_rows: in
     if len(sample) == 0:
         per_row = 20 * max(1, examples.shape[1])
     else:
-        text = json.dumps(
-            [{k: _json_cell(v) for k, v in r.items()} for r in sample.to_dict("records")]
-        )
+        text = json.dumps([{k: plain(v) for k, v in r.items()} for r in sample.to_dict("records")])
         per_row = client.count_tokens(text) / len(sample)
     return int(60 + n_rows * per_row * 1.6)
-
-
-def _json_cell(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
 
 
 def fit_prompt(

@@ -185,7 +185,7 @@ def write_ids_file(path: Path, split: HoldoutSplit, model_dir: str) -> None:
 
 
 def _merge_ids(path: Path, split: HoldoutSplit, model_dir: str) -> None:
-    from panelsynth.scaffold import atomic_write_text
+    from panelsynth.io import atomic_write_text
 
     cols = ["wave", "model_dir", "respondent_id", "share", "seed", "id_column"]
     old = pd.DataFrame(columns=cols)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from panelsynth.dictionaries import VariableMeta
+from panelsynth.values import number_text
 
 #: Labels that say a listed code means "no answer" (the codebook lists it with the answers).
 MISSING_LABEL_RE = re.compile(
@@ -61,9 +62,7 @@ class CodesFor:
     kept: dict[str, str] = field(default_factory=dict)
 
 
-def codes_for_variable(
-    meta: VariableMeta | None, codes: Iterable[int | float | str]
-) -> CodesFor:
+def codes_for_variable(meta: VariableMeta | None, codes: Iterable[int | float | str]) -> CodesFor:
     """Split the configured missing codes into those that apply and those that are answers.
 
     Args:
@@ -88,7 +87,9 @@ def codes_for_variable(
             except ValueError:
                 f = None
             if f is not None and meta.range[0] <= f <= meta.range[1]:
-                kept[key] = f"inside its range {_fmt(meta.range[0])}-{_fmt(meta.range[1])}"
+                kept[key] = (
+                    f"inside its range {number_text(meta.range[0])}-{number_text(meta.range[1])}"
+                )
                 continue
         applied.append(c)
     return CodesFor(applied, kept)
@@ -111,7 +112,7 @@ def kept_warning(variable: str, kept: Mapping[str, str], source: str) -> str:
         f"variable {variable!r}: {codes} {'is an answer' if one else 'are answers'} in {source} "
         f"({why}) — kept as {'an answer' if one else 'answers'}, although study.missing_codes "
         f"lists {'it' if one else 'them'}; label {'it' if one else 'them'} 'Refused', "
-        f"\"Don't know\", ... in the dictionary if {'it means' if one else 'they mean'} missing"
+        f'"Don\'t know", ... in the dictionary if {"it means" if one else "they mean"} missing'
     )
 
 
@@ -153,7 +154,3 @@ def _row(
         "share": round(n / total, 4) if total else 0.0,
         "why": why,
     }
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)

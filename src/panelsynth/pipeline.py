@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from panelsynth.describe import (
     format_descriptions,
     format_statistics,
 )
-from panelsynth.errors import ConfigError, GenerationExhaustedError, PanelsynthError, WorkspaceError
+from panelsynth.errors import ConfigError, GenerationExhaustedError, PanelsynthError
 from panelsynth.export import EXPORT_FORMATS, export_table, parse_formats, wave_labels
 from panelsynth.generate import (
     GenerationPrompt,
@@ -50,19 +49,19 @@ from panelsynth.holdout import (
     wave_split,
     write_ids_file,
 )
+from panelsynth.io import atomic_write_text, remove_stale_temporaries
 from panelsynth.llm.base import LLMCallError, LLMClient, Usage
 from panelsynth.llm.budget import BudgetedClient
 from panelsynth.llm.keys import scrub, scrub_data
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.prepare_switch import finish_interrupted_prepare
+from panelsynth.progress import Progress
 from panelsynth.pydantic_models.rows import row_model_for_wave, trusted_models_dir, wave_row_specs
 from panelsynth.runner import stays_on_this_machine
-from panelsynth.scaffold import atomic_write_text, remove_stale_temporaries
 from panelsynth.workspace import Mode, Workspace
 
 log = logging.getLogger("panelsynth")
 
-Progress = Callable[[dict[str, Any]], None]
 
 DEFAULT_CONCURRENCY_HOSTED = 8
 #: Rows per step-3 call when neither the flag nor the config sets them. The original asked for 10;
@@ -256,8 +255,7 @@ def run_wave(
     """
     opts = options or RunOptions()
     ws = Workspace(workspace)
-    if not ws.root.is_dir():
-        raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    ws.must_exist()
     finish_interrupted_prepare(ws)  # never read a half-switched set of prepare's outputs
     config = config or load_config(ws.config_path)
     mode, n_examples, settings = resolve_settings(config, opts, client)

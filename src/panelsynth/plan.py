@@ -38,7 +38,7 @@ from panelsynth.cache import StepCache
 from panelsynth.checkpoint import Checkpoint
 from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.describe import describe_wave
-from panelsynth.errors import ProviderError, WorkspaceError
+from panelsynth.errors import ProviderError
 from panelsynth.llm.base import Completion, LLMClient, Message, Usage
 from panelsynth.metadata import format_metadata
 from panelsynth.pipeline import (
@@ -50,6 +50,7 @@ from panelsynth.pipeline import (
     with_run_holdout,
 )
 from panelsynth.pydantic_models.rows import row_model_for_wave, trusted_models_dir, wave_row_specs
+from panelsynth.values import plain
 from panelsynth.workspace import Workspace
 
 log = logging.getLogger("panelsynth")
@@ -80,6 +81,7 @@ class StagePlan:
         if not self.calls or not self.context_window:
             return None
         return self.peak_tokens <= self.context_window
+
     #: Input tokens a provider's prompt cache is expected to serve (step 3's shared prefix).
     cached_input_tokens: int = 0
 
@@ -321,18 +323,8 @@ def _rows_output(client: Any, examples: pd.DataFrame, columns: list[str], n_rows
     rows = []
     for i in range(n_rows):
         r = recs[i % len(recs)]
-        rows.append({k: _json_cell(v) for k, v in r.items()})
+        rows.append({k: plain(v) for k, v in r.items()})
     return int(client.count_tokens(_output_text(client, {"rows": rows})))
-
-
-def _json_cell(v: Any) -> Any:
-    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
 
 
 def _finished_batches(ckpt: Checkpoint, n_batches: int) -> int:
@@ -363,8 +355,7 @@ def plan_wave(
     """
     opts = options or RunOptions()
     ws = Workspace(workspace)
-    if not ws.root.is_dir():
-        raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    ws.must_exist()
     config = config or load_config(ws.config_path)
     mode, n_examples, settings = resolve_settings(config, opts, client)
     config = with_run_holdout(config, opts, settings.seed)
@@ -400,7 +391,13 @@ def plan_wave(
             n_out += int(client.count_tokens(_output_text(client, out)))
             peak = max(peak, tokens + int(kwargs.get("max_tokens") or 0))
         return StagePlan(
-            name, len(reqs), False, n_in, n_out, "estimate", peak_tokens=peak,
+            name,
+            len(reqs),
+            False,
+            n_in,
+            n_out,
+            "estimate",
+            peak_tokens=peak,
             context_window=window,
         )
 

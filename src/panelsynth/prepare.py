@@ -91,19 +91,15 @@ from panelsynth.dictionaries import (
     read_csv_dictionary,
 )
 from panelsynth.errors import ConfigError, DataError, PanelsynthError, WorkspaceError
+from panelsynth.io import atomic_write_text, remove_old_temporaries, remove_stale_temporaries_of
 from panelsynth.missing import MissingTally, codes_for_variable, kept_warning
 from panelsynth.prepare_switch import StagedOutputs, finish_interrupted_prepare, prepare_lock
-from panelsynth.scaffold import (
-    atomic_write_text,
-    remove_old_temporaries,
-    remove_stale_temporaries_of,
-)
+from panelsynth.progress import Progress
 from panelsynth.vartypes import explain_var_type
 from panelsynth.workspace import Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
 
-Progress = Callable[[dict[str, Any]], None]
 
 RAW_SUFFIXES = (".csv", ".tsv", ".txt", ".sav", ".zsav", ".dta")
 MANIFEST = "manifest.json"
@@ -681,8 +677,6 @@ def _csv_quote(text: str) -> str:
     return text
 
 
-
-
 # ----------------------------------------------------------------------------------------------
 # Ground truth (demo)
 # ----------------------------------------------------------------------------------------------
@@ -768,8 +762,7 @@ def prepare_workspace(
         WorkspaceError / DataError / ConfigError: one actionable line; nothing is written then.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    if not ws.root.is_dir():
-        raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    ws.must_exist()
     with prepare_lock(ws):  # one prepare per workspace; outputs switched in all at once
         finish_interrupted_prepare(ws, locked=True)
         return _prepare_locked(ws, config, progress, force, engine, missing, max_fit_rows)
@@ -1210,7 +1203,7 @@ def fit_worker_main(argv: Sequence[str]) -> int:
     in order, each result (or the error that stopped it) written to ``OUT_DIR/wave-{W}.pkl``."""
     import pickle
 
-    from panelsynth.evaluate._io import atomic_write_bytes
+    from panelsynth.io import atomic_write_bytes
 
     job_file, out_dir = argv
     jobs, settings = pickle.loads(Path(job_file).read_bytes())

@@ -31,8 +31,8 @@ from typing import Any
 
 from panelsynth import faultpoint
 from panelsynth.errors import PanelsynthError
+from panelsynth.io import atomic_write_text, file_mode
 from panelsynth.oslock import OsLock, describe_holder
-from panelsynth.scaffold import atomic_write_text
 from panelsynth.workspace import Workspace
 
 log = logging.getLogger("panelsynth")
@@ -73,7 +73,7 @@ class StagedOutputs:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(staged, 0o666 & ~_umask())
+        os.chmod(staged, file_mode())
         self._pending[path] = (staged, hashlib.sha256(data).hexdigest())
 
     def digest(self, path: Path) -> str | None:
@@ -172,9 +172,3 @@ def _move(src: Path, dst: Path) -> None:
 
 def _rel(ws: Workspace, path: Path) -> str:
     return path.relative_to(ws.root).as_posix()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -104,6 +104,15 @@ class Workspace:
     def __init__(self, root: str | Path) -> None:
         object.__setattr__(self, "root", Path(root).expanduser().resolve())
 
+    def must_exist(self) -> Workspace:
+        """This workspace, or a :class:`WorkspaceError` naming the folder when it does not exist."""
+        if not self.root.is_dir():
+            raise WorkspaceError(
+                f"workspace not found: {self.root} — create it with `panelsynth init` "
+                f"(or `panelsynth demo`) and pass it with --workspace"
+            )
+        return self
+
     # ----- inputs -------------------------------------------------------------------------
     @property
     def config_path(self) -> Path:

@@ -10,7 +10,7 @@ from panelsynth.impute.output import (
     imputed_csv,
     write_imputed,
 )
-from panelsynth.textio import csv_dialect
+from panelsynth.io import csv_dialect
 
 
 def _cells(text: str) -> list[list[str]]:

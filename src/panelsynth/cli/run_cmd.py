@@ -372,7 +372,7 @@ def run(
 ) -> None:
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
-    from panelsynth.errors import PanelsynthError, WorkspaceError
+    from panelsynth.errors import PanelsynthError
     from panelsynth.export import parse_formats
     from panelsynth.llm.keys import key_from_argument
     from panelsynth.pipeline import RunOptions, resolve_settings
@@ -389,8 +389,7 @@ def run(
     from panelsynth.workspace import Workspace, check_model_dir, check_wave_id
 
     ws = Workspace(workspace)
-    if not ws.root.is_dir():
-        raise WorkspaceError(f"workspace not found: {ws.root} — create it with `panelsynth init`")
+    ws.must_exist()
     config = load_config(ws.config_path)
     check_mode(mode)
     check_examples(examples)

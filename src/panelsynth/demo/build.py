@@ -30,7 +30,8 @@ from panelsynth.demo.simulator import (
 )
 from panelsynth.dictionaries import metadata_from_csv, metadata_to_json
 from panelsynth.errors import ConfigError, WorkspaceError
-from panelsynth.scaffold import atomic_write_text, init_workspace
+from panelsynth.io import atomic_write_text
+from panelsynth.scaffold import init_workspace
 from panelsynth.workspace import STATE, Workspace
 
 log = logging.getLogger("panelsynth")

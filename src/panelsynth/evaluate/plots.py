@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from panelsynth.evaluate._io import atomic_write_bytes
 from panelsynth.evaluate.columns import EvalColumn, EvalColumns
 from panelsynth.evaluate.encoding import continuous_edges, discrete_codes
+from panelsynth.io import atomic_write_bytes
 
 REAL_COLOUR = "#4C72B0"
 SYNTH_COLOUR = "#DD8452"
@@ -198,8 +198,10 @@ def collapse_chart(details: list[dict[str, Any]], *, title: str) -> bytes:
     draw = ImageDraw.Draw(img)
     draw.text((8, 6), _fit(title, 80), fill=TEXT_COLOUR, font=_font(12))
     draw.text(
-        (8, 22), "answer entropy (bits); red: collapsed (synthetic < half the real)",
-        fill="#666666", font=_font(10),
+        (8, 22),
+        "answer entropy (bits); red: collapsed (synthetic < half the real)",
+        fill="#666666",
+        font=_font(10),
     )
     _legend(draw, width)
     emax = max(
@@ -210,8 +212,13 @@ def collapse_chart(details: list[dict[str, Any]], *, title: str) -> bytes:
     for i, d in enumerate(rows):
         y = top + i * (2 * bar_h + gap)
         colour = "#C0392B" if d.get("collapsed") else TEXT_COLOUR
-        draw.text((left - 6, y + bar_h), _fit(str(d["column"]), 24), fill=colour,
-                  font=_font(10), anchor="rm")
+        draw.text(
+            (left - 6, y + bar_h),
+            _fit(str(d["column"]), 24),
+            fill=colour,
+            font=_font(10),
+            anchor="rm",
+        )
         real = float(d.get("entropy_real") or 0.0)
         syn = float(d.get("entropy_candidate") or 0.0)
         draw.rectangle([left, y, left + real * scale, y + bar_h - 1], fill=REAL_COLOUR)

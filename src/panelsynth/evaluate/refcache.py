@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.cache import fingerprint
-from panelsynth.evaluate._io import atomic_write_bytes
 from panelsynth.evaluate.columns import EvalColumn, EvalColumns
 from panelsynth.evaluate.metrics import MetricResult
 from panelsynth.evaluate.suite import PROTOCOL, Reference, Scorecard
+from panelsynth.io import atomic_write_bytes
 
 log = logging.getLogger("panelsynth")
 
@@ -155,12 +155,20 @@ def encode(obj: Any) -> Any:
         }
     if isinstance(obj, pd.Series):
         return {
-            "$series": {"name": encode(obj.name), "index": _encode_index(obj.index),
-                        "data": _encode_values(obj)}
+            "$series": {
+                "name": encode(obj.name),
+                "index": _encode_index(obj.index),
+                "data": _encode_values(obj),
+            }
         }
     if isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf":
-        return {"$nd": {"dtype": obj.dtype.str, "shape": list(obj.shape),
-                        "data": [encode(v) for v in obj.ravel().tolist()]}}
+        return {
+            "$nd": {
+                "dtype": obj.dtype.str,
+                "shape": list(obj.shape),
+                "data": [encode(v) for v in obj.ravel().tolist()],
+            }
+        }
     name = type(obj).__name__
     if dataclasses.is_dataclass(obj) and _CLASSES.get(name) is type(obj):
         fields = {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}

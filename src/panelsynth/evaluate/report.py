@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from panelsynth.evaluate._io import atomic_write_text
 from panelsynth.evaluate.reading import headline, label_of_floor, verdict
+from panelsynth.io import atomic_write_text
 from panelsynth.workspace import Workspace, wave_sort_key
 
 log = logging.getLogger("panelsynth")
@@ -277,8 +277,7 @@ def _na_table(doc: dict[str, Any]) -> str:
     )
     gap = _na_gap_sentence(det)
     return (
-        gap
-        + "<table><tr><th class='l'>variable</th><th>real NA</th><th>synthetic NA</th>"
+        gap + "<table><tr><th class='l'>variable</th><th>real NA</th><th>synthetic NA</th>"
         "<th>|Δ| (LLM)</th>"
         "<th>|Δ| real half vs half</th></tr>"
         + "".join(rows)
@@ -427,8 +426,7 @@ def _privacy_section(doc: dict[str, Any]) -> str:
             f"<td>{_fmt(m.get('tpr_at_10pct_fpr'), True)}</td><td>{_fmt(m.get('auc'))}</td></tr>"
         )
     line = membership_sentence(doc.get("summary", {})) or (
-        "Membership inference against the LLM output is not available for this run (see the "
-        "table)."
+        "Membership inference against the LLM output is not available for this run (see the table)."
     )
     return (
         "<h4>Privacy: membership inference (closest synthetic row nearer than a threshold)</h4>"
@@ -477,8 +475,7 @@ def _pair_section(ws: Workspace, doc: dict[str, Any]) -> str:
     parts.append(_privacy_section(doc))
     parts.append(_collapse_section(doc))
     parts.append(
-        "<h4>Distributions, real vs synthetic (NA as its own bar), and answer entropy per item"
-        "</h4>"
+        "<h4>Distributions, real vs synthetic (NA as its own bar), and answer entropy per item</h4>"
     )
     parts.append(_png(ws.eval_plot(md, wave)))
     notes = doc.get("notes", [])

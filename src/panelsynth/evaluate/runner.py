@@ -27,7 +27,6 @@ from panelsynth.data import (
 )
 from panelsynth.dictionaries import VariableMeta, load_var_types
 from panelsynth.errors import PanelsynthError, WorkspaceError
-from panelsynth.evaluate._io import atomic_write_text
 from panelsynth.evaluate.columns import (
     ORDINAL_SDTYPE_NOTE,
     EvalColumns,
@@ -58,9 +57,9 @@ from panelsynth.evaluate.suite import (
     wave_rng,
 )
 from panelsynth.holdout import HoldoutSpec, apply_split, spec_from_manifest, wave_split
+from panelsynth.io import atomic_write_text, remove_old_temporaries, remove_stale_temporaries_of
 from panelsynth.oslock import OsLock
 from panelsynth.prepare_switch import finish_interrupted_prepare
-from panelsynth.scaffold import remove_old_temporaries, remove_stale_temporaries_of
 from panelsynth.workers import worker_env
 from panelsynth.workspace import (
     EVAL_TABLES,
@@ -155,11 +154,7 @@ def plan_evaluations(
     ws: Workspace, model_dirs: Sequence[str] | None, waves: Sequence[str] | None
 ) -> list[tuple[str, str]]:
     """The (model dir, wave) pairs to evaluate; raises one actionable line when there are none."""
-    if not ws.root.is_dir():
-        raise WorkspaceError(
-            f"workspace not found: {ws.root} — pass the folder made by `panelsynth init` or "
-            f"`panelsynth demo` with --workspace"
-        )
+    ws.must_exist()
     available = ws.model_dirs_with_output()
     if model_dirs:
         for md in model_dirs:
@@ -508,7 +503,11 @@ class _Context:
         target, target_source = self.target(columns, manifest)
         held = held_out_frames(ws, wave, h["real"], manifest)
         ref = self.reference(
-            h["real"], columns, wave, target, size=len(h["synthetic"]),
+            h["real"],
+            columns,
+            wave,
+            target,
+            size=len(h["synthetic"]),
             split=(held.training, held.held_out) if held else None,
             split_key=held.key() if held else None,
         )
@@ -572,7 +571,11 @@ class _Context:
             + f" vs synthetic n={len(h['synthetic'])}",
         )
         return PairOutcome(
-            md, wave, out_json, plot, doc["summary"],
+            md,
+            wave,
+            out_json,
+            plot,
+            doc["summary"],
             floor_label="training vs held-out" if held else "real half",
         )
 
@@ -657,6 +660,8 @@ def check_manifest(ws: Workspace, md: str, wave: str, manifest: dict, rows: int)
     if isinstance(n, int) and n != rows:
         out.append(f"{csv_name} has {rows} rows but its manifest records {n}")
     return out
+
+
 @dataclass
 class HeldOut:
     """A ``--holdout`` run's real respondents: training (seen by steps 1-3) and held out."""
@@ -671,9 +676,7 @@ class HeldOut:
         return {**self.spec.to_json(), "held_out_rows": rows}
 
 
-def held_out_frames(
-    ws: Workspace, wave: str, real: pd.DataFrame, manifest: dict
-) -> HeldOut | None:
+def held_out_frames(ws: Workspace, wave: str, real: pd.DataFrame, manifest: dict) -> HeldOut | None:
     """The training and held-out respondents of a ``--holdout`` run (``None`` for other runs).
 
     The split is recomputed from the manifest (share, seed, id column) exactly as the run made
@@ -728,12 +731,20 @@ def synthetic_membership(
     if held is not None:
         if examples is not None and len(examples):
             return attack(
-                columns, syn, examples, held.held_out, seed=seed,
+                columns,
+                syn,
+                examples,
+                held.held_out,
+                seed=seed,
                 members_are="few-shot examples (real rows pasted into prompts)",
                 non_members_are="held-out respondents",
             )
         return attack(
-            columns, syn, held.training, held.held_out, seed=seed,
+            columns,
+            syn,
+            held.training,
+            held.held_out,
+            seed=seed,
             members_are="training respondents (behind the prompt's statistics)",
             non_members_are="held-out respondents",
         )
@@ -746,7 +757,11 @@ def synthetic_membership(
     names = columns.variables
     others = h["real"][~np.isin(row_keys(h["real"], names), row_keys(examples, names))]
     return attack(
-        columns, syn, examples, others, seed=seed,
+        columns,
+        syn,
+        examples,
+        others,
+        seed=seed,
         members_are="few-shot examples (real rows pasted into prompts)",
         non_members_are="the wave's other respondents (no held-out respondents: they informed "
         "the statistics, not the examples)",

@@ -298,21 +298,41 @@ def build_reference(
     for name, frame in baselines.items():
         cards[name].metrics["membership_inference"] = membership_result(
             attack(
-                columns, frame, a, b, seed=seed,
+                columns,
+                frame,
+                a,
+                b,
+                seed=seed,
                 members_are=f"{fitted_on} (the baseline's training rows)",
                 non_members_are=tested_on,
             )
         )
     cards[HOLDOUT].metrics["membership_inference"] = MetricResult(
-        "membership_inference", math.nan,
+        "membership_inference",
+        math.nan,
         error="not applicable: the floor's rows are real respondents (its own members)",
     )
     ref = Reference(
-        columns, a, b, baselines, holdout_dcr, cards, target, len(full_b),
-        size=size, split="held_out" if split is not None else "halves", fit_rows=len(full_a),
+        columns,
+        a,
+        b,
+        baselines,
+        holdout_dcr,
+        cards,
+        target,
+        len(full_b),
+        size=size,
+        split="held_out" if split is not None else "halves",
+        fit_rows=len(full_a),
     )
     ref.floor_spread = floor_spread(
-        cards[HOLDOUT], real, columns, wave=wave, seed=seed, target=target, size=n,
+        cards[HOLDOUT],
+        real,
+        columns,
+        wave=wave,
+        seed=seed,
+        target=target,
+        size=n,
         split=(a, b) if split is not None else None,
     )
     return ref
@@ -349,8 +369,17 @@ def floor_spread(
             a, b = split
         cards.append(
             score_candidate(
-                HOLDOUT, _sample(a, size, rng), columns, fidelity_real=b, copy_ref=b, dcr_ref=b,
-                utility_test=b, holdout_dcr=None, target=target, seed=seed + i, light=True,
+                HOLDOUT,
+                _sample(a, size, rng),
+                columns,
+                fidelity_real=b,
+                copy_ref=b,
+                dcr_ref=b,
+                utility_test=b,
+                holdout_dcr=None,
+                target=target,
+                seed=seed + i,
+                light=True,
             )
         )
     for card in cards:

@@ -11,8 +11,8 @@ import pickle
 import sys
 from pathlib import Path
 
-from panelsynth.evaluate._io import atomic_write_bytes
 from panelsynth.evaluate.runner import evaluate_group
+from panelsynth.io import atomic_write_bytes
 
 
 def main(argv: list[str]) -> int:

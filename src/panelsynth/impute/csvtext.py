@@ -1,6 +1,6 @@
 """A CSV file as text and cell spans, so cells can be read and replaced without re-serialising.
 
-The text is decoded and its dialect sniffed by :mod:`panelsynth.textio`, as every reader does;
+The text is decoded and its dialect sniffed by :mod:`panelsynth.io`, as every reader does;
 :func:`field_spans` gives the ``[start, end)`` span of every cell (RFC 4180 quoting), which lets
 :mod:`panelsynth.impute.output` replace only the empty cells and :mod:`panelsynth.impute.gaps`
 read the respondent ids exactly as written.

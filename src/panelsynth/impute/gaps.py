@@ -30,7 +30,7 @@ from panelsynth.data import load_wave, read_csv_any, respondent_ids
 from panelsynth.dictionaries import VariableMeta
 from panelsynth.errors import DataError
 from panelsynth.impute.csvtext import data_rows, field_spans, unquote
-from panelsynth.textio import csv_dialect, decode_bytes
+from panelsynth.io import csv_dialect, decode_bytes
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")

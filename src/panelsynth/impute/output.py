@@ -25,8 +25,7 @@ import pandas as pd
 from panelsynth.impute.completed import CompletedSet
 from panelsynth.impute.csvtext import data_rows
 from panelsynth.impute.gaps import Panel
-from panelsynth.scaffold import atomic_write_text
-from panelsynth.textio import csv_dialect, decode_bytes
+from panelsynth.io import atomic_write_text, csv_dialect, decode_bytes
 from panelsynth.workspace import Workspace
 
 log = logging.getLogger("panelsynth")

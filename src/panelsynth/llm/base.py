@@ -35,7 +35,6 @@ class PromptMessages(list):  # type: ignore[type-arg]  # list[Message]
         self.shared_chars = shared_chars
 
 
-
 def reply_budget(client: Any, messages: Sequence[Message], text_chars: int, fields: int) -> int:
     """``max_tokens`` for a structured reply of at most ``text_chars`` characters of free text in
     ``fields`` JSON fields: room for every string at its ``maxLength`` (2 characters per token, a
@@ -48,6 +47,7 @@ def reply_budget(client: Any, messages: Sequence[Message], text_chars: int, fiel
         prompt = client.count_tokens("\n".join(m["content"] for m in messages)) + 16 * len(messages)
         budget = max(64, min(budget, window - prompt - 32))
     return budget
+
 
 @dataclass
 class Usage:

@@ -116,7 +116,7 @@ def unsupported_message(label: str, mode: str, field: str, detail: str) -> str:
     use = FALLBACK.get(mode, "md_json")
     return (
         f"{label}: the server does not support `{field}` (structured-output mode {mode}; it "
-        f"said: {detail}) — use --structured-output {use} (or structured_output = \"{use}\" "
+        f'said: {detail}) — use --structured-output {use} (or structured_output = "{use}" '
         f"in [[models]]; auto finds a mode the server accepts)"
     )
 
@@ -193,7 +193,9 @@ class AutoModeClient:
             chosen = self._chain[self._index]
         logger.warning(
             "%s: the server rejected structured-output mode %s; using %s for the rest of the run",
-            self.label, tried, chosen,
+            self.label,
+            tried,
+            chosen,
         )
         return chosen
 
@@ -213,7 +215,10 @@ class AutoModeClient:
             assert mode is not None
             try:
                 comp = self.client_for(mode).create(
-                    messages, response_model, max_tokens=max_tokens, temperature=temperature,
+                    messages,
+                    response_model,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
                     seed=seed,
                 )
             except LLMCallError as err:
@@ -243,7 +248,10 @@ class AutoModeClient:
             assert mode is not None
             try:
                 comp = await self.client_for(mode).acreate(
-                    messages, response_model, max_tokens=max_tokens, temperature=temperature,
+                    messages,
+                    response_model,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
                     seed=seed,
                 )
             except LLMCallError as err:

@@ -63,8 +63,10 @@ class BatchPricing:
         )
 
         def share(rate: float | None, default: float) -> float:
-            return default if rate is None or not price.input_per_mtok else (
-                rate / price.input_per_mtok
+            return (
+                default
+                if rate is None or not price.input_per_mtok
+                else (rate / price.input_per_mtok)
             )
 
         return cls(
