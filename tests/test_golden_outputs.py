@@ -241,11 +241,18 @@ def expected(prefix: str) -> dict[str, bytes]:
 
 
 def first_difference(name: str, want: bytes, got: bytes) -> str:
-    """Which line of ``name`` first differs, with both versions."""
+    """Which line of ``name`` first differs, with both versions around the first differing
+    character (long lines, e.g. a request body, are cut to 300 characters around it)."""
     a, b = want.decode("utf-8").splitlines(), got.decode("utf-8").splitlines()
     for i, (x, y) in enumerate(zip(a, b, strict=False), 1):
         if x != y:
-            return f"{name}: line {i} differs\n  expected: {x[:400]!r}\n  got:      {y[:400]!r}"
+            at = next((j for j, (c, d) in enumerate(zip(x, y, strict=False)) if c != d), None)
+            at = min(len(x), len(y)) if at is None else at
+            lo = max(0, at - 100)
+            return (
+                f"{name}: line {i} differs (from character {at + 1})\n"
+                f"  expected: {x[lo : at + 200]!r}\n  got:      {y[lo : at + 200]!r}"
+            )
     return f"{name}: {len(a)} lines expected, {len(b)} got (or line endings differ)"
 
 
