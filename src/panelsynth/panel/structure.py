@@ -23,9 +23,12 @@ Synthetic ids are text ``S00001``, ``S00002``, ... (at least five digits, wider 
 whatever the real ids look like: they are stable (respondent i has the same id under every seed
 and N), sort in order, and can never be taken for (or joined to) a real respondent's id.
 
-A transition row without data (nobody in that state in the real wave ``w-1``) that the draw can
-reach falls back to the pooled row of its kind — the current wave's marginal over every previous
-cluster of the same presence — and a warning is logged and kept in ``PanelStructure.warnings``.
+A transition row without data (nobody in that state in the real wave ``w-1``) falls back to the
+pooled row of its kind — the current wave's marginal over every previous cluster of the same
+presence (for absent rows when nobody was absent: staying absent) — and a warning is logged and
+kept in ``PanelStructure.warnings`` (for an absent row only when the draw can reach it). Since the
+draw follows the real counts, a state it reaches always has data; the fallback keeps the matrices
+complete rather than changing a draw.
 """
 
 from __future__ import annotations
@@ -307,7 +310,7 @@ def _rows_with_fallback(
             else:  # nobody was absent in the real wave: no re-entry observed, stay absent
                 prob[r, k + own] = 1.0
                 how = "staying absent (no re-entry observed)"
-            if reach[r] > 0:
+            if kind == "present" or reach[r] > 0:
                 warnings.append(
                     f"panel: no real respondent was {kind} in cluster {own + 1} in wave "
                     f"{pair[0]} — their move to wave {pair[1]} falls back to {how}"
