@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.data import id_text
-from panelsynth.evaluate.columns import SDTYPE_FOR_VAR_TYPE, EvalColumn, EvalColumns
+from panelsynth.evaluate.columns import EvalColumn, EvalColumns
 from panelsynth.evaluate.metrics import (
     GradientBoostingC2ST,
     MetricResult,
@@ -45,7 +45,7 @@ from panelsynth.evaluate.metrics import (
     frame_records,
     safe_compute,
 )
-from panelsynth.evaluate.panel_baselines import cart_panel, unlinked_panel
+from panelsynth.evaluate.panel_baselines import cart_panel, item_column, unlinked_panel
 from panelsynth.evaluate.suite import FLOOR_REPEATS
 from panelsynth.panel.structure import PanelDataError
 
@@ -289,10 +289,7 @@ def trajectory_columns(
         if item == cluster_column:
             cols.append(EvalColumn(name, "categorical", "a categorical"))
             continue
-        vt = (var_types or {}).get(item)
-        if vt is None:
-            vt = "an ordinal" if pd.api.types.is_numeric_dtype(frame[name]) else "a categorical"
-        cols.append(EvalColumn(name, SDTYPE_FOR_VAR_TYPE.get(vt, "categorical"), vt))
+        cols.append(item_column(name, item, var_types, frame[name]))
     return EvalColumns(tuple(cols))
 
 

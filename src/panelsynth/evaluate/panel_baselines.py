@@ -86,9 +86,11 @@ def unlinked_panel(
     return out
 
 
-def _column(
+def item_column(
     name: str, item: str, var_types: Mapping[str, str] | None, like: pd.Series
 ) -> EvalColumn:
+    """The evaluation column ``name`` of a survey item: typed by the item's var type where known,
+    else ordinal for numbers and categorical for text."""
     vt = (var_types or {}).get(item)
     if vt is None:
         vt = "an ordinal" if pd.api.types.is_numeric_dtype(like) else "a categorical"
@@ -127,14 +129,14 @@ def cart_panel(
         frame = sk[keep].copy()
         r = real[w]
         cur_items = [i for i in items if i in r.columns]
-        targets = [_column(i, i, var_types, r[i]) for i in cur_items]
+        targets = [item_column(i, i, var_types, r[i]) for i in cur_items]
         for i in cur_items:
             frame[i] = np.nan if pd.api.types.is_numeric_dtype(r[i]) else None
         cl = pd.to_numeric(sk[cluster_column], errors="coerce").to_numpy()
         if t > 0:
             rp = real[waves[t - 1]]
             prev_items = [i for i in items if i in rp.columns]
-            given = [_column(PREV + i, i, var_types, rp[i]) for i in prev_items]
+            given = [item_column(PREV + i, i, var_types, rp[i]) for i in prev_items]
             given.append(EvalColumn(PREV + cluster_column, "categorical", "a categorical"))
             train = _linked_train(rp, r, id_column, prev_items, cur_items, cluster_column)
             syn_given = (
