@@ -18,8 +18,9 @@ For each pair of consecutive generated waves (in the order given):
   ``cluster@wave``; a wave the respondent missed is all NaN), scored by the existing
   :class:`~panelsynth.evaluate.metrics.GradientBoostingC2ST` (cross-validated, 1 =
   indistinguishable).
-  The real respondents are the first generated wave's (the synthetic panel is a cohort: nobody
-  enters after its first wave), so refreshment samples are not held against it.
+  On both sides the respondents are the first generated wave's (the synthetic panel is a cohort:
+  nobody enters after its first wave), so a real refreshment sample is not held against it (nor
+  against the real-half floor); respondents who enter later are judged by the other figures.
 
 :func:`panel_section` scores the synthetic panel, the real-half floor (two halves of the real
 respondents, :data:`~panelsynth.evaluate.suite.FLOOR_REPEATS` seeded splits with their spread)
@@ -76,8 +77,8 @@ PROTOCOL = {
     "retention": "Share of wave a's respondents of each cluster present in wave b; "
     "retention_*_abs_diff over (pair, cluster).",
     "c2st_trajectory": "Gradient-boosting C2ST (the cross-sectional one) on every respondent's "
-    "waves side by side (item@wave, cluster@wave; a missed wave is NaN), real respondents "
-    "being the first generated wave's; 1 = indistinguishable.",
+    "waves side by side (item@wave, cluster@wave; a missed wave is NaN), over the respondents "
+    "of the first generated wave on both sides; 1 = indistinguishable.",
     "floor": "The real panel's respondents split at random into halves A and B; A scored as the "
     "candidate against B with the same code, on several seeded splits (spread: min, max, "
     "mean, sd). The C2ST is the first split's.",
@@ -307,7 +308,7 @@ def trajectory_c2st(
     """The gradient-boosting C2ST on concatenated waves (1 = indistinguishable)."""
     kw = {"id_column": id_column, "items": items, "cluster_column": cluster_column}
     r = trajectory_frame(real, waves, **kw)
-    c = trajectory_frame(candidate, waves, **kw, cohort=False)
+    c = trajectory_frame(candidate, waves, **kw)
     common = [x for x in r.columns if x in c.columns]
     r, c = r[common], c[common]
     # one column encoding on both sides: text where either side has text

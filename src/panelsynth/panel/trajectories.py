@@ -43,6 +43,7 @@ def sample_trajectories(
     previous_variables: Sequence[str] | None = None,
     current_variables: Sequence[str] | None = None,
     cluster_column: str = "cluster",
+    prev_cluster_column: str = "prev_cluster",
 ) -> list[Trajectory]:
     """Up to ``per_type`` real respondents per (previous cluster, current cluster) type.
 
@@ -52,7 +53,7 @@ def sample_trajectories(
     Args:
         previous, current: The two waves' real frames with the id and cluster columns.
         previous_variables, current_variables: Answers to carry (default: every column but the
-            id, the cluster and ``prev_cluster``-like columns).
+            id, the cluster and the previous-cluster columns).
 
     Raises:
         PanelDataError: a frame without the id column, or no respondent in both waves.
@@ -64,7 +65,7 @@ def sample_trajectories(
                 f"need — add it or set study.id_column",
                 column=id_column,
             )
-    skip = {id_column, cluster_column}
+    skip = {id_column, cluster_column, prev_cluster_column}
     pv = list(previous_variables or [c for c in previous.columns if c not in skip])
     cv = list(current_variables or [c for c in current.columns if c not in skip])
     prev = previous.set_index(previous[id_column].map(id_text))
