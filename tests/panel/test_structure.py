@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -88,7 +89,9 @@ def test_reentry_at_the_real_rate(panel):
 def test_dropped_respondent_never_reappears_without_real_reentry():
     frames = make_panel(2000, 6, seed=5, reentry=0.0)
     assert reentry_rate(presence_matrix(frames, ID), 3)[0] == 0.0
-    _, d = _draw(frames, ["1", "2", "4", "6"])
+    st, d = _draw(frames, ["1", "2", "4", "6"])
+    assert all(v == 0.0 for r in st.reentry().values() for v in r.values())
+    assert json.dumps(st.to_json())
     p = d.present
     dropped = ~p[:, :-1] & p[:, 1:]
     assert not dropped.any()
@@ -107,6 +110,7 @@ def test_transition_tables_and_retention_within_noise(panel):
             r_ret = (mat[r_from, t] > 0).mean()
             s_ret = (syn[s_from, t] > 0).mean()
             assert abs(r_ret - s_ret) < 0.05
+            assert abs(st.retention()[f"{t}-{t + 1}"][c] - r_ret) < 1e-9
             # transition probabilities among those present in both waves
             rb, sb = r_from & (mat[:, t] > 0), s_from & (syn[:, t] > 0)
             r_stay = (mat[rb, t] == c).mean()

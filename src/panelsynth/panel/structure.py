@@ -85,6 +85,24 @@ class PanelStructure:
             f"absent (last {c})" for c in range(1, self.k + 1)
         ]
 
+    def retention(self) -> dict[str, dict[int, float]]:
+        """Per pair ``"a-b"``: P(present in b | present in cluster k in a), by k."""
+        k = self.k
+        return {
+            f"{self.waves[i]}-{self.waves[i + 1]}": {c + 1: float(m[c, :k].sum()) for c in range(k)}
+            for i, m in enumerate(self.transitions)
+        }
+
+    def reentry(self) -> dict[str, dict[int, float]]:
+        """Per pair ``"a-b"``: P(present in b | absent from a, last seen in cluster k), by k."""
+        k = self.k
+        return {
+            f"{self.waves[i]}-{self.waves[i + 1]}": {
+                c + 1: float(m[k + c, :k].sum()) for c in range(k)
+            }
+            for i, m in enumerate(self.transitions)
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The structure as JSON (for the run's log and manifest)."""
         names = self.state_names()
@@ -109,6 +127,10 @@ class PanelStructure:
                 }
                 for i in range(len(self.transitions))
             ],
+            "retention": {
+                p: {str(c): v for c, v in r.items()} for p, r in self.retention().items()
+            },
+            "reentry": {p: {str(c): v for c, v in r.items()} for p, r in self.reentry().items()},
             "warnings": list(self.warnings),
         }
 
