@@ -35,10 +35,10 @@ from panelsynth.llm.batch.core import (
 )
 from panelsynth.llm.batch.http import jsonl_records
 from panelsynth.llm.batch.job import BatchJob
-from panelsynth.llm.batch.transport import (
-    BatchTransport,
+from panelsynth.llm.batch.api import (
+    BatchApi,
     ResponseModels,
-    register_batch_transport,
+    register_batch_api,
     response_model_for,
 )
 from panelsynth.llm.structured import response_tokens
@@ -163,8 +163,8 @@ def parse_result_line(record: dict[str, Any], models: ResponseModels) -> BatchRe
     )
 
 
-@register_batch_transport
-class AnthropicBatchTransport(BatchTransport):
+@register_batch_api
+class AnthropicBatchApi(BatchApi):
     """Anthropic Message Batches (100,000 requests or 256 MB per batch, within 24 hours)."""
 
     provider = "anthropic"

@@ -37,10 +37,10 @@ from panelsynth.llm.batch.core import (
 from panelsynth.llm.batch.http import jsonl_records, status_kind
 from panelsynth.llm.batch.job import BatchJob
 from panelsynth.llm.batch.schema import strict_json_schema
-from panelsynth.llm.batch.transport import (
-    BatchTransport,
+from panelsynth.llm.batch.api import (
+    BatchApi,
     ResponseModels,
-    register_batch_transport,
+    register_batch_api,
     response_model_for,
 )
 
@@ -144,8 +144,8 @@ def parse_output_line(record: dict[str, Any], models: ResponseModels) -> BatchRe
     )
 
 
-@register_batch_transport
-class OpenAIBatchTransport(BatchTransport):
+@register_batch_api
+class OpenAIBatchApi(BatchApi):
     """The OpenAI Batch API (50,000 requests and 200 MB per batch, results within 24 hours)."""
 
     provider = "openai"

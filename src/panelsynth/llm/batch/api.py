@@ -1,8 +1,8 @@
-"""The batch transport interface, what every provider adapter shares, and the registry.
+"""The provider batch API interface, what every provider adapter shares, and the registry.
 
-A transport submits :class:`BatchRequest` s as one provider batch and returns a
-:class:`BatchJob`; :meth:`BatchTransport.poll`, :meth:`~BatchTransport.collect` and
-:meth:`~BatchTransport.cancel` take that job, also when it was restored from a checkpoint in
+A :class:`BatchApi` submits :class:`BatchRequest` s as one provider batch and returns a
+:class:`BatchJob`; :meth:`BatchApi.poll`, :meth:`~BatchApi.collect` and
+:meth:`~BatchApi.cancel` take that job, also when it was restored from a checkpoint in
 another process, so a batch is never submitted twice.
 """
 
@@ -45,7 +45,7 @@ def response_model_for(models: ResponseModels, custom_id: str) -> type[BaseModel
     return models
 
 
-class BatchTransport(ABC):
+class BatchApi(ABC):
     """One provider's batch API.
 
     Args:
@@ -97,7 +97,7 @@ class BatchTransport(ABC):
         """Close the HTTP connection pool."""
         self.api.close()
 
-    def __enter__(self) -> BatchTransport:
+    def __enter__(self) -> BatchApi:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -153,7 +153,7 @@ class BatchTransport(ABC):
             raise BatchError(
                 "bad_request",
                 f"{self.provider} batch: {size} bytes, at most {self.max_bytes} per batch — "
-                "split the requests (BatchTransport.split)",
+                "split the requests (BatchApi.split)",
             )
         job = self._submit(requests)
         logger.info(
@@ -290,46 +290,46 @@ class BatchTransport(ABC):
             )
 
 
-#: Provider prefix -> its batch transport class (filled by the adapter modules).
-BATCH_TRANSPORTS: dict[str, type[BatchTransport]] = {}
+#: Provider prefix -> its batch API class (filled by the adapter modules).
+BATCH_APIS: dict[str, type[BatchApi]] = {}
 
 
-def register_batch_transport(cls: type[BatchTransport]) -> type[BatchTransport]:
-    """Add a transport class under its ``provider`` (usable as a decorator)."""
-    BATCH_TRANSPORTS[cls.provider] = cls
+def register_batch_api(cls: type[BatchApi]) -> type[BatchApi]:
+    """Add a batch API class under its ``provider`` (usable as a decorator)."""
+    BATCH_APIS[cls.provider] = cls
     return cls
 
 
 def supports_batch(label: str) -> bool:
-    """Whether a model label's provider has a batch transport."""
+    """Whether a model label's provider has a batch API here."""
     try:
         provider, _ = parse_label(label)
     except ProviderError:
         return False
-    return provider in BATCH_TRANSPORTS
+    return provider in BATCH_APIS
 
 
-def make_batch_transport(label: str, **kwargs: Any) -> BatchTransport:
-    """The batch transport of a model label (``openai/gpt-4o-mini``, ``anthropic/claude-...``).
+def make_batch_api(label: str, **kwargs: Any) -> BatchApi:
+    """The batch API of a model label (``openai/gpt-4o-mini``, ``anthropic/claude-...``).
 
     Args:
         label: ``provider/model``.
-        **kwargs: :class:`BatchTransport` options (``api_key``, ``base_url``, ``timeout``,
+        **kwargs: :class:`BatchApi` options (``api_key``, ``base_url``, ``timeout``,
             ``retry_policy``, ``on_retry``, ``sleep``).
 
     Raises:
         ProviderError: Malformed label, a provider without a batch API here, or no key.
     """
     provider, model = parse_label(label)
-    cls = BATCH_TRANSPORTS.get(provider)
+    cls = BATCH_APIS.get(provider)
     if cls is None:
         raise ProviderError(
             f"--batch is not available for provider '{provider}'; batch works with "
-            f"{', '.join(sorted(BATCH_TRANSPORTS))} — run without --batch"
+            f"{', '.join(sorted(BATCH_APIS))} — run without --batch"
         )
     return cls(model, **kwargs)
 
 
-def transport_for_job(job: BatchJob, **kwargs: Any) -> BatchTransport:
-    """The transport that polls/collects/cancels a restored job (same provider and model)."""
-    return make_batch_transport(f"{job.provider}/{job.model}", **kwargs)
+def api_for_job(job: BatchJob, **kwargs: Any) -> BatchApi:
+    """The batch API that polls/collects/cancels a restored job (same provider and model)."""
+    return make_batch_api(f"{job.provider}/{job.model}", **kwargs)
