@@ -19,19 +19,19 @@ from panelsynth.errors import ProviderError
 from panelsynth.llm.base import PromptMessages
 from panelsynth.llm.batch import (
     UNFINISHED,
+    BatchApi,
     BatchError,
     BatchJob,
     BatchPricing,
     BatchRequest,
     BatchResult,
-    BatchApi,
+    api_for_job,
     make_batch_api,
     project,
     split_job_records,
     strict_json_schema,
     supports_batch,
     total_usage,
-    api_for_job,
 )
 from panelsynth.llm.batch.anthropic import request_params
 from panelsynth.llm.retry import RetryPolicy
@@ -596,8 +596,12 @@ def test_batch_pricing_takes_the_price_tables_rates() -> None:
     from panelsynth.prices import ModelPrice
 
     table = ModelPrice(
-        label="openai/gpt-4o", input_per_mtok=2.5, output_per_mtok=10.0,
-        cached_input_per_mtok=1.25, batch_input_per_mtok=1.25, batch_output_per_mtok=5.0,
+        label="openai/gpt-4o",
+        input_per_mtok=2.5,
+        output_per_mtok=10.0,
+        cached_input_per_mtok=1.25,
+        batch_input_per_mtok=1.25,
+        batch_output_per_mtok=5.0,
         source="test",
     )
     priced = BatchPricing.from_price(table)

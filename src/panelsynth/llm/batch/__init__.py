@@ -15,6 +15,14 @@ See ``docs/batch.md``.
 
 from panelsynth.llm.batch import anthropic as _anthropic  # noqa: F401 - registers the batch API
 from panelsynth.llm.batch import openai as _openai  # noqa: F401 - registers the batch API
+from panelsynth.llm.batch.api import (
+    BATCH_APIS,
+    BatchApi,
+    api_for_job,
+    make_batch_api,
+    register_batch_api,
+    supports_batch,
+)
 from panelsynth.llm.batch.core import (
     STATES,
     TERMINAL_STATES,
@@ -29,13 +37,12 @@ from panelsynth.llm.batch.core import (
 from panelsynth.llm.batch.job import BatchJob, split_job_records
 from panelsynth.llm.batch.prices import BATCH_MULTIPLIER, BatchPricing, Projection, project
 from panelsynth.llm.batch.schema import strict_json_schema
-from panelsynth.llm.batch.api import (
-    BATCH_APIS,
-    BatchApi,
-    make_batch_api,
-    register_batch_api,
-    supports_batch,
-    api_for_job,
+from panelsynth.llm.batch.transport import (
+    BatchCallError,
+    BatchCancelledError,
+    BatchCompletion,
+    BatchTransport,
+    consumed_answers,
 )
 
 __all__ = [
@@ -44,6 +51,10 @@ __all__ = [
     "STATES",
     "TERMINAL_STATES",
     "UNFINISHED",
+    "BatchApi",
+    "BatchCallError",
+    "BatchCancelledError",
+    "BatchCompletion",
     "BatchCounts",
     "BatchError",
     "BatchJob",
@@ -51,8 +62,9 @@ __all__ = [
     "BatchRequest",
     "BatchResult",
     "BatchStatus",
-    "BatchApi",
+    "BatchTransport",
     "Projection",
+    "consumed_answers",
     "make_batch_api",
     "project",
     "register_batch_api",

@@ -23,6 +23,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from panelsynth.llm.base import Usage
+from panelsynth.llm.batch.api import (
+    BatchApi,
+    ResponseModels,
+    register_batch_api,
+    response_model_for,
+)
 from panelsynth.llm.batch.core import (
     UNFINISHED,
     BatchCounts,
@@ -35,12 +41,6 @@ from panelsynth.llm.batch.core import (
 )
 from panelsynth.llm.batch.http import jsonl_records
 from panelsynth.llm.batch.job import BatchJob
-from panelsynth.llm.batch.api import (
-    BatchApi,
-    ResponseModels,
-    register_batch_api,
-    response_model_for,
-)
 from panelsynth.llm.structured import response_tokens
 
 API_VERSION = "2023-06-01"

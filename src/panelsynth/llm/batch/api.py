@@ -221,9 +221,7 @@ class BatchApi(ABC):
                 progress(status)
             if status.terminal:
                 return status
-            if max_interval is not None:
-                unchanged = last is not None and status.counts == last
-                wait = min(max_interval, wait * 2) if unchanged else interval
+            wait = next_poll_wait(wait, interval, max_interval, last, status.counts)
             last = status.counts
             if timeout is not None and time.monotonic() - started + wait > timeout:
                 return status
@@ -288,6 +286,21 @@ class BatchApi(ABC):
                 "bad_request",
                 f"batch {job.batch_id} belongs to {job.provider}, not {self.provider}",
             )
+
+
+def next_poll_wait(
+    wait: float,
+    interval: float,
+    max_interval: float | None,
+    last: BatchCounts | None,
+    counts: BatchCounts,
+) -> float:
+    """The wait before the next poll: doubled (up to ``max_interval``) while the counts stand
+    still, back to ``interval`` when they move; always ``interval`` without ``max_interval``."""
+    if max_interval is None:
+        return interval
+    unchanged = last is not None and counts == last
+    return min(max_interval, wait * 2) if unchanged else interval
 
 
 #: Provider prefix -> its batch API class (filled by the adapter modules).

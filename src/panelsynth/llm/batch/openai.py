@@ -24,6 +24,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from panelsynth.llm.base import Usage
+from panelsynth.llm.batch.api import (
+    BatchApi,
+    ResponseModels,
+    register_batch_api,
+    response_model_for,
+)
 from panelsynth.llm.batch.core import (
     UNFINISHED,
     BatchCounts,
@@ -37,12 +43,6 @@ from panelsynth.llm.batch.core import (
 from panelsynth.llm.batch.http import jsonl_records, status_kind
 from panelsynth.llm.batch.job import BatchJob
 from panelsynth.llm.batch.schema import strict_json_schema
-from panelsynth.llm.batch.api import (
-    BatchApi,
-    ResponseModels,
-    register_batch_api,
-    response_model_for,
-)
 
 ENDPOINT = "/v1/chat/completions"
 _UNFINISHED_CODES = frozenset({"batch_expired", "batch_cancelled"})
