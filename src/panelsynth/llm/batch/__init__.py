@@ -35,7 +35,13 @@ from panelsynth.llm.batch.core import (
     total_usage,
 )
 from panelsynth.llm.batch.job import BatchJob, split_job_records
-from panelsynth.llm.batch.prices import BATCH_MULTIPLIER, BatchPricing, Projection, project
+from panelsynth.llm.batch.prices import (
+    BATCH_MULTIPLIER,
+    BatchPricing,
+    Projection,
+    project,
+    project_batch,
+)
 from panelsynth.llm.batch.schema import strict_json_schema
 from panelsynth.llm.batch.transport import (
     BatchCallError,
@@ -67,6 +73,7 @@ __all__ = [
     "consumed_answers",
     "make_batch_api",
     "project",
+    "project_batch",
     "register_batch_api",
     "split_job_records",
     "strict_json_schema",
