@@ -100,6 +100,17 @@ class _Models(Mapping[str, type[BaseModel]]):
         return len(self.ids)
 
 
+def id_prefix_for(wave: str | None) -> str:
+    """The default ``custom_id`` prefix of a wave's calls (``w3-c``: ``w3-c00012``)."""
+    return f"w{wave}-c" if wave else "c"
+
+
+def call_index_of(custom_id: str, id_prefix: str) -> int | None:
+    """The call index a ``custom_id`` stands for (``None``: not one with this prefix)."""
+    rest = custom_id[len(id_prefix) :] if custom_id.startswith(id_prefix) else ""
+    return int(rest) if rest.isdigit() else None
+
+
 def consumed_answers(records: Iterable[Mapping[str, Any]]) -> set[tuple[str, int]]:
     """``(batch id, call index)`` of the call records that came from a provider batch."""
     return {
@@ -152,7 +163,7 @@ class BatchTransport:
         default_max_tokens: int = 4096,
     ) -> None:
         if id_prefix is None:
-            id_prefix = f"w{wave}-c" if wave else "c"
+            id_prefix = id_prefix_for(wave)
         if not re.fullmatch(r"[A-Za-z0-9_-]{0,58}", id_prefix):
             raise ValueError(f"id_prefix {id_prefix!r}: at most 58 letters, digits, '_' or '-'")
         self.api = api
@@ -204,8 +215,7 @@ class BatchTransport:
 
     def call_index(self, custom_id: str) -> int | None:
         """The call index of a ``custom_id`` of this transport (``None``: not one of them)."""
-        rest = custom_id[len(self.id_prefix) :] if custom_id.startswith(self.id_prefix) else ""
-        return int(rest) if rest.isdigit() else None
+        return call_index_of(custom_id, self.id_prefix)
 
     def _register(self, job: BatchJob) -> None:
         self.jobs[job.batch_id] = job
