@@ -93,7 +93,9 @@ def measure(root: Path, wave: str, label: str) -> dict[str, Any]:
 
     s1, s2 = fill_steps_1_2(root, wave, label)
     cfg = load_config(root / "panelsynth.toml")
-    plan = plan_wave(root, wave, PlanningClient(label), "bench", RunOptions(mode="full"), config=cfg)
+    plan = plan_wave(
+        root, wave, PlanningClient(label), "bench", RunOptions(mode="full"), config=cfg
+    )
     st1, st2, st3 = plan.stages
     assert st1.cached and st2.cached and st3.counted == "exact", "steps 1-2 must be cached"
     price = price_for(label, cfg)
@@ -145,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['output_tokens']:>9,}{r['online_usd']:>10.4f}{r['online_cached_usd']:>14.4f}"
                 f"{r['batch_usd']:>10.4f}{r['batch_cached_usd']:>13.4f}"
             )
-        total = {k: sum(r[k] for r in rows) for k in ("online_usd", "batch_usd", "batch_cached_usd")}
+        total = {
+            k: sum(r[k] for r in rows) for k in ("online_usd", "batch_usd", "batch_cached_usd")
+        }
         print(
             f"  all {len(rows)} waves: online ${total['online_usd']:.4f}, batch "
             f"${total['batch_usd']:.4f}, batch + cache ${total['batch_cached_usd']:.4f}"
