@@ -186,7 +186,7 @@ def test_kill_after_submission_then_a_new_transport_collects_the_same_batch(
             max_poll_interval=None,
             linger=0.05,
         )
-        assert calls == []
+        assert calls == [] and second.pending_calls() == list(range(6))
         out = drive(second, range(6), limit=2)  # results served to calls that come late too
         assert stub.calls.count(CREATE[provider]) == 1  # no second submission
     job_id = json.loads(ckpt.path.read_text().splitlines()[1])["batch_job"]["batch_id"]
@@ -210,6 +210,7 @@ def test_an_answer_already_in_the_checkpoint_is_not_served_again(tmp_path: Path)
         again, _ = BatchTransport.from_records(
             make("anthropic", stub).api, records, wave="1", poll_interval=0.001, linger=0.02
         )
+        assert again.pending_calls() == []  # every answer of the job is booked
         retry = drive(again, failed)  # the failed calls go to a new batch, not the old answer
         assert stub.creations() == 2
     assert all(isinstance(c, BatchCompletion) and c.via != jobs[0].batch_id for c in retry.values())

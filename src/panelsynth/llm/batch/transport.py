@@ -286,6 +286,11 @@ class BatchTransport:
                 out.append(await asyncio.to_thread(self.api.cancel, job))
         return out
 
+    def pending_calls(self) -> list[int]:
+        """Call indexes a recorded job holds whose answer is not booked yet: a resumed loop
+        makes these calls (also top-up indexes beyond its first round) before new ones."""
+        return sorted(b for b, job_id in self._latest.items() if (job_id, b) not in self._consumed)
+
     def running(self) -> list[BatchJob]:
         """Jobs that had not ended when last seen (left running by an interruption)."""
         return [j for j in self.jobs.values() if not j.terminal]
@@ -299,6 +304,7 @@ class BatchTransport:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._collectors.clear()
+        self._lock = None  # bound to this event loop
         left = self.running()
         if left:
             logger.warning(
