@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,32 @@ def test_ctrl_c_leaves_the_batch_running_and_says_how_to_collect_or_cancel(
         assert not stub.batches[job.batch_id].cancel_requested  # left running, not cancelled
     text = caplog.text
     assert job.batch_id in text and "batch collect" in text and "batch cancel" in text
+
+
+def test_an_interrupt_during_submission_still_records_the_batch() -> None:
+    recorded: list[BatchJob] = []
+    with BatchStub(polls_in_progress=10**6) as stub:
+        t = make("anthropic", stub, expected=2, on_submitted=recorded.append)
+        submit = t.api.submit
+
+        def slow_submit(requests: Any) -> BatchJob:
+            time.sleep(0.3)  # the provider is still answering when Ctrl-C comes
+            return submit(requests)
+
+        t.api.submit = slow_submit  # type: ignore[method-assign]
+
+        async def interrupted() -> None:
+            calls = [
+                asyncio.ensure_future(t.call(b, messages(b), RESPONSE, max_tokens=300))
+                for b in range(2)
+            ]
+            await asyncio.sleep(0.1)  # submission under way
+            for c in calls:
+                c.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+            await t.aclose()  # cancels the submission task: it waits for the answer first
+
+        asyncio.run(interrupted())
+        assert stub.creations() == 1
+    assert [j.batch_id for j in recorded] == [j.batch_id for j in t.running()]
+    assert len(recorded) == 1

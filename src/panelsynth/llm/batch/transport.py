@@ -372,15 +372,35 @@ class BatchTransport:
 
     async def _submit(self, items: list[_Pending]) -> None:
         requests = [p.request for p in items]
+        # shielded: an interrupt (Ctrl-C cancels the tasks) while the provider may be accepting
+        # the batch waits for its answer and records the batch before it stops
+        submitting = asyncio.ensure_future(asyncio.to_thread(self.api.submit, requests))
         try:
-            job = await asyncio.to_thread(self.api.submit, requests)
+            job = await asyncio.shield(submitting)
+        except asyncio.CancelledError as cancelled:
+            try:
+                job = await submitting
+            except BatchError:
+                raise cancelled from None
+            self._record(job, items)
+            raise
         except BatchError as err:
             self._fail_all(items, err)
             return
+        if not self._record(job, items):
+            return
+        self.counts["submitted"] += len(items)
+        self.counts["resubmitted"] += sum(1 for p in items if p.resubmits)
+        self._estimate[job.batch_id] = self._expected_cost(requests)
+        emit(self.progress, {**self._event("batch-submitted", job), "requests": len(items)})
+        self._start_collector(job)
+
+    def _record(self, job: BatchJob, items: list[_Pending]) -> bool:
+        """Hand a new job to ``on_submitted``; one that cannot be recorded is cancelled."""
         try:
             if self.on_submitted is not None:
                 self.on_submitted(job)
-        except BaseException as err:  # not recorded: stop it before it is billed
+        except Exception as err:  # not recorded: stop it before it is billed
             logger.error(
                 "%s batch %s could not be recorded (%s); cancelling it",
                 self.api.provider,
@@ -388,22 +408,18 @@ class BatchTransport:
                 err,
             )
             try:
-                await asyncio.to_thread(self.api.cancel, job)
+                self.api.cancel(job)
             except BatchError as cancel_err:
                 logger.error("cancelling batch %s failed: %s", job.batch_id, cancel_err)
             for p in items:
                 if not p.future.done():
                     p.future.set_exception(err)
-            return
+            return False
         self._register(job)
-        self.counts["submitted"] += len(items)
-        self.counts["resubmitted"] += sum(1 for p in items if p.resubmits)
         for p in items:
             self._consumed.add((job.batch_id, p.batch))
             self._waiting[job.batch_id][p.request.custom_id] = p
-        self._estimate[job.batch_id] = self._expected_cost(requests)
-        emit(self.progress, {**self._event("batch-submitted", job), "requests": len(items)})
-        self._start_collector(job)
+        return True
 
     def _expected_cost(self, requests: Sequence[BatchRequest]) -> float:
         """Batch price of the prompts (characters / 4) and the reply budgets: a ceiling."""
