@@ -27,12 +27,8 @@ from panelsynth.evaluate.metrics import (
     UniqueRowShare,
     safe_compute,
 )
-from panelsynth.evaluate.runner import (
-    EvaluationSummary,
-    PairOutcome,
-    ProgressCallback,
-    evaluate_workspace,
-)
+from panelsynth.evaluate.outcome import EvaluationSummary, PairOutcome, ProgressCallback
+from panelsynth.evaluate.runner import evaluate_workspace
 from panelsynth.evaluate.sdm import LogisticDetectionC2ST, SDMetricsQuality
 
 __all__ = [

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.evaluate.columns import EvalColumn, EvalColumns
+from panelsynth.values import label_text
 
 N_BINS = 10  # bins of a continuous column in pair trends and plots (numpy's default, as sdmetrics)
 
@@ -19,6 +20,12 @@ def category_values(col: EvalColumn, frames: Sequence[pd.DataFrame]) -> list:
         return sorted(vals.tolist())
     except TypeError:
         return sorted(vals.tolist(), key=str)
+
+
+def labels(series: pd.Series) -> pd.Series:
+    """Text labels of a column ('1' for 1.0, missing stays missing), mapped per distinct value."""
+    mapping = {v: label_text(v) for v in series.dropna().unique()}
+    return series.map(mapping)
 
 
 def discrete_codes(
