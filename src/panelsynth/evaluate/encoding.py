@@ -69,6 +69,19 @@ def continuous_edges(values: pd.Series, bins: int = N_BINS) -> np.ndarray:
     return np.histogram_bin_edges(x, bins=bins)
 
 
+def column_shares(
+    col: EvalColumn, real: pd.DataFrame, synthetic: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Shares of every code (bins at the real data's edges for a continuous column) and NA."""
+    edges = None if col.discrete else continuous_edges(real[col.name])
+    (cr, cs), k, labels = discrete_codes(col, [real, synthetic], edges)
+    pr = np.bincount(cr, minlength=k) / max(len(cr), 1)
+    ps = np.bincount(cs, minlength=k) / max(len(cs), 1)
+    if pr[-1] == 0 and ps[-1] == 0:  # no NA on either side: drop the empty NA bar
+        return pr[:-1], ps[:-1], labels[:-1]
+    return pr, ps, labels
+
+
 def _label(v: object) -> str:
     if isinstance(v, float | np.floating):
         return str(int(v)) if float(v).is_integer() else f"{float(v):.3g}"

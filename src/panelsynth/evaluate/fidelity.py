@@ -8,6 +8,7 @@ They re-implement sdmetrics' formulas in vectorised form (so they can run per cl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from itertools import combinations
@@ -17,9 +18,8 @@ import pandas as pd
 
 from panelsynth.evaluate.base import Metric, MetricResult
 from panelsynth.evaluate.columns import EvalColumn, EvalColumns
-from panelsynth.evaluate.encoding import continuous_edges, discrete_codes, labels
+from panelsynth.evaluate.encoding import column_shares, continuous_edges, discrete_codes, labels
 from panelsynth.evaluate.parity import cramers_v, joint_codes
-from panelsynth.values import label_text
 
 #: sdmetrics' default thresholds of Column Pair Trends (sdmetrics >= 0.2x).
 SDMETRICS_ASSOCIATION_THRESHOLD = 0.3
@@ -313,17 +313,10 @@ class ClusterShares(Metric):
         c = self.columns.cluster
         if c is None:
             return self.nan("no cluster column")
-        pr = real[c].value_counts(normalize=True, dropna=False)
-        ps = synthetic[c].value_counts(normalize=True, dropna=False)
-        idx = pr.index.union(ps.index)
-        pr, ps = pr.reindex(idx, fill_value=0.0), ps.reindex(idx, fill_value=0.0)
-        details = pd.DataFrame(
-            {
-                "cluster": [label_text(v) for v in idx],
-                "real_share": pr.to_numpy(),
-                "synthetic_share": ps.to_numpy(),
-            }
-        )
+        # the cluster labels as codes (a cluster column is nominal whatever its evaluation type)
+        col = dataclasses.replace(self.columns.get(c), sdtype="categorical")
+        pr, ps, labs = column_shares(col, real, synthetic)
+        details = pd.DataFrame({"cluster": labs, "real_share": pr, "synthetic_share": ps})
         return self.result(1.0 - 0.5 * float(np.abs(pr - ps).sum()), details=details)
 
 
