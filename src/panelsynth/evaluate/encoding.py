@@ -83,9 +83,10 @@ def column_shares(
 
 
 def _label(v: object) -> str:
-    if isinstance(v, float | np.floating):
-        return str(int(v)) if float(v).is_integer() else f"{float(v):.3g}"
-    return str(v)
+    """A code's or bin edge's label: 3 significant digits for a non-integer number."""
+    if isinstance(v, float | np.floating) and not float(v).is_integer():
+        return f"{float(v):.3g}"
+    return label_text(v)
 
 
 def model_matrix(
