@@ -46,3 +46,15 @@ def as_number(text: str) -> int | float | str:
     except ValueError:
         return text
     return int(f) if f.is_integer() else f
+
+
+def label_text(v: Any) -> str:
+    """A code as a label: ``3.0`` -> ``"3"``, a float NaN or ``None`` -> ``"NA"``, anything else
+    as its text (``2.5`` -> ``"2.5"``, ``"yes"`` -> ``"yes"``)."""
+    import numpy as np
+
+    if v is None or (isinstance(v, float) and v != v):  # v != v: NaN
+        return "NA"
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    return str(v)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from evalhelpers import synthetic_like, write_synthetic, write_workspace
 
-import panelsynth.evaluate.runner as runner
+import panelsynth.evaluate.parallel as eval_parallel
 from panelsynth.evaluate import evaluate_workspace
 
 
@@ -18,7 +18,7 @@ def test_parallel_waves_give_the_serial_figures(
     for w in (1, 2):
         write_synthetic(root, "m1", w, synthetic_like(root, w, 100, seed=w))
     serial = evaluate_workspace(root)
-    monkeypatch.setattr(runner, "PARALLEL_MIN_WAVE_BYTES", 0)
+    monkeypatch.setattr(eval_parallel, "PARALLEL_MIN_WAVE_BYTES", 0)
     calls: list[tuple[str, int, int]] = []
     parallel = evaluate_workspace(root, progress=lambda d, i, n: calls.append((d, i, n)))
     assert [(o.model_dir, o.wave) for o in parallel.outcomes] == [("m1", "1"), ("m1", "2")]
@@ -29,5 +29,5 @@ def test_parallel_waves_give_the_serial_figures(
 
 
 def test_a_dead_worker_fails_its_pairs_with_a_reason(tmp_path: Path) -> None:
-    outcomes = runner._worker_outcomes(-9, [("m1", "1")], tmp_path / "missing.pkl")
+    outcomes = eval_parallel._worker_outcomes(-9, [("m1", "1")], tmp_path / "missing.pkl")
     assert outcomes[0].error and "exit code -9" in outcomes[0].error

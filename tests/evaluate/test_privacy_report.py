@@ -52,8 +52,11 @@ def test_copying_examples_shows_in_membership_inference(root: Path) -> None:
 def test_a_run_without_examples_or_holdout_reports_why_it_is_unavailable(root: Path) -> None:
     doc = _doc(root, "fresh")
     assert doc["summary"]["mia_tpr_1pct_fpr"]["synthetic"] is None
-    why = [e["reason"] for e in doc["nan_explanations"]
-           if e["path"] == "summary.mia_tpr_1pct_fpr.synthetic"]
+    why = [
+        e["reason"]
+        for e in doc["nan_explanations"]
+        if e["path"] == "summary.mia_tpr_1pct_fpr.synthetic"
+    ]
     assert why and "--holdout" in why[0]
 
 

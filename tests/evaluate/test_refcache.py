@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from evalhelpers import synthetic_like, write_synthetic, write_workspace
 
-import panelsynth.evaluate.runner as runner
+import panelsynth.evaluate.pair as pair
 import panelsynth.evaluate.suite as suite
 from panelsynth.evaluate import evaluate_workspace
 from panelsynth.evaluate.columns import columns_from_var_types
@@ -19,13 +19,13 @@ from panelsynth.workspace import Workspace
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = runner.build_reference
+    real = pair.build_reference
 
     def counted(*args, **kwargs):
         calls.append(kwargs["wave"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "build_reference", counted)
+    monkeypatch.setattr(pair, "build_reference", counted)
     return calls
 
 

@@ -32,7 +32,7 @@ from servers.openai_stub import OpenAIStub
 from test_prepare import write_raw_panel
 
 from panelsynth.config import load_config
-from panelsynth.evaluate import runner as eval_runner
+from panelsynth.evaluate import tables as eval_runner
 from panelsynth.prepare import prepare_workspace
 from panelsynth.prepare_switch import PrepareLockedError, prepare_lock
 from panelsynth.workspace import Workspace

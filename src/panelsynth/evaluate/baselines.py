@@ -57,7 +57,7 @@ def cart_baseline(
     seed: int = 42,
 ) -> pd.DataFrame:
     """Sequential CART synthesis (synthpop-style donor sampling from tree leaves), ``n`` rows."""
-    from panelsynth.evaluate.metrics import single_thread
+    from panelsynth.evaluate.base import single_thread
 
     with single_thread():
         return _cart(train, columns, n, rng, min_samples_leaf=min_samples_leaf, seed=seed)

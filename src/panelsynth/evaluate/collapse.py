@@ -1,4 +1,7 @@
-"""Variance collapse (issue 16): do the synthetic respondents answer too uniformly?
+"""Missing answers and variance collapse: does the candidate skip and vary like people do?
+
+:class:`NAShareSimilarity` compares the share of missing answers per variable (overall and per
+cluster). :class:`VarianceCollapse` (issue 16): do the synthetic respondents answer too uniformly?
 
 LLM respondents are known to answer more alike than people do (most synthetic answers in a narrow
 window; many questions answered almost identically by everyone). Per item, overall and within each
@@ -16,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from panelsynth.evaluate.base import Metric, MetricResult, frame_records
 from panelsynth.evaluate.columns import EvalColumns
 from panelsynth.evaluate.encoding import continuous_edges, discrete_codes
-from panelsynth.evaluate.metrics import Metric, MetricResult
+from panelsynth.values import label_text
 
 #: An item is collapsed when the candidate's answer entropy is below this share of the real one.
 COLLAPSE_RATIO = 0.5
@@ -51,7 +55,7 @@ class VarianceCollapse(Metric):
         groups: list[tuple[str, pd.Series | None, pd.Series | None]] = [("all", None, None)]
         if c is not None:
             labels = sorted(set(real[c].dropna()) & set(synthetic[c].dropna()), key=str)
-            groups += [(_lab(v), real[c] == v, synthetic[c] == v) for v in labels]
+            groups += [(label_text(v), real[c] == v, synthetic[c] == v) for v in labels]
         rows: list[dict[str, Any]] = []
         for col in items:
             edges = None if col.discrete else continuous_edges(real[col.name])
@@ -112,7 +116,49 @@ def _mean(s: pd.Series) -> float:
     return float(x.mean()) if len(x) else math.nan
 
 
-def _lab(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+class NAShareSimilarity(Metric):
+    """1 - mean absolute difference of the NA share per variable (overall and per cluster)."""
+
+    name = "na_share_similarity"
+    description = "1 - mean |NA share real - NA share synthetic| over variables"
+
+    def compute(self, real: pd.DataFrame, synthetic: pd.DataFrame) -> MetricResult:
+        vars_ = self.columns.variables
+        if not vars_:
+            return self.nan("no variables")
+        nr = real[vars_].isna().mean()
+        ns = synthetic[vars_].isna().mean()
+        details = pd.DataFrame(
+            {"variable": vars_, "real_na_share": nr.to_numpy(), "synthetic_na_share": ns.to_numpy()}
+        )
+        details["abs_diff"] = (details["real_na_share"] - details["synthetic_na_share"]).abs()
+        mad = float(details["abs_diff"].mean())
+        extra: dict[str, Any] = {"mean_abs_diff": mad}
+        c = self.columns.cluster
+        if c is not None:
+            per: dict[str, Any] = {}
+            for lab in sorted(set(real[c].dropna()) | set(synthetic[c].dropna()), key=str):
+                r, s = real[real[c] == lab], synthetic[synthetic[c] == lab]
+                key = label_text(lab)
+                if len(r) == 0 or len(s) == 0:
+                    per[key] = {
+                        "mean_abs_diff": None,
+                        "error": f"cluster {key} has no "
+                        f"{'real' if len(r) == 0 else 'synthetic'} rows",
+                    }
+                    continue
+                d = (r[vars_].isna().mean() - s[vars_].isna().mean()).abs()
+                per[key] = {
+                    "mean_abs_diff": float(d.mean()),
+                    "variables": frame_records(
+                        pd.DataFrame(
+                            {
+                                "variable": vars_,
+                                "real_na_share": r[vars_].isna().mean().to_numpy(),
+                                "synthetic_na_share": s[vars_].isna().mean().to_numpy(),
+                            }
+                        )
+                    ),
+                }
+            extra["per_cluster"] = per
+        return self.result(1.0 - mad, details=details, extra=extra)

@@ -23,6 +23,7 @@ from typing import Literal
 import pandas as pd
 
 from panelsynth.errors import WorkspaceError
+from panelsynth.values import label_text
 
 Role = Literal["variable", "cluster", "prev_cluster"]
 
@@ -253,6 +254,5 @@ def harmonise(frames: Mapping[str, pd.DataFrame], columns: EvalColumns) -> dict[
 
 
 def _as_text(v: object) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v).strip()
+    """A non-missing code as text, surrounding blanks removed (``3.0`` -> ``"3"``)."""
+    return label_text(v).strip()

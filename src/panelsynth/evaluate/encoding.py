@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.evaluate.columns import EvalColumn, EvalColumns
+from panelsynth.values import label_text
 
 N_BINS = 10  # bins of a continuous column in pair trends and plots (numpy's default, as sdmetrics)
 
@@ -19,6 +20,12 @@ def category_values(col: EvalColumn, frames: Sequence[pd.DataFrame]) -> list:
         return sorted(vals.tolist())
     except TypeError:
         return sorted(vals.tolist(), key=str)
+
+
+def labels(series: pd.Series) -> pd.Series:
+    """Text labels of a column ('1' for 1.0, missing stays missing), mapped per distinct value."""
+    mapping = {v: label_text(v) for v in series.dropna().unique()}
+    return series.map(mapping)
 
 
 def discrete_codes(
@@ -62,10 +69,24 @@ def continuous_edges(values: pd.Series, bins: int = N_BINS) -> np.ndarray:
     return np.histogram_bin_edges(x, bins=bins)
 
 
+def column_shares(
+    col: EvalColumn, real: pd.DataFrame, synthetic: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Shares of every code (bins at the real data's edges for a continuous column) and NA."""
+    edges = None if col.discrete else continuous_edges(real[col.name])
+    (cr, cs), k, labels = discrete_codes(col, [real, synthetic], edges)
+    pr = np.bincount(cr, minlength=k) / max(len(cr), 1)
+    ps = np.bincount(cs, minlength=k) / max(len(cs), 1)
+    if pr[-1] == 0 and ps[-1] == 0:  # no NA on either side: drop the empty NA bar
+        return pr[:-1], ps[:-1], labels[:-1]
+    return pr, ps, labels
+
+
 def _label(v: object) -> str:
-    if isinstance(v, float | np.floating):
-        return str(int(v)) if float(v).is_integer() else f"{float(v):.3g}"
-    return str(v)
+    """A code's or bin edge's label: 3 significant digits for a non-integer number."""
+    if isinstance(v, float | np.floating) and not float(v).is_integer():
+        return f"{float(v):.3g}"
+    return label_text(v)
 
 
 def model_matrix(

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.evaluate.columns import EvalColumns
-from panelsynth.evaluate.encoding import nearest_gower
+from panelsynth.evaluate.encoding import nearest_gower, row_keys
+from panelsynth.evaluate.heldout import HeldOut
 
 #: Records per side (members, non-members) scored by the attack (a seeded sample above it).
 MIA_MAX_ROWS = 2_000
@@ -88,3 +89,62 @@ def _cap(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     if len(frame) <= MIA_MAX_ROWS:
         return frame
     return frame.iloc[np.sort(rng.choice(len(frame), MIA_MAX_ROWS, replace=False))]
+
+
+def synthetic_membership(
+    columns: EvalColumns,
+    h: dict[str, pd.DataFrame],
+    held: HeldOut | None,
+    manifest: dict,
+    seed: int,
+) -> dict[str, Any]:
+    """Membership inference against the LLM output (see :mod:`.membership`).
+
+    Members are the real few-shot examples (their rows were pasted into prompts) or, when the
+    examples were synthetic, every training respondent (behind the statistics). Non-members are
+    the held-out respondents; a run without --holdout has none, so only its examples can be
+    told apart from the wave's other respondents (who all informed the statistics).
+    """
+    source = (manifest.get("examples") or {}).get("source") or (
+        (manifest.get("settings") or {}).get("examples") or "real"
+    )
+    examples = h.get("examples") if source == "real" else None
+    syn = h["synthetic"]
+    if held is not None:
+        if examples is not None and len(examples):
+            return attack(
+                columns,
+                syn,
+                examples,
+                held.held_out,
+                seed=seed,
+                members_are="few-shot examples (real rows pasted into prompts)",
+                non_members_are="held-out respondents",
+            )
+        return attack(
+            columns,
+            syn,
+            held.training,
+            held.held_out,
+            seed=seed,
+            members_are="training respondents (behind the prompt's statistics)",
+            non_members_are="held-out respondents",
+        )
+    if examples is None or not len(examples):
+        why = (
+            "unavailable: the run held no respondent out (every respondent informed the prompt's "
+            "statistics) and sent no real example rows — run with --holdout 0.3 to measure it"
+        )
+        return {"error": why, "auc": math.nan}
+    names = columns.variables
+    others = h["real"][~np.isin(row_keys(h["real"], names), row_keys(examples, names))]
+    return attack(
+        columns,
+        syn,
+        examples,
+        others,
+        seed=seed,
+        members_are="few-shot examples (real rows pasted into prompts)",
+        non_members_are="the wave's other respondents (no held-out respondents: they informed "
+        "the statistics, not the examples)",
+    )

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from panelsynth.evaluate.columns import EvalColumn, EvalColumns
-from panelsynth.evaluate.encoding import continuous_edges, discrete_codes
+from panelsynth.evaluate.columns import EvalColumns
+from panelsynth.evaluate.encoding import column_shares
 from panelsynth.io import atomic_write_bytes
 
 REAL_COLOUR = "#4C72B0"
@@ -70,19 +70,6 @@ def plot_wave(
     img.save(buf, format="PNG", optimize=False)
     atomic_write_bytes(path, buf.getvalue())
     return path
-
-
-def column_shares(
-    col: EvalColumn, real: pd.DataFrame, synthetic: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Shares of every code (bins at the real data's edges for a continuous column) and NA."""
-    edges = None if col.discrete else continuous_edges(real[col.name])
-    (cr, cs), k, labels = discrete_codes(col, [real, synthetic], edges)
-    pr = np.bincount(cr, minlength=k) / max(len(cr), 1)
-    ps = np.bincount(cs, minlength=k) / max(len(cs), 1)
-    if pr[-1] == 0 and ps[-1] == 0:  # no NA on either side: drop the empty NA bar
-        return pr[:-1], ps[:-1], labels[:-1]
-    return pr, ps, labels
 
 
 def _panel(

@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.cache import fingerprint
+from panelsynth.evaluate.base import MetricResult
 from panelsynth.evaluate.columns import EvalColumn, EvalColumns
-from panelsynth.evaluate.metrics import MetricResult
-from panelsynth.evaluate.suite import PROTOCOL, Reference, Scorecard
+from panelsynth.evaluate.protocol import PROTOCOL
+from panelsynth.evaluate.scoring import Scorecard
+from panelsynth.evaluate.suite import Reference
 from panelsynth.io import atomic_write_bytes
 
 log = logging.getLogger("panelsynth")

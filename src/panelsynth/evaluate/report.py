@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from panelsynth.evaluate.reading import headline, label_of_floor, verdict
+from panelsynth.evaluate.tables import EXTRA_TABLE_KEYS, TABLE_KEYS, extra_table_path
 from panelsynth.io import atomic_write_text
 from panelsynth.workspace import Workspace, wave_sort_key
 
@@ -511,8 +512,6 @@ def collect_docs(ws: Workspace) -> list[dict[str, Any]]:
 
 def write_report(ws: Workspace) -> Path:
     """Write ``Evaluation/report.html`` from what is on disk; returns its path."""
-    from panelsynth.evaluate.runner import EXTRA_TABLE_KEYS, TABLE_KEYS, extra_table_path
-
     docs = collect_docs(ws)
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -19,16 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from panelsynth.evaluate.columns import EvalColumns
-from panelsynth.evaluate.metrics import (
-    C2ST_MAX_ROWS,
+from panelsynth.evaluate.base import (
     Metric,
     MetricResult,
     frame_records,
-    labels,
     numpy_global_seed,
     single_thread,
 )
+from panelsynth.evaluate.columns import EvalColumns
+from panelsynth.evaluate.encoding import labels
 from panelsynth.evaluate.parity import (
     ASSOCIATION_THRESHOLD,
     CORRELATION_THRESHOLD,
@@ -37,6 +36,7 @@ from panelsynth.evaluate.parity import (
     logistic_detection,
     quality_report,
 )
+from panelsynth.evaluate.utility import C2ST_MAX_ROWS
 
 log = logging.getLogger("panelsynth")
 

@@ -1,7 +1,7 @@
 """Worker process of a parallel evaluation: ``python -m panelsynth.evaluate.worker``.
 
 Arguments: workspace, seed, the (model dir, wave) pairs as JSON, and the file the pickled
-outcomes are written to (see ``runner._run_parallel``).
+outcomes are written to (see ``parallel.run_parallel``).
 """
 
 from __future__ import annotations
