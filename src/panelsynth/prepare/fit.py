@@ -115,7 +115,8 @@ def read_and_fit(job: FitJob, s: FitSettings) -> FittedWave:
     enc = encode_items(frame, sel.cluster_items, kinds)
     if enc.n < cc.k:
         raise DataError(
-            f"{job.source} has {enc.n} respondents — too few for {cc.k} clusters",
+            f"{job.source} has {enc.n} respondents — too few for {cc.k} clusters: set "
+            f"clustering.k to at most {enc.n}, or add respondents",
             path=job.source,
         )
     try:

@@ -80,9 +80,7 @@ def write_reports(
             "n_linked_to_previous_wave": r.n_linked,
             "items": r.items,
             "class_sizes": {str(c): n for c, n in r.class_sizes.items()},
-            "class_shares": {
-                str(c): round(n / r.n_respondents, 4) for c, n in r.class_sizes.items()
-            },
+            "class_shares": {str(c): s for c, s in r.class_shares().items()},
             "average_posterior": {str(c): _round(a) for c, a in r.average_posterior.items()},
             "relative_entropy": _round(r.entropy),
             "bic": {str(k): _round(b, 2) for k, b in r.bic.items()},
@@ -104,9 +102,10 @@ def write_reports(
             "n_respondents": r.n_respondents,
             "n_items": len(r.items),
         }
+        shares = r.class_shares()
         for c, n in r.class_sizes.items():
             row[f"cluster{c}_n"] = n
-            row[f"cluster{c}_share"] = round(n / r.n_respondents, 4)
+            row[f"cluster{c}_share"] = shares[c]
         for c, a in r.average_posterior.items():
             row[f"cluster{c}_avg_posterior"] = _round(a)
         row["relative_entropy"] = _round(r.entropy)

@@ -61,6 +61,10 @@ class WaveReport:
     type_reasons: dict[str, str] = field(default_factory=dict)
     var_types: dict[str, str] = field(default_factory=dict)
 
+    def class_shares(self, digits: int = 4) -> dict[int, float]:
+        """Share of the wave's respondents in each cluster (1..k), rounded."""
+        return {c: round(n / self.n_respondents, digits) for c, n in self.class_sizes.items()}
+
 
 @dataclass
 class PrepareResult:
