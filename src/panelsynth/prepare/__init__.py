@@ -18,14 +18,16 @@ class model (:mod:`.clustering`), aligns the labels across waves and writes:
   lists them as answers), ``warnings.txt`` and, when the workspace has a ``Ground truth/`` folder
   (the demo), ``truth_check.csv``.
 
-
 The stage's modules, in the order of its steps: :mod:`.raw` (finding and reading the raw waves,
-ids, missing codes, the study dictionary), :mod:`.types` (variable types and metadata),
+ids, missing codes, the study dictionary), :mod:`.vartypes` (variable types and metadata),
 :mod:`.select` (variable selection, the cross-wave ranking), :mod:`.fit` (one wave read and
 clustered, in worker processes for large panels: :mod:`.worker`), :mod:`.clustering` and
 :mod:`.lca` (the latent class model), :mod:`.align` (labels aligned across waves, previous labels
 by id), :mod:`.waves` (the per-wave sequence), :mod:`.reports` (dictionaries and ``Prepare/``),
 :mod:`.safety` (the manifest, never replacing foreign files), :mod:`.truth` (the demo's check).
+The lock and the all-or-nothing switch of the outputs are :mod:`panelsynth.prepare_switch`,
+outside this package: ``run`` and ``evaluate`` finish an interrupted switch without importing the
+stage.
 
 Variable selection
 ------------------
@@ -46,7 +48,7 @@ Variable types
 --------------
 A ``type`` column of the study dictionary (``ordinal``, ``categorical``, ``continuous``, ``binary``
 or the phrases ``"an ordinal"``, ...) wins. Otherwise the dictionary's codes and the observed
-codes decide together (:mod:`panelsynth.vartypes`): a range (``18-90``) is ``a continuous``, or
+codes decide together (:mod:`.vartypes`): a range (``18-90``) is ``a continuous``, or
 ``an ordinal`` when it has at most 11 whole-number points (a count ``0-7``); codes are ``a
 binary`` when there are two, ``an ordinal`` when there are three or more numbers (``a
 categorical`` for a demographic) and ``a categorical`` when they are text. Without a dictionary
@@ -77,13 +79,9 @@ manifest last: a kill part-way leaves the old set, or a switch the next run comp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
 from panelsynth.config import PanelsynthConfig, load_config
-from panelsynth.errors import ConfigError
 from panelsynth.io import remove_old_temporaries, remove_stale_temporaries_of
 from panelsynth.prepare.align import Alignment
 from panelsynth.prepare.clustering import Engine, MissingMode
@@ -98,12 +96,13 @@ from panelsynth.prepare.safety import (
     output_targets,
     relposix,
     stale_outputs,
+    warn_missing_contexts,
     write_manifest,
 )
-from panelsynth.prepare.select import dense_variables, rank_items, select_variables
+from panelsynth.prepare.select import rank_items, select_variables
 from panelsynth.prepare.truth import TruthCheck
-from panelsynth.prepare.types import infer_var_type
-from panelsynth.prepare.waves import WaveWork, prepare_waves
+from panelsynth.prepare.vartypes import infer_var_type
+from panelsynth.prepare.waves import check_names, choose_dense, prepare_waves
 from panelsynth.prepare_switch import StagedOutputs, finish_interrupted_prepare, prepare_lock
 from panelsynth.progress import Progress, emit
 from panelsynth.workspace import Workspace
@@ -177,7 +176,7 @@ def prepare_workspace(
                 f"{dictionary.source} not found — metadata lists only observed codes; write it "
                 f"(variable, question, responses) for question texts"
             )
-        settings = _fit_settings(cfg, dictionary, engine, missing, max_fit_rows)
+        settings = FitSettings.resolve(cfg, dictionary, engine, missing, max_fit_rows)
         staging = StagedOutputs(ws)
         fitted = fitted_waves([FitJob(w, p, ws.rel(p)) for w, p in files.items()], settings)
         try:
@@ -186,12 +185,12 @@ def prepare_workspace(
                 ws, cfg, files, fitted, dictionary, alignment, staging, warn, progress
             )
             fitted.close()  # the workers' files and processes are gone
-            _check_names(cfg, works, alignment, warn)
-            ranking = _choose_dense(cfg, works)
+            check_names(cfg, works, alignment, warn)
+            ranking = choose_dense(cfg, works)
             emit(progress, {"stage": "write", "done": len(files), "total": len(files)})
             write_dictionaries(ws, works, staging)
             replaced = [relposix(ws, backup(ws, p)) for p in foreign]
-            _warn_missing_contexts(ws, list(files), warn)
+            warn_missing_contexts(ws, list(files), warn)
             stale_outputs(ws, list(files), warn)
             reports = [w.report for w in works]
             transitions = alignment.transition_counts()
@@ -221,54 +220,3 @@ def prepare_workspace(
         replaced=replaced,
         warnings=warnings,
     )
-
-
-def _fit_settings(
-    cfg: PanelsynthConfig,
-    dictionary: StudyDictionary,
-    engine: Engine | None,
-    missing: MissingMode | None,
-    max_fit_rows: int | None,
-) -> FitSettings:
-    """The clustering settings: the arguments, or ``[clustering]`` where they are not given."""
-    cc = cfg.clustering
-    rows = cc.max_fit_rows if max_fit_rows == -1 else max_fit_rows
-    return FitSettings(cfg, dictionary, engine or cc.engine, missing or cc.missing, rows)
-
-
-def _check_names(
-    cfg: PanelsynthConfig, works: list[WaveWork], alignment: Alignment, warn: Callable[[str], None]
-) -> None:
-    """The orientation item and ``prepare.include`` name columns some raw wave has."""
-    orient = cfg.clustering.orientation_item
-    if orient and not alignment.orientation_seen:
-        raise ConfigError(
-            f"clustering.orientation_item {orient!r} is not a column of any raw wave — check "
-            f"its spelling or remove it"
-        )
-    for name in cfg.prepare.include:
-        if not any(name in w.report.full_vars or name in w.report.dropped for w in works):
-            warn(f"prepare.include lists {name!r} but no raw wave has it — check the spelling")
-
-
-def _choose_dense(cfg: PanelsynthConfig, works: list[WaveWork]) -> pd.DataFrame:
-    """Rank the items across waves and give every wave its dense-mode variables."""
-    ranking = rank_items(
-        {w.report.wave: w.mi_cluster for w in works},
-        {w.report.wave: w.mi_traj for w in works},
-    )
-    scores = dict(zip(ranking["item"], ranking["score"], strict=True))
-    for w in works:
-        r = w.report
-        r.dense_vars = dense_variables(r.items, r.full_vars, scores, cfg.prepare.n_dense_items)
-    return ranking
-
-
-def _warn_missing_contexts(ws: Workspace, waves: list[str], warn: Callable[[str], None]) -> None:
-    no_context = [w for w in waves if not ws.wave_context(w).exists()]
-    if no_context:
-        warn(
-            f"no wave context for wave{'s' if len(no_context) > 1 else ''} "
-            f"{', '.join(no_context)} — write Dictionaries/wave_contexts/wave{{W}}_context.txt "
-            f"(purpose, time, target variable, previous wave) before `panelsynth run`"
-        )

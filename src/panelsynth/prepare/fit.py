@@ -28,7 +28,7 @@ from panelsynth.prepare.clustering import (
 )
 from panelsynth.prepare.raw import StudyDictionary, read_raw_wave
 from panelsynth.prepare.select import Selection, select_variables
-from panelsynth.prepare.types import KIND, explain_var_type
+from panelsynth.prepare.vartypes import KIND, explain_var_type
 from panelsynth.workers import pool_size, run_in_workers
 
 #: Raw waves of at least this size on average are read and clustered in worker processes (one
@@ -53,6 +53,21 @@ class FitSettings:
     engine: Engine
     missing: MissingMode
     max_fit_rows: int | None
+
+    @classmethod
+    def resolve(
+        cls,
+        cfg: PanelsynthConfig,
+        dictionary: StudyDictionary,
+        engine: Engine | None,
+        missing: MissingMode | None,
+        max_fit_rows: int | None,
+    ) -> FitSettings:
+        """The arguments of ``prepare_workspace``, or ``[clustering]`` where they are not given
+        (``max_fit_rows=-1``: ``clustering.max_fit_rows``; ``None``: fit on everyone)."""
+        cc = cfg.clustering
+        rows = cc.max_fit_rows if max_fit_rows == -1 else max_fit_rows
+        return cls(cfg, dictionary, engine or cc.engine, missing or cc.missing, rows)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Never replace what ``prepare`` did not write: the manifest, the check and the back-ups.
+"""Never replace what ``prepare`` did not write: the manifest, the check and the back-ups; and
+the workspace's leftovers and gaps (fit reports of waves no longer prepared, missing contexts).
 
 ``Prepare/manifest.json`` records a SHA-256 of every file ``prepare`` wrote. A target that exists
 and is not in it (or was edited since) is refused unless ``force``; with ``force`` it is first
@@ -125,3 +126,14 @@ def write_manifest(
         staging.write(manifest_path(ws), text)  # staged last: switched in last
     else:
         atomic_write_text(manifest_path(ws), text)
+
+
+def warn_missing_contexts(ws: Workspace, waves: list[str], warn: Callable[[str], None]) -> None:
+    """Warn about waves without a context file, which ``run`` needs."""
+    no_context = [w for w in waves if not ws.wave_context(w).exists()]
+    if no_context:
+        warn(
+            f"no wave context for wave{'s' if len(no_context) > 1 else ''} "
+            f"{', '.join(no_context)} — write Dictionaries/wave_contexts/wave{{W}}_context.txt "
+            f"(purpose, time, target variable, previous wave) before `panelsynth run`"
+        )

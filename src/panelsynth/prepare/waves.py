@@ -1,4 +1,5 @@
-"""One wave after another: fitted (:mod:`.fit`), aligned (:mod:`.align`), written, described.
+"""One wave after another: fitted (:mod:`.fit`), aligned (:mod:`.align`), written, described;
+then the names the configuration gives checked and the dense mode chosen across waves.
 
 For each wave, in study order: the fit's warnings, the aligned labels, ``Original data/wave{W}.csv``
 (staged), the association of every item with the label and the trajectory (for the ranking), the
@@ -16,6 +17,7 @@ import pandas as pd
 
 from panelsynth.config import PanelsynthConfig
 from panelsynth.dictionaries import VariableMeta
+from panelsynth.errors import ConfigError
 from panelsynth.missing import codes_for_variable, kept_warning
 from panelsynth.prepare.align import Alignment, Link
 from panelsynth.prepare.clustering import ClusterFit, EncodedItems, mutual_information
@@ -23,8 +25,9 @@ from panelsynth.prepare.csvtext import csv_text
 from panelsynth.prepare.fit import FittedWave
 from panelsynth.prepare.raw import StudyDictionary
 from panelsynth.prepare.results import WaveReport
+from panelsynth.prepare.select import dense_variables, rank_items
 from panelsynth.prepare.truth import truth_check
-from panelsynth.prepare.types import build_metadata
+from panelsynth.prepare.vartypes import build_metadata
 from panelsynth.prepare_switch import StagedOutputs
 from panelsynth.progress import Progress, emit
 from panelsynth.workspace import Workspace
@@ -200,3 +203,39 @@ def _report(
         type_reasons={c: one.reasons.get(c, "") for c in sel.full_vars},
         var_types={c: one.types_all[c] for c in sel.full_vars},
     )
+
+
+def check_names(
+    cfg: PanelsynthConfig, works: list[WaveWork], alignment: Alignment, warn: Callable[[str], None]
+) -> None:
+    """The orientation item and ``prepare.include`` name columns some raw wave has.
+
+    Raises:
+        ConfigError: no raw wave has the orientation item.
+    """
+    orient = cfg.clustering.orientation_item
+    if orient and not alignment.orientation_seen:
+        raise ConfigError(
+            f"clustering.orientation_item {orient!r} is not a column of any raw wave — check "
+            f"its spelling or remove it"
+        )
+    for name in cfg.prepare.include:
+        if not any(name in w.report.full_vars or name in w.report.dropped for w in works):
+            warn(f"prepare.include lists {name!r} but no raw wave has it — check the spelling")
+
+
+def choose_dense(cfg: PanelsynthConfig, works: list[WaveWork]) -> pd.DataFrame:
+    """Rank the items across waves and give every wave its dense-mode variables.
+
+    Returns:
+        The ranking (``Prepare/item_ranking.csv``).
+    """
+    ranking = rank_items(
+        {w.report.wave: w.mi_cluster for w in works},
+        {w.report.wave: w.mi_traj for w in works},
+    )
+    scores = dict(zip(ranking["item"], ranking["score"], strict=True))
+    for w in works:
+        r = w.report
+        r.dense_vars = dense_variables(r.items, r.full_vars, scores, cfg.prepare.n_dense_items)
+    return ranking
