@@ -9,7 +9,7 @@ import pytest
 from panelsynth.errors import PanelsynthError
 from panelsynth.workers import pool_size, run_in_workers
 
-WORKER = '''
+WORKER = """
 import os
 import sys
 
@@ -26,7 +26,7 @@ def handle(job, shared):
 
 if __name__ == "__main__":
     sys.exit(serve(sys.argv[1:], handle))
-'''
+"""
 
 
 @pytest.fixture
@@ -71,3 +71,20 @@ def test_closing_the_pool_early_stops_its_workers(echo_worker: str) -> None:
     results = run_in_workers(echo_worker, ["a", "b", "c", "d"], "s", 2)
     assert next(results) == "s:a"
     results.close()  # no hang, no error; the temporary folder is gone
+
+
+def test_a_worker_interrupted_by_ctrl_c_exits_quietly(tmp_path: Path) -> None:
+    import pickle
+
+    from panelsynth.workers import serve
+
+    def handle(job: str, shared: str) -> str:
+        if job == "b":
+            raise KeyboardInterrupt
+        return job
+
+    job_file = tmp_path / "jobs.pkl"
+    job_file.write_bytes(pickle.dumps(([0, 1], ["a", "b"], None)))
+    assert serve([str(job_file), str(tmp_path)], handle) == 130
+    assert pickle.loads((tmp_path / "result-0.pkl").read_bytes()) == (True, "a")
+    assert not (tmp_path / "result-1.pkl").exists()

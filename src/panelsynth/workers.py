@@ -145,8 +145,16 @@ def serve(argv: Sequence[str], handle: Callable[[Any, Any], Any]) -> int:
     (or the error that stopped it, after which the worker stops) to ``OUTDIR/result-{N}.pkl``.
 
     Returns:
-        The exit code: 0, or 1 after a job's error.
+        The exit code: 0, 1 after a job's error, 130 when interrupted (Ctrl-C, quietly: the
+        parent reports the interruption).
     """
+    try:
+        return _serve(argv, handle)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
+        return 130
+
+
+def _serve(argv: Sequence[str], handle: Callable[[Any, Any], Any]) -> int:
     job_file, out_dir = argv
     numbers, jobs, shared = pickle.loads(Path(job_file).read_bytes())
     for n, job in zip(numbers, jobs, strict=True):
