@@ -91,7 +91,7 @@ def _engine_comparison(root: Path, rows: int) -> dict[str, float]:
     """Fit one wave's two-class LCA (4 restarts) with both engines on the same rows."""
     import numpy as np
 
-    from panelsynth import clustering as cl
+    from panelsynth.prepare import clustering as cl
     from panelsynth.data import clean_missing, read_csv_any
 
     df = clean_missing(read_csv_any(root / "Raw data" / "wave1.csv"), [-99, -98])

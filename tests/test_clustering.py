@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from panelsynth import clustering as cl
+from panelsynth.prepare import clustering as cl
 
 
 def two_class_items(
@@ -154,3 +154,19 @@ def test_mutual_information_bounds():
 def test_relative_entropy():
     assert cl.relative_entropy(np.array([[1.0, 0.0], [0.0, 1.0]])) == pytest.approx(1.0)
     assert cl.relative_entropy(np.full((4, 2), 0.5)) == pytest.approx(0.0)
+
+
+def test_clusterings_the_data_cannot_support_are_one_line_typed_errors() -> None:
+    from panelsynth.errors import ConfigError, DataError
+
+    frame = pd.DataFrame({"a": [1, 2, 1], "b": [2, 2, 1]})
+    enc = cl.encode_items(frame, ["a", "b"], {"a": "ordinal", "b": "ordinal"})
+    with pytest.raises(
+        DataError, match=r"3 respondents cannot form 4 clusters — set clustering\.k"
+    ):
+        cl.fit_clusters(enc, k=4)
+    with pytest.raises(ConfigError, match=r"unknown clustering method 'ward' — set clustering"):
+        cl.fit_clusters(enc, k=2, method="ward", bic_ks=())  # type: ignore[arg-type]
+    same = cl.encode_items(frame.iloc[[0, 0, 0]], ["a", "b"], {"a": "ordinal", "b": "ordinal"})
+    with pytest.raises(DataError, match=r"only 1 distinct answer pattern .* too few for 2 k-modes"):
+        cl.fit_clusters(same, k=2, method="kmodes", bic_ks=())

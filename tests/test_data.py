@@ -470,3 +470,11 @@ def test_check_wave_frame_no_rows() -> None:
 
 def test_errors_are_user_errors() -> None:
     assert issubclass(DataError, PanelsynthError) and DataError("x").exit_code == 2
+
+
+def test_cluster_shares_count_labelled_respondents_only() -> None:
+    from panelsynth.data import cluster_shares
+
+    labels = pd.Series([2, 1, 2, None, "x", 2.0])
+    assert cluster_shares(labels) == {1: 0.25, 2: 0.75}
+    assert list(cluster_shares(pd.Series([3, 1, 2, 1]))) == [1, 2, 3]

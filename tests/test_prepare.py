@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from panelsynth.clustering import adjusted_rand_index
 from panelsynth.config import parse_config
 from panelsynth.data import load_wave
 from panelsynth.errors import ConfigError, DataError, WorkspaceError
 from panelsynth.prepare import infer_var_type, prepare_workspace
+from panelsynth.prepare.clustering import adjusted_rand_index
 from panelsynth.scaffold import init_workspace
 from panelsynth.workspace import Workspace
 
@@ -391,7 +391,7 @@ def _reference_csv(df: pd.DataFrame) -> str:
 
 
 def test_csv_writer_matches_pandas() -> None:
-    from panelsynth.prepare import _csv_text
+    from panelsynth.prepare.csvtext import csv_text as _csv_text
 
     rng = np.random.default_rng(3)
     n = 200
@@ -438,16 +438,14 @@ def _outputs(root: Path) -> dict[str, bytes]:
 def test_waves_fitted_in_worker_processes_give_the_same_outputs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import panelsynth.prepare as prep
+    import panelsynth.prepare.fit as prep
 
     a, b = tmp_path / "a", tmp_path / "b"
     for root in (a, b):
         write_raw_panel(root, seed=5, waves=("1", "2", "3", "4"))
     serial = prepare_workspace(a)
     monkeypatch.setattr(prep, "PARALLEL_MIN_RAW_BYTES", 0)  # the demo-sized waves go parallel
-    assert (
-        prep._fit_workers([prep._FitJob(w, b / "Raw data" / f"wave{w}.csv", w) for w in "12"]) == 2
-    )
+    assert prep.fit_workers([prep.FitJob(w, b / "Raw data" / f"wave{w}.csv", w) for w in "12"]) == 2
     parallel = prepare_workspace(b)
     assert _outputs(a) == _outputs(b)
     assert serial.warnings == parallel.warnings
@@ -457,7 +455,7 @@ def test_waves_fitted_in_worker_processes_give_the_same_outputs(
 def test_an_error_in_a_worker_is_the_same_one_line_error_and_nothing_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import panelsynth.prepare as prep
+    import panelsynth.prepare.fit as prep
 
     root = tmp_path / "ws"
     write_raw_panel(root, waves=("1", "2", "3"))

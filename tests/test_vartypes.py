@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from panelsynth.dictionaries import VariableMeta, parse_responses
-from panelsynth.vartypes import explain_var_type
+from panelsynth.prepare.vartypes import explain_var_type
 
 
 def _meta(cell: str) -> VariableMeta:

@@ -1,16 +1,14 @@
 """Load, clean and check wave data (SPEC §2, §3.1).
 
 Reads CSV (any common encoding and separator), SPSS ``.sav`` and Stata ``.dta`` (through
-pyreadstat, keeping question text and value labels), replaces survey missing codes with NA, and
-checks a wave against its dictionaries. Every error names the file and the column.
+pyreadstat, keeping question text and value labels: :mod:`panelsynth.readers`, whose readers are
+importable from here too), replaces survey missing codes with NA, and checks a wave against its
+dictionaries. Every error names the file and the column.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,84 +27,15 @@ from panelsynth.dictionaries import (
     warn_long_texts,
 )
 from panelsynth.errors import ConfigError, DataError, quote
-from panelsynth.io import csv_dialect, decode_bytes
 from panelsynth.missing import MissingTally, code_key, codes_for_variable, kept_warning
+from panelsynth.readers import READABLE_SUFFIXES as READABLE_SUFFIXES
+from panelsynth.readers import read_csv_any as read_csv_any
+from panelsynth.readers import read_labelled as read_labelled
+from panelsynth.readers import read_table as read_table
 from panelsynth.values import number_text
 from panelsynth.workspace import Mode, Workspace, check_wave_id, wave_sort_key
 
 log = logging.getLogger("panelsynth")
-
-READABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".sav", ".zsav", ".dta")
-_FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
-
-def read_csv_any(path: Path) -> pd.DataFrame:
-    """Read a CSV whatever its encoding (UTF-8 with or without BOM, Latin-1) and separator."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}", path=str(path)) from None
-    text, _ = decode_bytes(raw)
-    if not text.strip():
-        raise DataError(f"{path.name} is empty — export the wave again", path=str(path))
-    sep, decimal = csv_dialect(text)  # decimal commas ("45,5") in some locales' ; files
-    try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, decimal=decimal, low_memory=False)
-    except (pd.errors.ParserError, ValueError) as err:
-        msg = str(err).splitlines()[0]
-        found = _FIELDS_RE.search(msg)
-        if found:
-            want, line, saw = found.groups()
-            raise DataError(
-                f"{path.name}: line {line} has {saw} cells but the header has {want} — put "
-                f"double quotes around cells that contain {sep!r}, or fix that row",
-                path=str(path),
-            ) from None
-        raise DataError(
-            f"{path.name}: cannot parse as CSV ({msg}) — check the file", path=str(path)
-        ) from None
-    if not isinstance(df.index, pd.RangeIndex):
-        # pandas takes the first column as the index when every row has one cell more than the
-        # header: the columns would silently shift by one.
-        raise DataError(
-            f"{path.name}: the rows have more cells than the header ({df.shape[1]} names) — add "
-            f"the missing column name to the header or remove the extra cells",
-            path=str(path),
-        )
-    header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
-    names = [h.strip() for h in header]
-    df.attrs["duplicate_columns"] = sorted({h for h in names if h and names.count(h) > 1})
-    return df
-
-
-def read_labelled(path: Path) -> tuple[pd.DataFrame, Any]:
-    """Read ``.sav``/``.zsav``/``.dta`` with pyreadstat; returns (frame, pyreadstat metadata)."""
-    import pyreadstat
-
-    suffix = path.suffix.lower()
-    reader = pyreadstat.read_dta if suffix == ".dta" else pyreadstat.read_sav
-    if not path.exists():
-        raise DataError(f"file not found: {path}", path=str(path))
-    try:
-        return reader(str(path), user_missing=False)
-    except Exception as err:  # pyreadstat raises its own ReadstatError and others
-        raise DataError(
-            f"{path.name}: cannot read ({err}) — check the file", path=str(path)
-        ) from None
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read one wave file (.csv/.tsv/.txt, .sav/.zsav, .dta) into a DataFrame."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix in (".sav", ".zsav", ".dta"):
-        df, _ = read_labelled(p)
-        return df
-    if suffix in (".csv", ".txt", ".tsv"):
-        return read_csv_any(p)
-    raise DataError(
-        f"{p.name}: unsupported file type {suffix!r} — use .csv, .sav or .dta", path=str(p)
-    )
 
 
 def clean_missing(df: pd.DataFrame, codes: Iterable[int | float | str]) -> pd.DataFrame:
@@ -200,8 +129,7 @@ class WaveData:
         """Share of each cluster among the wave's respondents (all of them, not a subset)."""
         if self.population_shares is not None:
             return dict(self.population_shares)
-        counts = self.frame[self.cluster_column].value_counts(normalize=True)
-        return {int(c): float(counts.get(c, 0.0)) for c in self.clusters}
+        return cluster_shares(self.frame[self.cluster_column])
 
     @property
     def variables(self) -> list[str]:
@@ -218,6 +146,17 @@ class WaveData:
     @property
     def clusters(self) -> list[int]:
         return sorted(int(c) for c in self.frame[self.cluster_column].dropna().unique())
+
+
+def cluster_shares(labels: pd.Series) -> dict[int, float]:
+    """Share of each cluster among the respondents with a label, by cluster number.
+
+    The one computation of cluster shares (the wave's prompt, calibration's profiles and
+    targets): labels that are missing or not numbers are left out.
+    """
+    counts = pd.to_numeric(labels, errors="coerce").dropna().astype(int).value_counts()
+    total = float(counts.sum())
+    return {int(c): float(counts[c]) / total for c in sorted(counts.index)}
 
 
 def is_first_wave(wave: str, waves: Sequence[str]) -> bool:

@@ -20,12 +20,13 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from panelsynth.errors import MetadataError, quote
-from panelsynth.io import read_text
+from panelsynth.io import csv_dialect, read_text
+from panelsynth.readers import read_labelled
 from panelsynth.values import as_number, number_text
 
 log = logging.getLogger("panelsynth")
@@ -306,12 +307,16 @@ def metadata_from_csv(path: str | Path) -> dict[str, VariableMeta]:
 
 def metadata_from_labelled(path: str | Path) -> dict[str, VariableMeta]:
     """Question text and value labels from an SPSS ``.sav`` or Stata ``.dta`` file's own labels."""
-    from panelsynth.data import read_labelled
-
     _, meta = read_labelled(Path(path))
+    return labelled_metadata(meta)
+
+
+def labelled_metadata(meta: Any) -> dict[str, VariableMeta]:
+    """Question text and value labels of every variable of a file read by pyreadstat (its
+    metadata object); codes as :func:`~panelsynth.values.number_text` writes them."""
     out: dict[str, VariableMeta] = {}
-    for name, question in meta.column_names_to_labels.items():
-        labels = meta.variable_value_labels.get(name)
+    for name, question in (meta.column_names_to_labels or {}).items():
+        labels = (meta.variable_value_labels or {}).get(name)
         if labels:
             responses = {str(as_number(str(k))): str(v) for k, v in labels.items()}
             out[name] = VariableMeta(question=question or name, responses=responses)
@@ -444,10 +449,8 @@ def check_metadata_covers(
 
 
 def _sniff_dialect(text: str) -> type[csv.Dialect]:
-    """Excel dialect with the sniffed separator; only the separator is taken from the sniffer,
-    whose quote guess mistakes apostrophes in question text ("'best' option") for quotes."""
-    try:
-        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
-    except csv.Error:
-        return csv.excel
+    """Excel dialect with the separator :func:`panelsynth.io.csv_dialect` sniffs; only the
+    separator is taken from the sniffer, whose quote guess mistakes apostrophes in question text
+    ("'best' option") for quotes."""
+    delimiter, _ = csv_dialect(text)
     return type("_Dictionary", (csv.excel,), {"delimiter": delimiter})

@@ -171,3 +171,20 @@ def test_messy_survey_prints_demographics_and_dictionary_errors_at_once(tmp_path
     assert all(line.startswith(("Error: dictionary.csv: ", "dictionary.csv: ")) for line in lines)
     assert "Traceback" not in res.output
     assert (survey.root / "Original data" / "wave1.csv").read_bytes() == before
+
+
+def test_a_clustering_the_data_cannot_support_exits_2_with_one_line(tmp_path):
+    root = write_panel(tmp_path / "ws", waves=("1",))
+    combos = [(a, b, c) for a in (1, 5) for b in (1, 5) for c in (1, 5)] * 5  # 8 patterns
+    df = pd.DataFrame(combos, columns=["vaccimportant", "vaccsafe", "trust"])
+    df.insert(0, "respondent_id", range(len(df)))
+    df["age"] = 40
+    df.to_csv(root / "Raw data" / "wave1.csv", index=False)
+    res = _invoke("--workspace", str(root), "--method", "kmodes", "--k", "10")
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "Error: Raw data/wave1.csv: the respondents give only 8 distinct answer patterns "
+        "(missing answers set to the item's mode) — too few for 10 k-modes clusters: set "
+        'clustering.k to at most 8, or use clustering.method = "lca"\n'
+    )
+    assert not (root / "Original data" / "wave1.csv").exists()

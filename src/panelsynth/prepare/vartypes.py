@@ -1,6 +1,7 @@
-"""The type of a variable from its dictionary entry and its answers, with the reason.
+"""Variable types and metadata: the type of a variable with the reason, and its metadata per wave.
 
-Rules, first match wins:
+Types (:func:`explain_var_type`) —
+rules, first match wins:
 
 1. a ``type`` column of the CSV dictionary (``ordinal``, ``categorical``, ``continuous``,
    ``binary``);
@@ -14,19 +15,35 @@ Rules, first match wins:
 4. no dictionary entry: the answers alone — two distinct values → binary, text → categorical,
    whole numbers with at most :data:`MAX_ORDINAL_LEVELS` distinct values → ordinal
    (categorical for a demographic), anything else → continuous.
+
+Metadata (:func:`build_metadata`): the study dictionary's entry (or the file's labels), less the
+missing codes, completed with observed codes it lacks (with a warning) or an observed range.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from panelsynth.dictionaries import VariableMeta
 from panelsynth.missing import code_key
+from panelsynth.values import number_text
+
+if TYPE_CHECKING:
+    from panelsynth.prepare.raw import StudyDictionary
 
 MAX_ORDINAL_LEVELS = 11
+
+#: Type phrase -> the item kind the clustering encodes.
+KIND = {
+    "an ordinal": "ordinal",
+    "a categorical": "categorical",
+    "a continuous": "continuous",
+    "a binary": "binary",
+}
 
 
 def explain_var_type(
@@ -104,3 +121,91 @@ def _is_number(x: object) -> bool:
 
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def infer_var_type(
+    values: pd.Series,
+    meta: VariableMeta | None = None,
+    *,
+    declared: str | None = None,
+    demographic: bool = False,
+    missing_codes: Sequence[int | float | str] = (),
+) -> str:
+    """The type phrase of a variable (rules: :func:`panelsynth.vartypes.explain_var_type`).
+
+    Args:
+        values: The variable's cleaned answers.
+        meta: Its dictionary entry, if any.
+        declared: A type from the dictionary's ``type`` column (wins).
+        demographic: Coded demographics with 3+ codes are categorical, not ordinal.
+        missing_codes: Codes in the dictionary's responses that mean missing (ignored).
+    """
+    return explain_var_type(
+        values, meta, declared=declared, demographic=demographic, missing_codes=missing_codes
+    )[0]
+
+
+def build_metadata(
+    name: str,
+    values: pd.Series,
+    vtype: str,
+    dictionary: StudyDictionary,
+    labelled: dict[str, VariableMeta],
+    *,
+    missing_codes: Sequence[int | float | str],
+    wave: str,
+    warn: Callable[[str], None],
+    told: set[str],
+) -> VariableMeta:
+    """Metadata of one variable for one wave: the dictionary's entry, completed if needed."""
+    meta = dictionary.meta.get(name) or labelled.get(name)
+    if meta is None:
+        if name not in told and dictionary.found:
+            warn(
+                f"{dictionary.source} lacks variable {name!r} — its metadata lists only the "
+                f"observed codes; add a row (variable, question, responses) to describe it"
+            )
+            told.add(name)
+        meta = VariableMeta(question=name)
+    miss = {code_text(c) for c in missing_codes}
+    obs = values.dropna()
+    if vtype == "a continuous":
+        if meta.range is None and len(obs):
+            num = pd.to_numeric(obs, errors="coerce").dropna()
+            if len(num):
+                meta = meta.model_copy(update={"range": (float(num.min()), float(num.max()))})
+        return meta.model_copy(update={"responses": None}) if meta.responses else meta
+    whole = meta.range is not None and all(float(x).is_integer() for x in meta.range)
+    if meta.range is not None and not meta.responses and whole:
+        lo, hi = (int(x) for x in meta.range)  # a count 0-7 typed ordinal: its points are its codes
+        meta = meta.model_copy(update={"responses": {str(c): str(c) for c in range(lo, hi + 1)}})
+    responses = {k: v for k, v in (meta.responses or {}).items() if code_text(k) not in miss}
+    seen = sorted({code_text(v) for v in obs.unique()}, key=code_sort_key)
+    unlisted = [c for c in seen if c not in responses]
+    if unlisted and meta.responses:
+        warn(
+            f"wave {wave}: variable {name!r} has values {', '.join(unlisted[:5])} that "
+            f"{dictionary.source} does not list — added as unlabelled codes; add them to "
+            f"study.missing_codes if they mean missing"
+        )
+    for c in unlisted:
+        responses[c] = c
+    responses = dict(sorted(responses.items(), key=lambda kv: code_sort_key(kv[0])))
+    return meta.model_copy(update={"responses": responses, "range": None})
+
+
+def code_sort_key(code: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(code), "")
+    except ValueError:
+        return (1, 0.0, code)
+
+
+def code_text(v: Any) -> str:
+    """A code as metadata writes it: numbers as :func:`~panelsynth.values.number_text`, text as
+    it is."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return number_text(f)
