@@ -1,10 +1,9 @@
 """The one worker pool: independent jobs of a stage run in ``python -m <module>`` processes.
 
 Large workspaces spread independent, CPU-bound jobs over the cores: ``prepare`` reads and
-clusters each raw wave in a worker (:mod:`panelsynth.prepare.fit`), and ``evaluate`` is meant to
-evaluate each wave group the same way (its ``runner._run_parallel`` / ``MAX_WORKERS`` are to move
-onto this module: its jobs are the wave groups, its handler ``evaluate_group`` and a lost worker's
-jobs become failed outcomes through ``lost=``).
+clusters each raw wave in a worker (:mod:`panelsynth.prepare.fit`), ``evaluate`` evaluates each
+wave group in one (:mod:`panelsynth.evaluate.parallel`; a lost worker's pairs become failed
+outcomes through ``lost=``).
 
 How it works:
 

@@ -29,5 +29,5 @@ def test_parallel_waves_give_the_serial_figures(
 
 
 def test_a_dead_worker_fails_its_pairs_with_a_reason(tmp_path: Path) -> None:
-    outcomes = eval_parallel._worker_outcomes(-9, [("m1", "1")], tmp_path / "missing.pkl")
+    outcomes = eval_parallel.lost_outcomes([("m1", "1")], -9)
     assert outcomes[0].error and "exit code -9" in outcomes[0].error

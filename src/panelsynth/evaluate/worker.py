@@ -1,26 +1,27 @@
-"""Worker process of a parallel evaluation: ``python -m panelsynth.evaluate.worker``.
+"""Worker process of a parallel evaluation: ``python -m panelsynth.evaluate.worker JOBS OUT_DIR``.
 
-Arguments: workspace, seed, the (model dir, wave) pairs as JSON, and the file the pickled
-outcomes are written to (see ``parallel.run_parallel``).
+Evaluates its share of the wave groups (:func:`panelsynth.evaluate.runner.evaluate_group`) for
+the pool of :mod:`panelsynth.workers` (see :mod:`panelsynth.evaluate.parallel`).
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 
+from panelsynth.evaluate.outcome import PairOutcome
 from panelsynth.evaluate.runner import evaluate_group
-from panelsynth.io import atomic_write_bytes
+from panelsynth.workers import serve
 
 
-def main(argv: list[str]) -> int:
-    root, seed, pairs, out = argv
-    outcomes = evaluate_group(root, [tuple(p) for p in json.loads(pairs)], int(seed))
-    atomic_write_bytes(Path(out), pickle.dumps(outcomes))
-    return 0
+def _evaluate(group: list[tuple[str, str]], shared: tuple[str, int]) -> list[PairOutcome]:
+    root, seed = shared
+    return evaluate_group(root, group, seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return serve(sys.argv[1:] if argv is None else argv, _evaluate)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
