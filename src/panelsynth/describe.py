@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from panelsynth.cache import StepCache, fingerprint
 from panelsynth.data import WaveData
 from panelsynth.dictionaries import CODED_TYPES
-from panelsynth.errors import PanelsynthError
+from panelsynth.errors import ContextTooSmallError
 from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
 from panelsynth.llm.keys import scrub_data
 from panelsynth.pydantic_models import ClusterDescription, VariableDescription
@@ -348,7 +348,7 @@ def describe_parts(
                 parts += [([c], g) for g in groups]
                 break
         else:
-            raise PanelsynthError(
+            raise ContextTooSmallError(
                 f"wave {wave.wave}: step 1 cannot describe even one variable of cluster {c} "
                 f"within the {window}-token context of {client.label} — use a model with a "
                 f"longer context"

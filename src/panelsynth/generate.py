@@ -26,7 +26,13 @@ from pydantic import BaseModel
 from panelsynth.checkpoint import Checkpoint
 from panelsynth.data import WaveData
 from panelsynth.describe import encode_table
-from panelsynth.errors import BudgetExceededError, GenerationExhaustedError, PanelsynthError
+from panelsynth.errors import (
+    BudgetExceededError,
+    CheckpointMismatchError,
+    ContextTooSmallError,
+    GenerationExhaustedError,
+    PanelsynthError,
+)
 from panelsynth.io import atomic_write_text
 from panelsynth.llm.base import LLMCallError, LLMClient, Message, PromptMessages, Usage
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
@@ -205,7 +211,7 @@ def fit_prompt(
         if used + max_tokens <= window:
             return GenerationPrompt(prefix, per_cluster, notes)
         if per_cluster <= 1:
-            raise PanelsynthError(
+            raise ContextTooSmallError(
                 f"the step-3 prompt needs {used} + {max_tokens} tokens but {client.label} has a "
                 f"context of {window} even with one example per cluster — use fewer variables, "
                 f"fewer --n-outputs, or a model with a longer context"
@@ -623,10 +629,11 @@ def load_for_resume(
     if old_header is None and not accept_headerless:
         raise headerless_error(checkpoint, records)
     if old_header is not None and old_header.get("fingerprint") != header["fingerprint"]:
-        raise PanelsynthError(
+        raise CheckpointMismatchError(
             f"the checkpoint {name} was made with other settings or inputs "
             f"({_diff(old_header, header)}) — rerun with the same settings, or pass --restart "
-            f"to set it aside and start over"
+            f"to set it aside and start over",
+            changed=_changed(old_header, header),
         )
     if old_header is None or checkpoint.damaged:
         copy = checkpoint.keep_copy()
@@ -722,12 +729,18 @@ def _faults_text(faults: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"
 
 
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[object, object]]:
+    """What differs between two checkpoint headers: setting -> (old value, new value)."""
     keys = [
         k for k in sorted(set(old) | set(new)) if k != "fingerprint" and old.get(k) != new.get(k)
     ]
+    return {k: (old.get(k), new.get(k)) for k in keys}
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    changed = _changed(old, new)
     return (
-        ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:4])
+        ", ".join(f"{k}: {o} -> {n}" for k, (o, n) in list(changed.items())[:4])
         or "prompt or data changed"
     )
 

@@ -27,7 +27,12 @@ from panelsynth.describe import (
     format_descriptions,
     format_statistics,
 )
-from panelsynth.errors import ConfigError, GenerationExhaustedError, PanelsynthError
+from panelsynth.errors import (
+    ConfigError,
+    ContextTooSmallError,
+    GenerationExhaustedError,
+    PanelsynthError,
+)
 from panelsynth.export import EXPORT_FORMATS, export_table, parse_formats, wave_labels
 from panelsynth.generate import (
     GenerationPrompt,
@@ -525,7 +530,7 @@ def step3_prompt(
                 quiet=True,
             )
             break
-        except PanelsynthError:
+        except ContextTooSmallError:
             # even one example per cluster leaves no room for the rows: ask for fewer per call
             if rows <= 1 or settings.max_tokens:
                 raise
