@@ -13,6 +13,7 @@ from fakes import write_tiny_workspace
 from test_calibrate_pipeline import profile_keeper
 from typer.testing import CliRunner
 
+import panelsynth.calibrate.strategy as calibrate_strategy
 import panelsynth.pipeline as pipeline
 from panelsynth.cli import app
 from panelsynth.demo.build import build_demo
@@ -36,7 +37,7 @@ def held_out_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("holdout") / "demo"
     build_demo(root, n_respondents=300)
     seen: dict[str, Any] = {}
-    describe, setup = pipeline.describe_wave, pipeline.setup_calibration
+    describe, setup = pipeline.describe_wave, calibrate_strategy.setup_calibration
 
     def spy_describe(client: Any, wd: Any, **kw: Any) -> Any:
         seen["statistics"] = wd.frame.copy()
@@ -51,7 +52,7 @@ def held_out_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     mp = pytest.MonkeyPatch()
     mp.setattr(pipeline, "describe_wave", spy_describe)
-    mp.setattr(pipeline, "setup_calibration", spy_setup)
+    mp.setattr(calibrate_strategy, "setup_calibration", spy_setup)
     try:
         res = run_wave(
             root, "3", FakeClient(default=profile_keeper()), "fake",

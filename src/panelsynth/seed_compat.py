@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     from panelsynth.cli.run_cmd import run_waves_with_progress
     from panelsynth.config import load_config
     from panelsynth.llm.keys import key_from_argument
-    from panelsynth.pipeline import RunOptions, resolve_settings
+    from panelsynth.run.plan import RunOptions, resolve_plan
     from panelsynth.runner import Confirmation, needs_yes_message, open_client, privacy_warning
     from panelsynth.workspace import Workspace, check_model_dir, check_wave_id
 
@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace, root: Path) -> int:
         restart=args.restart,
         trust_workspace_models=args.trust_workspace_models,
     )
-    mode, n_examples, s = resolve_settings(config, options, client)
+    plan = resolve_plan(config, options, client)
+    mode, n_examples, s = plan.mode, plan.n_examples, plan.settings
     print(f"Wave: {wave}")
     print(f"Model: {args.model} (folder: {model_dir})")
     print(
@@ -99,12 +100,12 @@ def _run(args: argparse.Namespace, root: Path) -> int:
     )
     warning = privacy_warning(
         client,
-        config.generation.examples,
+        plan.examples,
         'set generation.examples = "synthetic" in panelsynth.toml',
     )
     if warning:
         print(warning, file=sys.stderr)
-    refusal = needs_yes_message(client, config.generation.examples)
+    refusal = needs_yes_message(client, plan.examples)
     if not Confirmation(assume_yes=args.yes, needs_yes=refusal)("Continue?", print):
         print("Aborted.")
         return 1

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
+from panelsynth.config import POOL_TEMPERATURE
 from panelsynth.demographics import resolve_demographics
 from panelsynth.errors import ConfigError
 from panelsynth.generate import (
@@ -62,10 +63,6 @@ AGE_BAND_EDGES: tuple[int, ...] = (18, 25, 35, 45, 55, 65, 75)
 N_QUANTILE_BANDS = 5
 #: Bins of a continuous variable when its marginal is matched by the selection.
 N_MATCH_BINS = 10
-#: Sampling temperature of a calibrated pool unless one is set (``--temperature`` or
-#: ``generation.temperature``): the selection, not the sampler, sets the distributions, and it can
-#: only choose among the answers the model wrote. 1.0 is the highest every provider accepts.
-POOL_TEMPERATURE = 1.0
 #: Copies are used only when a cluster has no other row: the penalty per copy exceeds any gain.
 _COPY_PENALTY_PER_VARIABLE = 2.0
 

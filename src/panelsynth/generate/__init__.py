@@ -18,14 +18,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from pydantic import BaseModel
 
 from panelsynth.checkpoint import Checkpoint
+from panelsynth.config import (
+    BREAKER_THRESHOLD,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_N_OUTPUTS,
+    DEFAULT_WAVE_ROWS,
+    GenerationConfig,
+    default_of,
+)
 from panelsynth.data import WaveData
-from panelsynth.describe import encode_table
 from panelsynth.errors import (
     BudgetExceededError,
     CheckpointMismatchError,
@@ -34,8 +41,16 @@ from panelsynth.errors import (
     PanelsynthError,
 )
 from panelsynth.io import atomic_write_text
-from panelsynth.llm.base import LLMCallError, LLMClient, Message, PromptMessages, Usage
+from panelsynth.llm.base import (
+    Completion,
+    LLMCallError,
+    LLMClient,
+    Message,
+    PromptMessages,
+    Usage,
+)
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
+from panelsynth.tables import encode_table
 from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
 from panelsynth.values import plain
 
@@ -48,18 +63,22 @@ SYSTEM_GENERATE = (
 )
 
 
+_G = GenerationConfig
+
+
 @dataclass
 class GenerationSettings:
-    """How step 3 runs for one wave."""
+    """How step 3 runs for one wave (built by :func:`panelsynth.run.plan.resolve_plan`; the
+    defaults here are the config's, for callers that build settings by hand)."""
 
-    n_outputs: int = 10
-    n_batches: int = 70
-    seed: int = 42
-    temperature: float = 0.7
+    n_outputs: int = DEFAULT_N_OUTPUTS["local"]
+    n_batches: int = DEFAULT_WAVE_ROWS // DEFAULT_N_OUTPUTS["local"]
+    seed: int = default_of(_G, "seed")  # type: ignore[assignment]
+    temperature: float = default_of(_G, "temperature")  # type: ignore[assignment]
     max_tokens: int | None = None
-    concurrency: int = 1
-    max_attempts_factor: float = 3.0
-    breaker_threshold: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY["local"]
+    max_attempts_factor: float = default_of(_G, "max_attempts_factor")  # type: ignore[assignment]
+    breaker_threshold: int = BREAKER_THRESHOLD
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     adaptive_concurrency: bool = True
@@ -265,6 +284,41 @@ class _Breaker(Exception):
     pass
 
 
+class Transport(Protocol):
+    """How the step-3 loop sends one call (see :mod:`panelsynth.generate.strategy`)."""
+
+    async def call(
+        self,
+        batch: int,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        **kwargs: Any,
+    ) -> Completion[Any]:
+        """The completion of one call (raises :class:`LLMCallError` when it failed for good)."""
+        ...
+
+
+class OnlineTransport:
+    """Each call sent at once through the client (its retries and back-off included)."""
+
+    def __init__(self, client: LLMClient) -> None:
+        self.client = client
+
+    async def call(
+        self,
+        batch: int,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        **kwargs: Any,
+    ) -> Completion[Any]:
+        return await self.client.acreate(messages, response_model, **kwargs)
+
+    async def aclose(self) -> None:
+        closer = getattr(self.client, "aclose", None)  # the SDK's pool, before the loop ends
+        if closer is not None:
+            await closer()
+
+
 class _Runner:
     """Runs the batches of one wave concurrently and keeps the books."""
 
@@ -278,8 +332,10 @@ class _Runner:
         checkpoint: Checkpoint,
         progress: Callable[[dict[str, Any]], None] | None,
         wave: str,
+        transport: Transport | None = None,
     ) -> None:
         self.client = client
+        self.transport = transport or OnlineTransport(client)
         self.prompt = prompt
         self.row_model = row_model
         self.columns = list(columns)
@@ -399,7 +455,8 @@ class _Runner:
         reserved = await self._pace()
         messages = self.prompt.for_batch(batch, self.s.n_outputs)
         try:
-            comp = await self.client.acreate(
+            comp = await self.transport.call(
+                batch,
                 messages,
                 self.prompt.response_model(batch, self.response_model),
                 max_tokens=self.max_tokens,
@@ -471,7 +528,7 @@ class _Runner:
             await self._run()
         finally:
             self._io.shutdown(wait=True)  # every submitted checkpoint line is on disk
-            closer = getattr(self.client, "aclose", None)  # the SDK's pool, before the loop ends
+            closer = getattr(self.transport, "aclose", None)  # e.g. the SDK's pool
             if closer is not None:
                 await closer()
 
@@ -522,8 +579,11 @@ def generate_rows(
     max_tokens: int | None = None,
     exclude_rows: set[tuple[Any, ...]] | None = None,
     accept_headerless: bool = False,
+    transport: Transport | None = None,
 ) -> GenerationResult:
     """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
+
+    Every call goes through ``transport`` (default: :class:`OnlineTransport` over ``client``).
 
     With ``resume``, the checkpoint's readable calls are taken over (:func:`load_for_resume`);
     ``accept_headerless`` resumes a checkpoint whose header is missing or unreadable.
@@ -538,7 +598,9 @@ def generate_rows(
             ``--resume`` continues.
     """
     started = time.monotonic()
-    runner = _Runner(client, prompt, row_model, columns, settings, checkpoint, progress, wave)
+    runner = _Runner(
+        client, prompt, row_model, columns, settings, checkpoint, progress, wave, transport
+    )
     if max_tokens:
         runner.max_tokens = max_tokens
     runner.exclude = set(exclude_rows or ())
