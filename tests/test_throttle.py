@@ -10,7 +10,7 @@ import pytest
 from fakes import fake_answer, varied_rows, write_tiny_workspace
 from servers.openai_stub import OpenAIStub
 
-from panelsynth import generate
+from panelsynth.generate import loop as generate  # the step-3 loop, where it is patched
 from panelsynth.llm.base import FakeClient, LLMCallError, Usage
 from panelsynth.llm.registry import make_client
 from panelsynth.llm.retry import RetryPolicy

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from panelsynth.calibrate import CalibrationSetup, add_profile_rule, setup_calibration
+from panelsynth.calibrate.prompt import add_profile_rule
+from panelsynth.calibrate.setup import CalibrationSetup, setup_calibration
 from panelsynth.generate import GenerationPrompt, GenerationResult, GenerationSettings
 from panelsynth.generate.strategy import (
     BatchHooks,

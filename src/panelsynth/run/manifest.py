@@ -67,13 +67,12 @@ def item_nonresponse(wd: WaveData, rows: pd.DataFrame, *, calibrated: bool) -> d
     real_mean = sum(d["real"] for d in per.values()) / max(1, len(per))
     syn_mean = sum(d["synthetic"] for d in per.values()) / max(1, len(per))
     return {
-        "method": (
-            "calibrated: each row's missing answers follow the pattern of a real respondent of "
-            "its cluster"
-            if calibrated
-            else "plain: the model decides which answers are missing (it rarely leaves one "
-            "blank); compare the shares below, or use --calibrate"
-        ),
+        "method": {
+            True: "calibrated: each row's missing answers follow the pattern of a real "
+            "respondent of its cluster",
+            False: "plain: the model decides which answers are missing (it rarely leaves one "
+            "blank); compare the shares below, or use --calibrate",
+        }[calibrated],
         "real_mean_na_share": round(real_mean, 4),
         "synthetic_mean_na_share": round(syn_mean, 4),
         "gap": round(syn_mean - real_mean, 4),

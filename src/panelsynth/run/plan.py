@@ -171,9 +171,9 @@ def resolve_plan(config: PanelsynthConfig, options: RunOptions | None, client: A
         requests_per_minute=opts.requests_per_minute or g.requests_per_minute,
         tokens_per_minute=opts.tokens_per_minute or g.tokens_per_minute,
     )
-    calibrate = g.calibrate if opts.calibrate is None else opts.calibrate
+    wanted = g.calibrate if opts.calibrate is None else opts.calibrate
     calibration = None
-    if calibrate:
+    if wanted:
         user_temperature = opts.temperature is not None or "temperature" in g.model_fields_set
         calibration = CalibrationPlan(
             oversample=opts.oversample or g.oversample,

@@ -1,0 +1,502 @@
+"""The step-3 loop: concurrent, throttled calls through a transport, each finished call
+checkpointed at once, invalid rows topped up, the books kept."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+from pydantic import BaseModel
+
+from panelsynth.checkpoint import Checkpoint
+from panelsynth.errors import (
+    BudgetExceededError,
+    GenerationExhaustedError,
+)
+from panelsynth.generate.prompt import GenerationPrompt, estimate_output_tokens
+from panelsynth.generate.resume import load_for_resume
+from panelsynth.generate.rows import row_key
+from panelsynth.generate.settings import GenerationSettings
+from panelsynth.llm.base import (
+    Completion,
+    LLMCallError,
+    LLMClient,
+    Message,
+    Usage,
+)
+from panelsynth.pydantic_models.rows import batch_model, validate_rows
+from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
+
+log = logging.getLogger("panelsynth")
+
+
+@dataclass
+class CallRecord:
+    stage: str
+    batch: int | None
+    usage: Usage
+    ok: bool
+    kind: str | None = None
+
+
+@dataclass
+class GenerationResult:
+    rows: pd.DataFrame
+    calls: list[CallRecord]
+    invalid_rows: int
+    returned_rows: int
+    failed_calls: int
+    faults: dict[str, int]
+    resumed_batches: int
+    wall_seconds: float
+    batches_used: int
+    copies_dropped: int = 0
+    throttle: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A made call: its checkpoint record, its usage and, for a failed call, the failure kind."""
+
+    record: dict[str, Any]
+    usage: Usage
+    error: str | None
+
+
+class _Breaker(Exception):
+    pass
+
+
+class Transport(Protocol):
+    """How the step-3 loop sends one call (see :mod:`panelsynth.generate.strategy`)."""
+
+    async def call(
+        self,
+        batch: int,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        **kwargs: Any,
+    ) -> Completion[Any]:
+        """The completion of one call (raises :class:`LLMCallError` when it failed for good)."""
+        ...
+
+
+class OnlineTransport:
+    """Each call sent at once through the client (its retries and back-off included)."""
+
+    def __init__(self, client: LLMClient) -> None:
+        self.client = client
+
+    async def call(
+        self,
+        batch: int,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        **kwargs: Any,
+    ) -> Completion[Any]:
+        return await self.client.acreate(messages, response_model, **kwargs)
+
+    async def aclose(self) -> None:
+        closer = getattr(self.client, "aclose", None)  # the SDK's pool, before the loop ends
+        if closer is not None:
+            await closer()
+
+
+class _Runner:
+    """Runs the batches of one wave concurrently and keeps the books."""
+
+    def __init__(
+        self,
+        client: LLMClient,
+        prompt: GenerationPrompt,
+        row_model: type[BaseModel],
+        columns: Sequence[str],
+        settings: GenerationSettings,
+        checkpoint: Checkpoint,
+        progress: Callable[[dict[str, Any]], None] | None,
+        wave: str,
+        transport: Transport | None = None,
+    ) -> None:
+        self.client = client
+        self.transport = transport or OnlineTransport(client)
+        self.prompt = prompt
+        self.row_model = row_model
+        self.columns = list(columns)
+        self.s = settings
+        self.ckpt = checkpoint
+        self.progress = progress
+        self.wave = wave
+        self.response_model = batch_model(row_model, settings.n_outputs)
+        self.max_tokens = settings.max_tokens or estimate_output_tokens(
+            client, pd.DataFrame(columns=self.columns), settings.n_outputs
+        )
+        self.done: dict[int, list[dict[str, Any]]] = {}
+        self.calls: list[CallRecord] = []
+        self.invalid = 0
+        self.returned = 0
+        self.failed = 0
+        self.faults: dict[str, int] = {}
+        self.consecutive_failures = 0
+        self.next_batch = 0
+        self.exclude: set[tuple[Any, ...]] = set()  # keys of rows a synthetic row must not copy
+        self.copies = 0
+        self.stopped: BudgetExceededError | None = None
+        self.calls_before = 0  # calls restored from the checkpoint (the budget is per invocation)
+        self.limiter = AdaptiveConcurrency(
+            settings.concurrency, adaptive=settings.adaptive_concurrency
+        )
+        self.pacer = RatePacer(settings.requests_per_minute, settings.tokens_per_minute)
+        self._call_tokens: int | None = None
+        # checkpoint lines are fsync'ed in one worker thread, in order, off the event loop
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="panelsynth-checkpoint")
+
+    # -- books -------------------------------------------------------------------------------
+    def restore(self, records: list[dict[str, Any]]) -> int:
+        restored = 0
+        for r in records:
+            usage = Usage(
+                **{k: v for k, v in r.get("usage", {}).items() if k in Usage.__dataclass_fields__}
+            )
+            b = int(r["batch"])
+            self.next_batch = max(self.next_batch, b + 1)
+            if r.get("failed"):
+                self.failed += 1
+                self._count_faults(usage.faults or {r["failed"]: 1})
+                self.calls.append(CallRecord("generate", b, usage, False, r["failed"]))
+                continue
+            self.done[b] = r["rows"]
+            self.prompt.restore(r)
+            self.invalid += int(r.get("invalid", 0))
+            self.copies += int(r.get("copies", 0))
+            self.returned += int(r.get("returned", len(r["rows"])))
+            self.calls.append(CallRecord("generate", b, usage, True))
+            restored += 1
+            self._count_faults(usage.faults)
+            if r.get("copies"):
+                self._count_faults({"copied_rows": int(r["copies"])})
+            if r.get("off_profile"):
+                self._count_faults({"off_profile_rows": int(r["off_profile"])})
+        self.calls_before = len(self.calls)
+        return restored
+
+    def _count_faults(self, faults: dict[str, int]) -> None:
+        for k, v in faults.items():
+            self.faults[k] = self.faults.get(k, 0) + v
+
+    @property
+    def accepted(self) -> int:
+        return sum(len(v) for v in self.done.values())
+
+    def _emit(self) -> None:
+        if self.progress:
+            self.progress(
+                {
+                    "rows": min(self.accepted, self.s.wanted),
+                    "wanted": self.s.wanted,
+                    "calls": len(self.calls),
+                    "input_tokens": sum(c.usage.input_tokens for c in self.calls),
+                    "output_tokens": sum(c.usage.output_tokens for c in self.calls),
+                    "invalid_rows": self.invalid,
+                }
+            )
+
+    # -- calls -------------------------------------------------------------------------------
+    async def _pace(self) -> int:
+        """Wait for the RPM/TPM limits; returns the tokens reserved for this call."""
+        if not self.pacer.active:
+            return 0
+        if self._call_tokens is None:
+            probe = self.prompt.for_batch(0, self.s.n_outputs)
+            text = "\n".join(m["content"] for m in probe)
+            self._call_tokens = self.client.count_tokens(text) + self.max_tokens
+        return await self.pacer.wait(self._call_tokens)
+
+    async def _one(self, batch: int) -> None:
+        async with call_slot(self.limiter) as slot:
+            finished = await self._call(batch, slot)
+        if finished is None:
+            return
+        # The checkpoint write (fsync, in order in one thread) happens after the call's slot is
+        # released: the next call need not wait for the disk.
+        await self._save(finished.record)
+        if finished.error is not None:
+            self.calls.append(CallRecord("generate", batch, finished.usage, False, finished.error))
+        else:
+            self.done[batch] = finished.record["rows"]
+            self.invalid += finished.record["invalid"]
+            self.returned += finished.record["returned"]
+            self.calls.append(CallRecord("generate", batch, finished.usage, True))
+        self._emit()
+
+    async def _call(self, batch: int, slot: Slot) -> _Finished | None:
+        """One step-3 call and the validation of its rows, holding ``slot``.
+
+        Returns the checkpoint record to save, or ``None`` when the call was not made.
+        """
+        if self.stopped or self.consecutive_failures >= self.s.breaker_threshold:
+            return None
+        reserved = await self._pace()
+        messages = self.prompt.for_batch(batch, self.s.n_outputs)
+        try:
+            comp = await self.transport.call(
+                batch,
+                messages,
+                self.prompt.response_model(batch, self.response_model),
+                max_tokens=self.max_tokens,
+                temperature=self.s.temperature,
+                seed=self.s.seed + batch,
+            )
+        except BudgetExceededError as err:  # nothing was sent; stop starting calls
+            self.stopped = self.stopped or err
+            return None
+        except LLMCallError as err:
+            observe(self.limiter, slot, kind=err.kind, faults=err.usage.faults)
+            self.pacer.settle(reserved, err.usage.input_tokens + err.usage.output_tokens)
+            self.failed += 1
+            self.consecutive_failures += 1
+            # every attempt's fault, as for calls that succeed after retries
+            self._count_faults(err.usage.faults or {err.kind: 1})
+            log.warning("wave %s: call %d failed (%s): %s", self.wave, batch + 1, err.kind, err)
+            record = {"batch": batch, "failed": err.kind, "usage": err.usage.to_dict()}
+            return _Finished(record, err.usage, err.kind)
+        observe(self.limiter, slot, kind=None, faults=comp.usage.faults)
+        self.pacer.settle(reserved, comp.usage.input_tokens + comp.usage.output_tokens)
+        rows = list(getattr(comp.value, "rows", []) or [])
+        good, errors = validate_rows(rows, self.row_model, self.columns)
+        for k, v in comp.usage.faults.items():
+            self.faults[k] = self.faults.get(k, 0) + v
+        if len(rows) != self.s.n_outputs:
+            key = "too_few_rows" if len(rows) < self.s.n_outputs else "too_many_rows"
+            self.faults[key] = self.faults.get(key, 0) + 1
+        if errors:
+            self.faults["invalid_rows"] = self.faults.get("invalid_rows", 0) + len(errors)
+            log.debug("wave %s: call %d: %s", self.wave, batch + 1, "; ".join(errors[:3]))
+        copies = 0
+        if self.exclude:
+            kept = [r for r in good if row_key(r[c] for c in self.columns) not in self.exclude]
+            copies = len(good) - len(kept)
+            good = kept
+            if copies:
+                self._count_faults({"copied_rows": copies})
+                self.copies += copies
+        good = good[: self.s.n_outputs]
+        good, off_rows, book = self.prompt.check_rows(batch, good)
+        if off_rows:
+            self._count_faults({"off_profile_rows": len(off_rows)})
+        self.consecutive_failures = 0 if good else self.consecutive_failures + 1
+        record = {
+            "batch": batch,
+            "rows": good,
+            "returned": len(rows),
+            "invalid": len(errors),
+            "copies": copies,
+            "errors": errors[:5],
+            "usage": comp.usage.to_dict(),
+            "finish_reason": comp.finish_reason,
+            **book,
+        }
+        return _Finished(record, comp.usage, None)
+
+    async def _save(self, record: dict[str, Any]) -> None:
+        """Append a finished call to the checkpoint (write + fsync) without blocking the loop.
+
+        Shielded: an interrupt (Ctrl-C cancels the tasks) never drops a line already handed over;
+        :meth:`run` waits for every such line before it returns.
+        """
+        fut = asyncio.get_running_loop().run_in_executor(self._io, self.ckpt.append, record)
+        await asyncio.shield(fut)
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._io.shutdown(wait=True)  # every submitted checkpoint line is on disk
+            closer = getattr(self.transport, "aclose", None)  # e.g. the SDK's pool
+            if closer is not None:
+                await closer()
+
+    async def _run(self) -> None:
+        planned = [b for b in range(self.s.n_batches) if b not in self.done]
+        await self._gather([self._one(b) for b in planned])
+        self.next_batch = max(self.next_batch, self.s.n_batches)
+        while self.accepted < self.s.wanted and not self.stopped:
+            if self.consecutive_failures >= self.s.breaker_threshold:
+                raise _Breaker()
+            remaining_calls = self.s.max_calls - (len(self.calls) - self.calls_before)
+            if remaining_calls <= 0:
+                return
+            deficit = self.s.wanted - self.accepted
+            n = min(
+                remaining_calls, math.ceil(deficit / self.s.n_outputs), max(1, self.s.concurrency)
+            )
+            batches = list(range(self.next_batch, self.next_batch + n))
+            self.prompt.plan(batches)
+            self.next_batch += n
+            await self._gather([self._one(b) for b in batches])
+        if self.consecutive_failures >= self.s.breaker_threshold and self.accepted < self.s.wanted:
+            raise _Breaker()
+
+    @staticmethod
+    async def _gather(coros: list) -> None:
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+
+
+def generate_rows(
+    client: LLMClient,
+    prompt: GenerationPrompt,
+    row_model: type[BaseModel],
+    columns: Sequence[str],
+    settings: GenerationSettings,
+    checkpoint: Checkpoint,
+    *,
+    header: dict[str, Any],
+    resume: bool,
+    wave: str,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    max_tokens: int | None = None,
+    exclude_rows: set[tuple[Any, ...]] | None = None,
+    accept_headerless: bool = False,
+    transport: Transport | None = None,
+) -> GenerationResult:
+    """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
+
+    Every call goes through ``transport`` (default: :class:`OnlineTransport` over ``client``).
+
+    With ``resume``, the checkpoint's readable calls are taken over (:func:`load_for_resume`);
+    ``accept_headerless`` resumes a checkpoint whose header is missing or unreadable.
+
+    ``exclude_rows`` holds :func:`row_key` keys (over ``columns``) of rows that must not be
+    copied (real respondents, few-shot examples): a synthetic row equal to one is dropped,
+    counted as ``copied_rows``, and topped up like an invalid row.
+
+    Raises:
+        GenerationExhaustedError: the call budget or the spending limit ran out, or failures
+            persisted (circuit breaker); the checkpoint keeps every finished call and
+            ``--resume`` continues.
+    """
+    started = time.monotonic()
+    runner = _Runner(
+        client, prompt, row_model, columns, settings, checkpoint, progress, wave, transport
+    )
+    if max_tokens:
+        runner.max_tokens = max_tokens
+    runner.exclude = set(exclude_rows or ())
+    resumed = 0
+    if resume and checkpoint.exists():
+        records = load_for_resume(checkpoint, header, accept_headerless=accept_headerless)
+        resumed = runner.restore(records)
+        log.info(
+            "wave %s: resuming with %d finished calls (%d rows)", wave, resumed, runner.accepted
+        )
+    else:
+        checkpoint.start(header)
+    runner._emit()
+    error: GenerationExhaustedError | None = None
+    try:
+        _run_loop(runner.run())
+    except _Breaker:
+        error = GenerationExhaustedError(
+            wave=wave,
+            wanted=settings.wanted,
+            accepted=min(runner.accepted, settings.wanted),
+            attempts=len(runner.calls),
+            hint=_persistent_cause(runner)
+            or (
+                f"{runner.consecutive_failures} calls in a row failed or gave no valid row "
+                f"(faults: {_faults_text(runner.faults)}); stopped early — fix the cause and "
+                f"rerun with --resume"
+            ),
+        )
+    if error is None and runner.stopped is not None and runner.accepted < settings.wanted:
+        error = GenerationExhaustedError(
+            wave=wave,
+            wanted=settings.wanted,
+            accepted=runner.accepted,
+            attempts=len(runner.calls),
+            hint=str(runner.stopped),
+        )
+    if error is None and runner.accepted < settings.wanted:
+        error = GenerationExhaustedError(
+            wave=wave,
+            wanted=settings.wanted,
+            accepted=runner.accepted,
+            attempts=len(runner.calls),
+            hint=_persistent_cause(runner)
+            or (
+                f"the call budget ({settings.max_calls} calls) is used up (faults: "
+                f"{_faults_text(runner.faults)}); rerun with --resume, or raise "
+                f"generation.max_attempts_factor"
+            ),
+        )
+    ordered = [row for b in sorted(runner.done) for row in runner.done[b]][: settings.wanted]
+    frame = pd.DataFrame(ordered, columns=list(columns))
+    result = GenerationResult(
+        rows=frame,
+        calls=runner.calls,
+        invalid_rows=runner.invalid,
+        returned_rows=runner.returned,
+        failed_calls=runner.failed,
+        faults=runner.faults,
+        resumed_batches=resumed,
+        wall_seconds=time.monotonic() - started,
+        batches_used=len(runner.done),
+        copies_dropped=runner.copies,
+        throttle={**runner.limiter.summary(), "rate_wait_seconds": round(runner.pacer.waited, 3)},
+    )
+    if error is not None:
+        error.result = result  # the books so far, for the manifest of an incomplete run
+        raise error
+    return result
+
+
+def _run_loop(coro: Any) -> None:
+    """``asyncio.run`` with the objects that exist already frozen out of the garbage collector.
+
+    They (pandas, the SDKs, the loaded model) live for the whole run; a full collection walking
+    them takes ~0.1 s and stalls every call in flight. New garbage is still collected.
+    """
+    gc.freeze()
+    try:
+        asyncio.run(coro)
+    finally:
+        gc.unfreeze()
+
+
+def _persistent_cause(runner: _Runner) -> str | None:
+    """The fix for failures that more calls cannot cure, whatever the call budget: a rejected
+    key (401/403), or a server that never answers in time. ``None`` for anything else."""
+    mine = runner.calls[runner.calls_before :]  # this invocation's calls, in finishing order
+    last_ok = max((i for i, c in enumerate(mine) if c.ok), default=-1)
+    failed = [c.kind for c in mine[last_ok + 1 :] if not c.ok]
+    if not failed:
+        return None
+    faults = _faults_text(runner.faults)
+    if "auth" in failed:
+        return (
+            f"the provider refused the request (401/403: auth; faults: {faults}) — check the key "
+            f"/ permissions (that this key may use this model), then rerun with --resume"
+        )
+    if last_ok < 0 and set(failed) == {"timeout"}:
+        return (
+            f"no call was answered in time (faults: {faults}) — check the server, or raise "
+            f"generation.timeout in panelsynth.toml, then rerun with --resume"
+        )
+    return None
+
+
+def _faults_text(faults: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"
