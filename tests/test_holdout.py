@@ -14,14 +14,14 @@ from test_calibrate_pipeline import profile_keeper
 from typer.testing import CliRunner
 
 import panelsynth.calibrate.strategy as calibrate_strategy
-import panelsynth.pipeline as pipeline
+import panelsynth.run.wave as pipeline
 from panelsynth.cli import app
 from panelsynth.demo.build import build_demo
 from panelsynth.errors import ConfigError, PanelsynthError
 from panelsynth.evaluate import evaluate_workspace
 from panelsynth.holdout import held_out_mask
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 
@@ -193,7 +193,7 @@ def test_no_row_of_a_training_respondent_is_scored_as_held_out(
 
 def test_holdout_0_on_the_command_line_turns_the_configs_holdout_off(tiny_workspace: Path) -> None:
     from panelsynth.config import load_config
-    from panelsynth.pipeline import with_run_holdout
+    from panelsynth.run.wave import with_run_holdout
 
     config = load_config(None)
     config.generation.holdout = 0.3

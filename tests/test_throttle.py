@@ -14,7 +14,7 @@ from panelsynth.generate import loop as generate  # the step-3 loop, where it is
 from panelsynth.llm.base import FakeClient, LLMCallError, Usage
 from panelsynth.llm.registry import make_client
 from panelsynth.llm.retry import RetryPolicy
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
 
 

@@ -420,7 +420,7 @@ def run(
     )
     if dry_run:
         from panelsynth.api import dry_run as plan_one
-        from panelsynth.plan import format_plans
+        from panelsynth.run.dryrun import format_plans
 
         # hosted models: no key, no SDK, no network
         plans = [plan_one(ws.root, w, model, md, options, config=config) for w in waves]

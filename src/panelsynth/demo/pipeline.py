@@ -15,7 +15,8 @@ from typing import Any
 
 from panelsynth.demo.build import DemoResult, build_demo
 from panelsynth.llm.base import LLMClient
-from panelsynth.pipeline import RunOptions, RunResult, run_wave
+from panelsynth.run.plan import RunOptions
+from panelsynth.run.wave import RunResult, run_wave
 
 log = logging.getLogger("panelsynth")
 

@@ -1,6 +1,6 @@
 """Step 3 as a strategy: what varies between ways of generating a wave's rows.
 
-A wave run (:func:`panelsynth.pipeline.run_wave`) always does the same: load the wave once,
+A wave run (:func:`panelsynth.run.wave.run_wave`) always does the same: load the wave once,
 describe the clusters (step 1), format the metadata (step 2), fit the step-3 prompt, run the
 checkpointed loop of calls (:func:`panelsynth.generate.generate_rows`), write the CSV and the
 manifest. What a *method* of step 3 decides is collected in :class:`Step3Strategy`:
@@ -20,7 +20,7 @@ manifest. What a *method* of step 3 decides is collected in :class:`Step3Strateg
   (:attr:`~Step3Strategy.draws_missing_patterns`).
 
 :class:`PlainStrategy` is the original method; :class:`panelsynth.calibrate.strategy.
-CalibratedStrategy` is the calibrated one. :func:`panelsynth.pipeline.step3_strategy` picks one
+CalibratedStrategy` is the calibrated one. :func:`panelsynth.run.wave.step3_strategy` picks one
 from the :class:`~panelsynth.run.plan.RunPlan`.
 
 Adding a variant (none of these edits the plain path):

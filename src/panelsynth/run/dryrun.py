@@ -1,6 +1,6 @@
 """Dry run of ``panelsynth run``: calls, tokens and cost per stage, without calling a model.
 
-:func:`plan_wave` walks the same path as :func:`panelsynth.pipeline.run_wave` up to the first
+:func:`plan_wave` walks the same path as :func:`panelsynth.run.wave.run_wave` up to the first
 model call — it loads and checks the wave, asks steps 1 and 2 for their results through the
 workspace cache (read only) and builds the step-3 prompt with the same builders — but answers
 every would-be call with a placeholder of the response model. Hence:
@@ -41,9 +41,9 @@ from panelsynth.describe import describe_wave
 from panelsynth.errors import ProviderError
 from panelsynth.llm.base import Completion, LLMClient, Message, Usage
 from panelsynth.metadata import format_metadata
-from panelsynth.pipeline import load_run_wave, step3_prompt, step3_strategy
 from panelsynth.pydantic_models.rows import row_model_for_wave, trusted_models_dir, wave_row_specs
 from panelsynth.run.plan import RunOptions, resolve_plan
+from panelsynth.run.wave import load_run_wave, step3_prompt, step3_strategy
 from panelsynth.values import plain
 from panelsynth.workspace import Workspace
 
