@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from panelsynth.cache import StepCache, fingerprint
-from panelsynth.config import DEFAULT_N_EXAMPLES, STEP1_TEMPERATURE  # noqa: F401 (re-export)
+from panelsynth.config import STEP1_TEMPERATURE
 from panelsynth.data import WaveData
 from panelsynth.dictionaries import CODED_TYPES
 from panelsynth.errors import ContextTooSmallError

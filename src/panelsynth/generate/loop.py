@@ -25,6 +25,7 @@ from panelsynth.generate.prompt import GenerationPrompt, estimate_output_tokens
 from panelsynth.generate.resume import load_for_resume
 from panelsynth.generate.rows import row_key
 from panelsynth.generate.settings import GenerationSettings
+from panelsynth.generate.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
 from panelsynth.llm.base import (
     Completion,
     LLMCallError,
@@ -33,7 +34,6 @@ from panelsynth.llm.base import (
     Usage,
 )
 from panelsynth.pydantic_models.rows import batch_model, validate_rows
-from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
 
 log = logging.getLogger("panelsynth")
 
