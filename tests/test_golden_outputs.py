@@ -19,14 +19,19 @@ every request the model received, in order: the prompts, schemas and sampling pa
 
 * ``*.json`` (manifests, steps 1-2 cache): equal after :func:`normalise_json`, which drops every
   key named in :data:`VOLATILE_KEYS` or matching :data:`VOLATILE_KEY_PATTERN` (wall-clock times,
-  dates, durations, hosts, ports, versions; today only ``wall_seconds`` and
-  ``rate_wait_seconds`` occur) at any depth and replaces the workspace's absolute
-  path by ``<WS>`` and the stub's ``127.0.0.1:<port>`` by ``127.0.0.1:<PORT>`` in strings.
+  dates, durations, hosts, ports, versions; today only ``wall_seconds``,
+  ``rate_wait_seconds``, ``evaluated_at`` and ``versions`` occur) at any depth and replaces
+  the workspace's absolute path by ``<WS>`` and the stub's ``127.0.0.1:<port>`` by
+  ``127.0.0.1:<PORT>`` in strings.
   The expected JSON files are stored normalised.
 * every other file (CSVs, checkpoints ``.jsonl``, Examples/, cluster descriptions, generated
   metadata logs): byte-identical (after the same two path/port substitutions, which are no-ops
   today).
 * the set of created files itself: a missing or an extra file fails.
+
+A second test runs ``panelsynth evaluate`` on a copy of the run workspace and compares
+``Evaluation/`` with ``expected/evaluate/`` the same way (metrics JSON normalised, result CSVs
+byte-identical; ``report.html`` and the ``*.png`` plots are not compared).
 
 Nothing here imports a panelsynth module but the CLI app, so internal modules may move freely.
 
@@ -49,6 +54,7 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:  # run as a script (regenerate)
     sys.path.insert(0, str(TESTS))
 
+import pytest  # noqa: E402
 from servers.openai_stub import OpenAIStub, request_schema  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
@@ -59,14 +65,16 @@ GOLDEN = TESTS / "data" / "golden"
 INPUT = GOLDEN / "workspace"
 EXPECTED = GOLDEN / "expected"
 
-#: Keys dropped from JSON at any depth before comparing (exact names). Today's manifests have
-#: exactly two volatile keys, ``wall_seconds`` and ``throttle.rate_wait_seconds``.
-VOLATILE_KEYS = frozenset({"wall_seconds", "rate_wait_seconds", "started", "finished"})
-#: Keys also dropped when one of their ``_``-separated words is one of these (a timing, date,
-#: host or version field a redesign may add): ``elapsed_s``, ``created_at``, ``python_version``.
+#: Keys dropped from JSON at any depth before comparing (exact names). Today's outputs have
+#: exactly four volatile keys: ``wall_seconds`` and ``throttle.rate_wait_seconds`` (manifests),
+#: ``evaluated_at`` and ``versions`` (evaluation metrics).
+VOLATILE_KEYS = frozenset({"wall_seconds", "rate_wait_seconds", "started", "finished", "versions"})
+#: Keys also dropped when one of their ``_``-separated words is one of these, or they end in
+#: ``_at`` (a timing, date, host or version field a redesign may add): ``elapsed_s``,
+#: ``created_at``, ``python_version``. (``tpr_at_10pct_fpr`` or ``candidates`` are kept.)
 VOLATILE_KEY_PATTERN = re.compile(
-    r"(^|_)(s|ms|seconds|elapsed|duration|timestamp|time|date|datetime|at|version|host|hostname"
-    r"|pid|port)(_|$)"
+    r"(^|_)(s|ms|seconds|elapsed|duration|timestamp|time|date|datetime|version|versions|host"
+    r"|hostname|pid|port)(_|$)|_at$"
 )
 PORT = re.compile(r"127\.0\.0\.1:\d+")
 
@@ -190,38 +198,61 @@ def normalise_json(text: str, ws: Path) -> str:
     return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _normalised(path: Path, ws: Path) -> bytes:
+    text = path.read_bytes().decode("utf-8")
+    return (normalise_json(text, ws) if path.suffix == ".json" else _subst(text, ws)).encode()
+
+
 def snapshot(ws: Path, bodies: list[dict[str, Any]]) -> dict[str, bytes]:
-    """Every file the runs created (relative path -> normalised content), and the requests."""
+    """Every file the runs created (``workspace/<relative path>`` -> normalised content, the
+    ``Evaluation`` folder excluded), and the requests (``requests.jsonl``)."""
     inputs = {p.relative_to(INPUT).as_posix() for p in INPUT.rglob("*") if p.is_file()}
     out: dict[str, bytes] = {}
     for p in sorted(ws.rglob("*")):
         rel = p.relative_to(ws).as_posix()
-        if not p.is_file() or rel in inputs:
-            continue
-        raw = p.read_bytes()
-        if p.suffix == ".json":
-            out[f"workspace/{rel}"] = normalise_json(raw.decode("utf-8"), ws).encode("utf-8")
-        else:
-            out[f"workspace/{rel}"] = _subst(raw.decode("utf-8"), ws).encode("utf-8")
+        if p.is_file() and rel not in inputs and not rel.startswith("Evaluation/"):
+            out[f"workspace/{rel}"] = _normalised(p, ws)
     lines = [json.dumps(b, sort_keys=True, ensure_ascii=False) for b in bodies]
     out["requests.jsonl"] = _subst("\n".join(lines) + "\n", ws).encode("utf-8")
     return out
 
 
-def expected() -> dict[str, bytes]:
+def evaluate(ws: Path) -> dict[str, bytes]:
+    """Run ``panelsynth evaluate`` on the run workspace; ``evaluate/<path under Evaluation>`` ->
+    normalised content for every file but the HTML report and the plots (``report.html`` carries
+    the date and versions in its text; ``*.png`` are not byte-stable)."""
+    res = CliRunner().invoke(app, ["evaluate", "-w", str(ws)])
+    assert res.exit_code == 0, f"panelsynth evaluate failed:\n{res.output}"
+    root = ws / "Evaluation"
     return {
-        p.relative_to(EXPECTED).as_posix(): p.read_bytes()
+        f"evaluate/{p.relative_to(root).as_posix()}": _normalised(p, ws)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix not in (".png", ".html")
+    }
+
+
+def expected(prefix: str) -> dict[str, bytes]:
+    """The expected files whose path (under ``expected/``) starts with one of ``prefix``."""
+    return {
+        name: p.read_bytes()
         for p in sorted(EXPECTED.rglob("*"))
-        if p.is_file()
+        if p.is_file() and (name := p.relative_to(EXPECTED).as_posix()).startswith(prefix)
     }
 
 
 def first_difference(name: str, want: bytes, got: bytes) -> str:
-    """Which line of ``name`` first differs, with both versions."""
+    """Which line of ``name`` first differs, with both versions around the first differing
+    character (long lines, e.g. a request body, are cut to 300 characters around it)."""
     a, b = want.decode("utf-8").splitlines(), got.decode("utf-8").splitlines()
     for i, (x, y) in enumerate(zip(a, b, strict=False), 1):
         if x != y:
-            return f"{name}: line {i} differs\n  expected: {x[:400]!r}\n  got:      {y[:400]!r}"
+            at = next((j for j, (c, d) in enumerate(zip(x, y, strict=False)) if c != d), None)
+            at = min(len(x), len(y)) if at is None else at
+            lo = max(0, at - 100)
+            return (
+                f"{name}: line {i} differs (from character {at + 1})\n"
+                f"  expected: {x[lo : at + 200]!r}\n  got:      {y[lo : at + 200]!r}"
+            )
     return f"{name}: {len(a)} lines expected, {len(b)} got (or line endings differ)"
 
 
@@ -239,7 +270,8 @@ def regenerate() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        got = snapshot(*produce(Path(tmp)))
+        ws, bodies = produce(Path(tmp))
+        got = snapshot(ws, bodies) | evaluate(ws)
     shutil.rmtree(EXPECTED, ignore_errors=True)
     for name, data in got.items():
         path = EXPECTED / name
@@ -251,21 +283,41 @@ def regenerate() -> None:
 # ---------------------------------------------------------------- the test
 
 
-def test_run_outputs_match_the_golden_files(tmp_path: Path) -> None:
-    want = expected()
-    assert want, f"no expected files under {EXPECTED}"
-    got = snapshot(*produce(tmp_path))
-    problems = compare(got, want)
+@pytest.fixture(scope="module")
+def golden_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """The four runs, once for this module."""
+    return produce(tmp_path_factory.mktemp("golden"))
+
+
+def _fail_on(problems: list[str]) -> None:
     assert not problems, (
-        f"{len(problems)} golden file(s) differ from the run's outputs (tests/data/golden/"
-        "expected); if the change is intended, run `python tests/data/golden/regenerate.py`"
-        " and say so in the commit message:\n" + "\n".join(problems)
+        f"{len(problems)} golden file(s) differ from the outputs (tests/data/golden/expected); "
+        "if the change is intended, run `python tests/data/golden/regenerate.py` and say so in "
+        "the commit message:\n" + "\n".join(problems)
     )
+
+
+def test_run_outputs_match_the_golden_files(
+    golden_run: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    want = expected(("workspace/", "requests.jsonl"))
+    assert want, f"no expected files under {EXPECTED}"
+    _fail_on(compare(snapshot(*golden_run), want))
+
+
+def test_evaluation_of_the_runs_matches_the_golden_files(
+    golden_run: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(golden_run[0], ws)
+    want = expected(("evaluate/",))
+    assert want, f"no expected evaluation files under {EXPECTED}"
+    _fail_on(compare(evaluate(ws), want))
 
 
 def test_the_golden_runs_cover_plain_full_and_calibrated_modes() -> None:
     """The expected files show what the runs exercise (guards a regeneration gone wrong)."""
-    want = expected()
+    want = expected(("workspace/",))
     manifests = {n: json.loads(d) for n, d in want.items() if n.endswith("_manifest.json")}
     assert len(manifests) == 5, sorted(manifests)
     seen = {
@@ -283,7 +335,9 @@ def test_the_golden_runs_cover_plain_full_and_calibrated_modes() -> None:
     calib = manifests["workspace/Final_gen_data/calib-dense/wave2_manifest.json"]
     assert calib["calibration"]["off_profile_rows"] >= 1
     csvs = [n for n in want if n.endswith(".csv") and "Final_gen_data" in n]
-    assert len(csvs) == 5 and sum(n.endswith(".jsonl") for n in want) == 6
+    assert len(csvs) == 5 and sum("/.checkpoints/" in n for n in want) == 5
+    metrics = [n for n in expected(("evaluate/",)) if n.endswith("_metrics.json")]
+    assert len(metrics) == 5, metrics
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from imputehelpers import N_SMALL
 
 from panelsynth.demo import simulate_panel
+from panelsynth.demo.persistence import Persistence
 from panelsynth.impute.baselines import HotDeck
 from panelsynth.impute.completed import CompletedSet
 from panelsynth.impute.demo_reference import BayesReference, distance_from_bayes
@@ -61,3 +64,27 @@ def test_distance_from_bayes_ranks_a_constant_imputation_far(masked_demo) -> Non
     gaps = find_gaps(masked.panel)
     hd = distance_from_bayes(pred, masked.truth, HotDeck().impute(masked.panel, gaps, 3, 0), ITEM)
     assert hd["n_cells"] == len(pred) and 0.0 <= hd["mode_agreement"] <= 1.0
+
+
+def test_the_predictive_uses_the_persons_earlier_answer(masked_demo) -> None:
+    """With persistence, the true hidden answers are more likely under the reference than under
+    one that knows only the classes (the same process without persistence), and the reference is
+    calibrated: its realised log score is its expected one (minus its entropy)."""
+    panel, masked, ref, pred = masked_demo
+    no_persistence = Persistence(0.0, 0.0, (), 0.0, 0.0)
+    blind_sim = dataclasses.replace(
+        ref.sim, params=dataclasses.replace(ref.sim.params, persistence=no_persistence)
+    )
+    blind = BayesReference(blind_sim, ITEM).predictive(masked.panel, masked.truth)
+    key = pred[["wave", "respondent_id"]]
+    hidden = masked.truth[masked.truth["variable"] == ITEM]
+    real = key.merge(hidden, on=["wave", "respondent_id"], how="left")["value"].to_numpy()
+    idx = real.astype(int) - 1
+    score = np.log(pred.filter(regex=r"^p\d+$").to_numpy()[np.arange(len(idx)), idx])
+    score_blind = np.log(blind.filter(regex=r"^p\d+$").to_numpy()[np.arange(len(idx)), idx])
+    for kind in ("item", "wave"):
+        sel = (pred["kind"] == kind).to_numpy()
+        assert score[sel].mean() > score_blind[sel].mean() + 0.02, kind
+    probs = pred.filter(regex=r"^p\d+$").to_numpy()
+    expected = (probs * np.log(probs)).sum(axis=1).mean()
+    assert score.mean() == pytest.approx(expected, abs=0.1)

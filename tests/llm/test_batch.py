@@ -19,19 +19,19 @@ from panelsynth.errors import ProviderError
 from panelsynth.llm.base import PromptMessages
 from panelsynth.llm.batch import (
     UNFINISHED,
+    BatchApi,
     BatchError,
     BatchJob,
     BatchPricing,
     BatchRequest,
     BatchResult,
-    BatchTransport,
-    make_batch_transport,
+    api_for_job,
+    make_batch_api,
     project,
     split_job_records,
     strict_json_schema,
     supports_batch,
     total_usage,
-    transport_for_job,
 )
 from panelsynth.llm.batch.anthropic import request_params
 from panelsynth.llm.retry import RetryPolicy
@@ -68,10 +68,10 @@ def _fast() -> RetryPolicy:
     return RetryPolicy(max_retries=3, initial_wait=0.001, max_wait=0.01, jitter=0.001)
 
 
-def transport(provider: str, stub: BatchStub, **kw: Any) -> BatchTransport:
+def transport(provider: str, stub: BatchStub, **kw: Any) -> BatchApi:
     kw.setdefault("retry_policy", _fast())
     kw.setdefault("sleep", lambda s: None)
-    return make_batch_transport(f"{provider}/stub-model", base_url=stub.base_url, **kw)
+    return make_batch_api(f"{provider}/stub-model", base_url=stub.base_url, **kw)
 
 
 def requests(n: int, prefix: str = "w1-b", model: type[BaseModel] = RESPONSE) -> list[BatchRequest]:
@@ -90,7 +90,7 @@ def requests(n: int, prefix: str = "w1-b", model: type[BaseModel] = RESPONSE) ->
 
 def run_batch(
     provider: str, stub: BatchStub, n: int
-) -> tuple[BatchTransport, BatchJob, list[BatchResult]]:
+) -> tuple[BatchApi, BatchJob, list[BatchResult]]:
     """Submit ``n`` requests, wait for the end, collect."""
     t = transport(provider, stub)
     job = t.submit(requests(n))
@@ -191,7 +191,7 @@ def test_cost_at_batch_prices_is_half_of_online(provider: str, stub: BatchStub) 
 _CHILD = """
 import json, sys
 from panelsynth.checkpoint import Checkpoint
-from panelsynth.llm.batch import split_job_records, transport_for_job
+from panelsynth.llm.batch import split_job_records, api_for_job
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, build_row_model
 from panelsynth.llm.retry import RetryPolicy
 specs = [RowSpec("vaccimportant", "an ordinal", codes=(1, 2, 3, 4)),
@@ -201,7 +201,7 @@ model = batch_model(build_row_model(specs, name="Wave1Row"), 3)
 _, records = Checkpoint(__import__("pathlib").Path(sys.argv[1])).load()
 jobs, others = split_job_records(records)
 job = jobs[0]
-t = transport_for_job(job, base_url=sys.argv[2], retry_policy=RetryPolicy(initial_wait=0.001))
+t = api_for_job(job, base_url=sys.argv[2], retry_policy=RetryPolicy(initial_wait=0.001))
 t.wait(job, interval=0.01)
 results = t.collect(job, model)
 print(json.dumps({"others": len(others), "status": job.status,
@@ -526,10 +526,10 @@ def test_misuse_is_one_actionable_line(stub: BatchStub, monkeypatch: pytest.Monk
     with pytest.raises(
         ProviderError, match="not available for provider 'google'.*anthropic, openai"
     ):
-        make_batch_transport("google/gemini-2.5-pro")
+        make_batch_api("google/gemini-2.5-pro")
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     with pytest.raises(ProviderError, match="ANTHROPIC_API_KEY"):
-        make_batch_transport("anthropic/claude-x", base_url=stub.base_url)
+        make_batch_api("anthropic/claude-x", base_url=stub.base_url)
     t = transport("openai", stub)
     with pytest.raises(BatchError, match="nothing to submit"):
         t.submit([])
@@ -549,7 +549,7 @@ def test_misuse_is_one_actionable_line(stub: BatchStub, monkeypatch: pytest.Monk
     with pytest.raises(ValueError, match="max_tokens"):
         BatchRequest("ok", [{"role": "user", "content": "x"}], RESPONSE, 0)
     job = BatchJob("openai", "stub-model", "batch_x", ["a"])
-    assert type(transport_for_job(job, base_url=stub.base_url)).__name__ == "OpenAIBatchTransport"
+    assert type(api_for_job(job, base_url=stub.base_url)).__name__ == "OpenAIBatchApi"
 
 
 def test_results_url_elsewhere_gets_no_key(stub: BatchStub) -> None:
@@ -596,8 +596,12 @@ def test_batch_pricing_takes_the_price_tables_rates() -> None:
     from panelsynth.prices import ModelPrice
 
     table = ModelPrice(
-        label="openai/gpt-4o", input_per_mtok=2.5, output_per_mtok=10.0,
-        cached_input_per_mtok=1.25, batch_input_per_mtok=1.25, batch_output_per_mtok=5.0,
+        label="openai/gpt-4o",
+        input_per_mtok=2.5,
+        output_per_mtok=10.0,
+        cached_input_per_mtok=1.25,
+        batch_input_per_mtok=1.25,
+        batch_output_per_mtok=5.0,
         source="test",
     )
     priced = BatchPricing.from_price(table)

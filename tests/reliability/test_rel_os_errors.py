@@ -24,7 +24,7 @@ from servers.openai_stub import OpenAIStub
 from test_prepare import write_raw_panel
 
 from panelsynth import checkpoint as checkpoint_module
-from panelsynth import scaffold as scaffold_module
+from panelsynth import io as io_module
 from panelsynth.workspace import Workspace
 
 
@@ -99,7 +99,7 @@ def test_disk_full_at_the_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             raise _enospc()
         os.fsync(fd)
 
-    monkeypatch.setattr(scaffold_module, "os", _Os(fsync=fsync))
+    monkeypatch.setattr(io_module, "os", _Os(fsync=fsync))
     with OpenAIStub(responder()) as stub:
         r = run_cli(_args(root, stub.base_url))
         assert r.exit_code == 2, r.output

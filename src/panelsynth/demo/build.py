@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.config import parse_config
+from panelsynth.demo.persistence import wave_pair_stability
 from panelsynth.demo.simulator import (
     AGE_MAX,
     AGE_MIN,
@@ -373,6 +374,10 @@ def _write_ground_truth(ws: Workspace, panel: SimulatedPanel, dense: dict[str, l
             pairs = prev[seen].astype(int).to_numpy() * 10 + truth["true_class"].to_numpy()[seen]
             counts = {f"{a}->{b}": int(np.sum(pairs == a * 10 + b)) for a in (1, 2) for b in (1, 2)}
             wave_info["transition_counts"] = counts
+            before = panel.waves[panel.waves.index(w) - 1]
+            wave_info["stability_vs_previous_wave"] = wave_pair_stability(
+                panel.raw[before], panel.raw[w], panel.items_in_wave(w), ID_COLUMN
+            )
         per_wave[w] = wave_info
     doc = {
         "generator": "panelsynth demo",

@@ -8,9 +8,14 @@ Generating process (all parameters are in :class:`SimulationParams`):
 * Unit non-response: after each wave a respondent leaves the panel for good with probability
   ``dropout[class in the previous wave]``; a respondent still in the panel skips a single wave
   with probability ``wave_skip[current class]`` (wave 1 has no skips).
-* Items: ordinal answers drawn independently given the current class from an ordered-logit
-  model (one strength per item, so some items separate the classes strongly and some weakly).
-  Item non-response is missing not at random: its probability depends on the class.
+* Items: ordinal answers whose class-conditional distribution is an ordered-logit model (one
+  strength per item, so some items separate the classes strongly and some weakly). Answers
+  persist within a person (:mod:`panelsynth.demo.persistence`): a latent person effect plus an
+  AR(1) component per respondent and item, independent of the classes, is mapped to the codes
+  through the current class's cumulative probabilities, so the class-conditional distribution of
+  every answer is exactly the ordered-logit one while a person's answers correlate across waves
+  (strongly for the identity items). Item non-response is missing not at random: its
+  probability depends on the class.
   A missing answer is written as -99 (refused) or -98 (don't know).
 * ``age`` (whole years, 18-90, top-coded) and ``sex`` (1 = Male, 2 = Female) are fixed traits of
   a respondent; age depends mildly on the wave-1 class and grows by one year every two waves.
@@ -20,9 +25,11 @@ Generating process (all parameters are in :class:`SimulationParams`):
 Because the process is known, :func:`simulate_panel` also computes the exact Bayes-optimal class
 assignment of every observed respondent (posterior under the true parameters given that wave's
 answers, missingness pattern, age and outcome, and the wave's class prior among respondents who
-take part) — conditionally on the class, the answers of one wave are independent, so the
-posterior is a naive-Bayes product. Age enters through its exact class-conditional distribution
-among participants, a mixture over the wave-1 class computed by a forward recursion.
+take part) — conditionally on the class, the answers of one wave are independent (the latent
+scores are independent across items and of the classes), so the posterior is a naive-Bayes
+product. Age enters through its exact class-conditional distribution among participants, a
+mixture over the wave-1 class computed by a forward recursion. The Bayes assignment uses one
+wave's data only; the persistence of answers across waves is not used by it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
+
+from panelsynth.demo.persistence import LatentScores, Persistence, codes_from_scores
+from panelsynth.demo.stats import adjusted_rand_index, mutual_information, posterior_class1
 
 log = logging.getLogger("panelsynth")
 
@@ -251,6 +261,7 @@ class SimulationParams:
     outcome_yes: tuple[float, float] = (0.62, 0.20)
     outcome_missing: tuple[float, float] = (0.01, 0.03)
     refused_share: float = 0.4
+    persistence: Persistence = Persistence()
 
     def waves(self) -> list[str]:
         return [str(w) for w in range(1, self.n_waves + 1)]
@@ -304,6 +315,7 @@ class SimulationParams:
             },
             "missing_codes": {str(REFUSED): "Refused", str(DONT_KNOW): "Don't know"},
             "refused_share_of_missing": _r(self.refused_share),
+            "persistence": self.persistence.to_dict([it.name for it in self.items]),
             "items": items,
         }
 
@@ -370,32 +382,6 @@ class SimulatedPanel:
         return {"1": float(np.mean(t == 1)), "2": float(np.mean(t == 2))}
 
 
-def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two labelings (same as scikit-learn's, without importing it)."""
-    a = np.asarray(a)
-    b = np.asarray(b)
-    n = a.size
-    if n < 2:
-        return 1.0
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    cont = np.bincount(ai * (bi.max() + 1) + bi, minlength=(ai.max() + 1) * (bi.max() + 1))
-
-    def comb2(x: np.ndarray) -> float:
-        x = x.astype(np.float64)
-        return float(np.sum(x * (x - 1.0) / 2.0))
-
-    index = comb2(cont)
-    sum_a = comb2(np.bincount(ai))
-    sum_b = comb2(np.bincount(bi))
-    total = n * (n - 1) / 2.0
-    expected = sum_a * sum_b / total
-    maximum = (sum_a + sum_b) / 2.0
-    if maximum == expected:
-        return 1.0
-    return float((index - expected) / (maximum - expected))
-
-
 def _age_pmf_wave1(params: SimulationParams) -> np.ndarray:
     """P(age in wave 1 = a | wave-1 class), shape ``(2, 73)`` over ages 18..90."""
     ages = np.arange(AGE_MIN, AGE_MAX + 1, dtype=np.float64)
@@ -434,16 +420,6 @@ def _participation_joint(params: SimulationParams) -> list[np.ndarray]:
     return joints
 
 
-def _sample_codes(rng: np.random.Generator, is_first: np.ndarray, pmf: np.ndarray) -> np.ndarray:
-    """Draw codes ``1..K`` from pmf row 0 where ``is_first`` (class 1), else from row 1."""
-    cdf = np.cumsum(pmf, axis=1)
-    u = rng.random(is_first.size)
-    codes = np.ones(is_first.size, dtype=np.int64)
-    for k in range(pmf.shape[1] - 1):
-        codes += u >= np.where(is_first, cdf[0, k], cdf[1, k])
-    return codes
-
-
 def _missing_codes(
     rng: np.random.Generator, is_first: np.ndarray, p_missing: tuple[float, float], refused: float
 ) -> np.ndarray:
@@ -453,16 +429,6 @@ def _missing_codes(
     out = np.where(u < p, DONT_KNOW, 0)
     out[u < p * refused] = REFUSED
     return out
-
-
-def _mutual_information(prior1: float, table: np.ndarray) -> float:
-    """MI (nats) of the class and a variable whose class-conditional pmfs are ``table`` (2, m)."""
-    prior = np.array([prior1, 1.0 - prior1])
-    joint = table * prior[:, None]
-    marg = joint.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(joint > 0, joint * np.log(joint / (prior[:, None] * marg[None, :])), 0.0)
-    return float(terms.sum())
 
 
 def simulate_panel(
@@ -509,6 +475,7 @@ def simulate_panel(
     age_pmf1 = _age_pmf_wave1(params)
     joints = _participation_joint(params)
     item_pmfs = {it.name: it.pmf() for it in params.items}
+    latent = LatentScores(params.persistence, [it.name for it in params.items], n, seed)
 
     alive = np.ones(n, dtype=bool)
     present = alive.copy()
@@ -535,19 +502,25 @@ def simulate_panel(
         loglik_items = np.tile(np.log(prior), (idx.size, 1))
         separation: dict[str, float] = {}
 
-        for it in params.items:
+        # Same draws in the same order as independent sampling; the uniforms are the innovations
+        # of the latent scores (see persistence.py).
+        draws = [
+            (rng.random(n), _missing_codes(rng, is_first, it.missing, params.refused_share))
+            for it in params.items
+        ]
+        scores = latent.advance([u for u, _ in draws])
+        for j, (it, (_, miss)) in enumerate(zip(params.items, draws, strict=True)):
             pmf = item_pmfs[it.name]
-            codes = _sample_codes(rng, is_first, pmf)
-            miss = _missing_codes(rng, is_first, it.missing, params.refused_share)
             if w in it.absent_waves:
-                continue  # drawn anyway, so the other items' draws do not depend on it
+                continue  # its latent score evolves anyway, as do the draws of the other items
+            codes = codes_from_scores(scores[:, j], is_first, pmf)
             obs = np.where(miss < 0, miss, codes)[idx]
             # log P(answer | class) with a last row for "missing": shape (K + 1, 2)
             p_miss = np.asarray(it.missing, dtype=np.float64)
             table = np.vstack([(pmf * (1.0 - p_miss)[:, None]).T, p_miss[None, :]])
             loglik_items += np.log(table)[np.where(obs < 0, it.n_categories, obs - 1)]
             columns[it.name] = obs
-            separation[it.name] = _mutual_information(float(prior[0]), table.T)
+            separation[it.name] = mutual_information(float(prior[0]), table.T)
 
         # Age: fixed trait, top-coded; exact class-conditional pmf among participants.
         offset = params.age_offset(w)
@@ -567,8 +540,8 @@ def simulate_panel(
             loglik += np.log(table)[np.where(out < 0, 2, out)]
             columns[OUTCOME] = out
 
-        post1 = _posterior_class1(loglik)
-        post1_items = _posterior_class1(loglik_items)
+        post1 = posterior_class1(loglik)
+        post1_items = posterior_class1(loglik_items)
         bayes = np.where(post1 >= 0.5, 1, 2)
         true_label = cw + 1
         prev = pd.array(prev_cls[idx] + 1, dtype="Int64")  # true class in the previous wave
@@ -594,9 +567,3 @@ def simulate_panel(
         panel.class_prior[wave] = float(prior[0])
         panel.separation[wave] = dict(sorted(separation.items(), key=lambda kv: (-kv[1], kv[0])))
     return panel
-
-
-def _posterior_class1(loglik: np.ndarray) -> np.ndarray:
-    """P(class 1 | data) from per-class log-likelihoods, shape ``(n, 2)``, computed stably."""
-    diff = loglik[:, 1] - loglik[:, 0]
-    return 1.0 / (1.0 + np.exp(np.clip(diff, -700.0, 700.0)))

@@ -3,20 +3,25 @@
 On the demo the generating process is known (:mod:`panelsynth.demo.simulator`): given the latent
 class, a wave's answers are independent ordered-logit draws, item non-response depends on the
 class, age on the wave-1 class, and the class follows a Markov chain with class-dependent dropout
-and wave skips. The posterior predictive of a hidden answer ``x_j`` under the true parameters is
-``P(x_j | data) = sum_c P(c | data) * pmf_j[c, x_j]``, with
+and wave skips. A person's answers to an item persist across waves
+(:mod:`panelsynth.demo.persistence`): two answers ``lag`` waves apart are linked by the joint
+table ``P(x_s, x_t | c_s, c_t)`` of the latent person effect + AR(1) score. The posterior
+predictive of a hidden answer ``x_j`` in wave ``W`` under the true parameters uses, with ``L``
+the respondent's last observed wave before ``W``:
 
-* a hidden **answer** (kind ``item``): ``P(c | data)`` from the respondent's other answers in the
-  same wave exactly as the simulator's Bayes classifier computes it (the wave's class prior among
-  participants, every item answered / hidden-but-answered / not answered, age, outcome), and the
-  fact that ``x_j`` itself was answered (the mask only hides answers);
-* a hidden **wave** (kind ``wave``): the posterior of the class in the respondent's last observed
-  wave ``L`` before it, carried forward through the true chain: staying in the panel (dropout),
-  skipping every wave between ``L`` and the hidden one and taking part in the hidden one.
-  Answers of waves before ``L`` are not used (the reference is optimal given wave ``L``).
+* a hidden **answer** (kind ``item``): the respondent's other data of wave ``W`` exactly as the
+  simulator's Bayes classifier uses them (every item answered / hidden-but-answered / not
+  answered, age, outcome, and the fact that ``x_j`` itself was answered) and the status of the
+  item in wave ``L`` (its answer, linked to ``x_j`` by the joint table; refused or don't know;
+  hidden); the classes of ``L`` and ``W`` follow the true chain given participation in both
+  and absence between, and age enters through the wave-1 class;
+* a hidden **wave** (kind ``wave``): the class posterior of wave ``L`` carried forward through
+  the true chain (stay in the panel, skip every wave between, take part in ``W``) and the item's
+  answer in ``L`` linked to ``x_j`` by the joint table.
 
-The reference draws ``m`` imputations from this predictive; :func:`distance_from_bayes` says how
-far a method's imputations of the item are from it.
+Other waves (and, for a hidden answer, the other answers of wave ``L``) are not used: the
+reference is optimal given that information. It draws ``m`` imputations from the predictive;
+:func:`distance_from_bayes` says how far a method's imputations of the item are from it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from panelsynth.demo.persistence import pair_table
 from panelsynth.demo.simulator import (
     AGE_MIN,
     OUTCOME,
@@ -51,12 +57,20 @@ class BayesReference:
         self._specs = {it.name: it for it in sim.params.items}
         self._joints = _participation_joint(sim.params)
         self._age1 = _age_pmf_wave1(sim.params)
+        self._pmf = self._specs[item].pmf()
+        self._pairs: dict[int, np.ndarray] = {}
 
-    def _class_loglik(self, masked: Panel, hidden: set, wave: str, rid: str) -> np.ndarray:
-        """log P(class, wave data) for the respondent's row of ``wave`` in the masked panel."""
+    def _pair(self, lag: int) -> np.ndarray:
+        """``P(x_s, x_t | class_s, class_t)`` of the item ``lag`` waves apart, ``(2, 2, K, K)``."""
+        if lag not in self._pairs:
+            rho = self.params.persistence.latent_corr(self.item, lag)
+            self._pairs[lag] = pair_table(self._pmf, rho)
+        return self._pairs[lag]
+
+    def _wave_terms(self, masked: Panel, hidden: set, wave: str, rid: str) -> np.ndarray:
+        """log P(wave data except age | class), shape ``(2,)``; the item counts as answered."""
         w = int(wave)
-        joint = self._joints[w - 1]
-        out = np.log(joint.sum(axis=0) / joint.sum())
+        out = np.zeros(2)
         row = masked.waves[wave].frame.loc[rid]
         for it in self.params.items_in_wave(w):
             if it.name not in row.index:
@@ -69,11 +83,6 @@ class BayesReference:
                 out += np.log(1.0 - p_miss)
             else:
                 out += np.log(p_miss)
-        age = row.get("age", np.nan)
-        if pd.notna(age):
-            c1_given_cw = joint / joint.sum(axis=0, keepdims=True)
-            pmf = c1_given_cw.T @ _age_pmf_wave(self._age1, self.params.age_offset(w))
-            out += np.log(pmf[:, int(age) - AGE_MIN])
         if w >= self.params.outcome_from_wave:
             p_yes = np.asarray(self.params.outcome_yes, dtype=float)
             p_miss = np.asarray(self.params.outcome_missing, dtype=float)
@@ -86,31 +95,84 @@ class BayesReference:
                 out += np.log(p_miss)
         return out
 
-    def predictive(self, masked: Panel, truth: pd.DataFrame) -> pd.DataFrame:
-        """One row per hidden cell of the item: ``wave``, ``respondent_id``, ``kind`` and
-        ``p1..pK`` (the posterior predictive of the codes ``1..K``)."""
-        spec = self._specs[self.item]
-        pmf = spec.pmf()
-        p_ans = 1.0 - np.asarray(spec.missing, dtype=float)
-        hidden = set(zip(truth["wave"], truth["respondent_id"], truth["variable"], strict=True))
-        cells = truth[truth["variable"] == self.item]
+    def _age_given_c1(self, masked: Panel, wave: str, rid: str) -> np.ndarray:
+        """P(the wave's age | class in wave 1), shape ``(2,)`` (ones when age is not known)."""
+        age = masked.waves[wave].frame.loc[rid].get("age", np.nan)
+        if pd.isna(age):
+            return np.ones(2)
+        return _age_pmf_wave(self._age1, self.params.age_offset(int(wave)))[:, int(age) - AGE_MIN]
+
+    def _class_loglik(self, masked: Panel, hidden: set, wave: str, rid: str) -> np.ndarray:
+        """log P(class, wave data) for the respondent's row of ``wave`` in the masked panel."""
+        joint = self._joints[int(wave) - 1]  # (class in wave 1, class in this wave)
+        age = self._age_given_c1(masked, wave, rid)
+        return np.log(age @ joint / joint.sum()) + self._wave_terms(masked, hidden, wave, rid)
+
+    def _chain(self, start: np.ndarray, last: int, wave: int) -> np.ndarray:
+        """Carry ``start`` (``(..., 2)`` over the class in wave ``last``) to wave ``wave``: stay in
+        the panel, skip every wave between and take part in ``wave``; a new last axis per class."""
         trans = np.asarray(self.params.transition, dtype=float)
         stay = 1.0 - np.asarray(self.params.dropout, dtype=float)
         skip = np.asarray(self.params.wave_skip, dtype=float)
+        alpha = start[..., :, None] * np.eye(2)  # (..., class in last, class now)
+        for t in range(last + 1, wave + 1):
+            alpha = (alpha * stay) @ trans
+            alpha = alpha * (skip if t < wave else 1.0 - skip)
+        return alpha
+
+    def _item_link(self, masked: Panel, hidden: set, last: str, rid: str, lag: int) -> np.ndarray:
+        """P(the item's status in wave ``last``, x_now = b | class then, class now), ``(2, 2, K)``
+        — its answer there and the hidden answer are linked by the person's latent score."""
+        pmf = self._pmf
+        if int(last) in self._specs[self.item].absent_waves:
+            return np.broadcast_to(pmf[None, :, :], (2, *pmf.shape))
+        p_miss = np.asarray(self._specs[self.item].missing, dtype=float)
+        x = masked.waves[last].frame.loc[rid].get(self.item, np.nan)
+        if pd.notna(x):
+            return (1.0 - p_miss)[:, None, None] * self._pair(lag)[:, :, int(x) - 1, :]
+        answered = (last, rid, self.item) in hidden
+        p_status = (1.0 - p_miss) if answered else p_miss
+        return p_status[:, None, None] * pmf[None, :, :]
+
+    def predictive(self, masked: Panel, truth: pd.DataFrame) -> pd.DataFrame:
+        """One row per hidden cell of the item: ``wave``, ``respondent_id``, ``kind`` and
+        ``p1..pK`` (the posterior predictive of the codes ``1..K``)."""
+        pmf = self._pmf
+        p_ans = 1.0 - np.asarray(self._specs[self.item].missing, dtype=float)
+        hidden = set(zip(truth["wave"], truth["respondent_id"], truth["variable"], strict=True))
+        cells = truth[truth["variable"] == self.item]
         rows = []
         for wave, rid, kind in cells[["wave", "respondent_id", "kind"]].itertuples(index=False):
+            before = masked.order[: masked.order.index(wave)]
+            last = next((v for v in reversed(before) if rid in masked.waves[v].frame.index), None)
             if kind == "item":
-                log_post = self._class_loglik(masked, hidden, wave, rid)
+                terms = self._wave_terms(masked, hidden, wave, rid)
+                if last is None:
+                    log_post = self._class_loglik(masked, hidden, wave, rid)
+                    probs = np.exp(self._stable(log_post)) @ pmf
+                else:
+                    # (c1, class in ``last``) -> class now, weighted by this wave's age and data
+                    prior = self._chain(
+                        self._joints[int(last) - 1], int(last), int(wave)
+                    )  # (c1, c_last, c_now)
+                    age = self._age_given_c1(masked, wave, rid)
+                    weight = np.einsum("a,abc->bc", age, prior) * np.exp(terms - terms.max())
+                    link = self._item_link(masked, hidden, last, rid, int(wave) - int(last))
+                    probs = np.einsum("bc,bck->k", weight, link)
             else:
-                before = masked.order[: masked.order.index(wave)]
-                last = next(w for w in reversed(before) if rid in masked.waves[w].frame.index)
-                alpha = np.exp(self._stable(self._class_loglik(masked, hidden, last, rid)))
-                for t in range(int(last) + 1, int(wave) + 1):
-                    alpha = (alpha * stay) @ trans
-                    alpha = alpha * (skip if t < int(wave) else 1.0 - skip)
-                log_post = np.log(alpha) + np.log(p_ans)
-            post = np.exp(self._stable(log_post))
-            rows.append((wave, rid, kind, *(post @ pmf)))
+                if last is None:
+                    raise ValueError(f"hidden wave {wave} of {rid} has no observed wave before it")
+                post = np.exp(self._stable(self._class_loglik(masked, hidden, last, rid)))
+                weight = self._chain(post, int(last), int(wave)) * p_ans[None, :]
+                x = masked.waves[last].frame.loc[rid].get(self.item, np.nan)
+                asked = int(last) not in self._specs[self.item].absent_waves
+                if asked and pd.notna(x):
+                    a = int(x) - 1
+                    link = self._pair(int(wave) - int(last))[:, :, a, :] / pmf[:, a, None, None]
+                else:
+                    link = np.broadcast_to(pmf[None, :, :], (2, *pmf.shape))
+                probs = np.einsum("bc,bck->k", weight, link)
+            rows.append((wave, rid, kind, *(probs / probs.sum())))
         cols = ["wave", "respondent_id", "kind", *[f"p{c}" for c in range(1, pmf.shape[1] + 1)]]
         return pd.DataFrame(rows, columns=cols)
 

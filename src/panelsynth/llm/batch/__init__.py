@@ -1,14 +1,28 @@
 """Provider batch APIs (OpenAI Batch, Anthropic Message Batches): half price, within 24 hours.
 
-Build :class:`BatchRequest` s, ``transport = make_batch_transport(label)``, ``job =
-transport.submit(requests)`` and record ``job.to_json_line()`` at once; later (in this or
-another process, after ``BatchJob.from_json_line``) ``transport.poll(job)`` /
-``transport.wait(job)``, ``transport.collect(job, response_model)`` and ``transport.cancel(job)``.
+Two levels:
+
+* :class:`BatchApi` (one provider's batch endpoints): build :class:`BatchRequest` s, ``api =
+  make_batch_api(label)``, ``job = api.submit(requests)`` and record ``job.to_json_line()`` at
+  once; later (in this or another process, after ``BatchJob.from_json_line``) ``api.poll(job)``
+  / ``api.wait(job)``, ``api.collect(job, response_model)`` and ``api.cancel(job)``;
+* :class:`BatchTransport` (the step-3 call seam): ``await transport.call(batch, messages,
+  response_model, ...)`` queues a request and returns its :class:`~panelsynth.llm.base.Completion`
+  once the provider batch holding it has ended.
+
 See ``docs/batch.md``.
 """
 
-from panelsynth.llm.batch import anthropic as _anthropic  # noqa: F401 - registers the transport
-from panelsynth.llm.batch import openai as _openai  # noqa: F401 - registers the transport
+from panelsynth.llm.batch import anthropic as _anthropic  # noqa: F401 - registers the batch API
+from panelsynth.llm.batch import openai as _openai  # noqa: F401 - registers the batch API
+from panelsynth.llm.batch.api import (
+    BATCH_APIS,
+    BatchApi,
+    api_for_job,
+    make_batch_api,
+    register_batch_api,
+    supports_batch,
+)
 from panelsynth.llm.batch.core import (
     STATES,
     TERMINAL_STATES,
@@ -21,23 +35,32 @@ from panelsynth.llm.batch.core import (
     total_usage,
 )
 from panelsynth.llm.batch.job import BatchJob, split_job_records
-from panelsynth.llm.batch.prices import BATCH_MULTIPLIER, BatchPricing, Projection, project
+from panelsynth.llm.batch.prices import (
+    BATCH_MULTIPLIER,
+    BatchPricing,
+    Projection,
+    project,
+    project_batch,
+)
 from panelsynth.llm.batch.schema import strict_json_schema
 from panelsynth.llm.batch.transport import (
-    BATCH_TRANSPORTS,
+    BatchCallError,
+    BatchCancelledError,
+    BatchCompletion,
     BatchTransport,
-    make_batch_transport,
-    register_batch_transport,
-    supports_batch,
-    transport_for_job,
+    consumed_answers,
 )
 
 __all__ = [
     "BATCH_MULTIPLIER",
-    "BATCH_TRANSPORTS",
+    "BATCH_APIS",
     "STATES",
     "TERMINAL_STATES",
     "UNFINISHED",
+    "BatchApi",
+    "BatchCallError",
+    "BatchCancelledError",
+    "BatchCompletion",
     "BatchCounts",
     "BatchError",
     "BatchJob",
@@ -47,12 +70,14 @@ __all__ = [
     "BatchStatus",
     "BatchTransport",
     "Projection",
-    "make_batch_transport",
+    "consumed_answers",
+    "make_batch_api",
     "project",
-    "register_batch_transport",
+    "project_batch",
+    "register_batch_api",
     "split_job_records",
     "strict_json_schema",
     "supports_batch",
     "total_usage",
-    "transport_for_job",
+    "api_for_job",
 ]

@@ -23,6 +23,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from panelsynth.llm.base import Usage
+from panelsynth.llm.batch.api import (
+    BatchApi,
+    ResponseModels,
+    register_batch_api,
+    response_model_for,
+)
 from panelsynth.llm.batch.core import (
     UNFINISHED,
     BatchCounts,
@@ -35,12 +41,6 @@ from panelsynth.llm.batch.core import (
 )
 from panelsynth.llm.batch.http import jsonl_records
 from panelsynth.llm.batch.job import BatchJob
-from panelsynth.llm.batch.transport import (
-    BatchTransport,
-    ResponseModels,
-    register_batch_transport,
-    response_model_for,
-)
 from panelsynth.llm.structured import response_tokens
 
 API_VERSION = "2023-06-01"
@@ -163,8 +163,8 @@ def parse_result_line(record: dict[str, Any], models: ResponseModels) -> BatchRe
     )
 
 
-@register_batch_transport
-class AnthropicBatchTransport(BatchTransport):
+@register_batch_api
+class AnthropicBatchApi(BatchApi):
     """Anthropic Message Batches (100,000 requests or 256 MB per batch, within 24 hours)."""
 
     provider = "anthropic"

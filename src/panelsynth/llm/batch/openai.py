@@ -24,6 +24,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from panelsynth.llm.base import Usage
+from panelsynth.llm.batch.api import (
+    BatchApi,
+    ResponseModels,
+    register_batch_api,
+    response_model_for,
+)
 from panelsynth.llm.batch.core import (
     UNFINISHED,
     BatchCounts,
@@ -37,12 +43,6 @@ from panelsynth.llm.batch.core import (
 from panelsynth.llm.batch.http import jsonl_records, status_kind
 from panelsynth.llm.batch.job import BatchJob
 from panelsynth.llm.batch.schema import strict_json_schema
-from panelsynth.llm.batch.transport import (
-    BatchTransport,
-    ResponseModels,
-    register_batch_transport,
-    response_model_for,
-)
 
 ENDPOINT = "/v1/chat/completions"
 _UNFINISHED_CODES = frozenset({"batch_expired", "batch_cancelled"})
@@ -144,8 +144,8 @@ def parse_output_line(record: dict[str, Any], models: ResponseModels) -> BatchRe
     )
 
 
-@register_batch_transport
-class OpenAIBatchTransport(BatchTransport):
+@register_batch_api
+class OpenAIBatchApi(BatchApi):
     """The OpenAI Batch API (50,000 requests and 200 MB per batch, results within 24 hours)."""
 
     provider = "openai"

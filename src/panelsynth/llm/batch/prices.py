@@ -145,17 +145,59 @@ def project(
             or 2048 by model): a shorter one gets no discount.
     """
     n = max(0, n_requests)
+    return _projection(
+        pricing, n, n * input_tokens, n * output_tokens, shared_tokens, min_cached_tokens
+    )
+
+
+def _projection(
+    pricing: BatchPricing, n: int, input_total: int, output_total: int, shared: int, minimum: int
+) -> Projection:
     online = BatchPricing(pricing.input_per_mtok, pricing.output_per_mtok, 1.0)
     batch = BatchPricing(pricing.input_per_mtok, pricing.output_per_mtok, pricing.batch_multiplier)
-    shared = min(max(0, shared_tokens), input_tokens)
-    if shared < min_cached_tokens:
+    shared = max(0, min(shared, input_total // n if n else 0))
+    if shared < minimum:
         shared = 0
     # the first request writes the prefix to the cache, the others read it
-    cached = pricing.cost(
-        n * input_tokens, n * output_tokens, max(0, n - 1) * shared, shared if n else 0
-    )
+    cached = pricing.cost(input_total, output_total, max(0, n - 1) * shared, shared if n else 0)
     return Projection(
-        online.cost(n * input_tokens, n * output_tokens),
-        batch.cost(n * input_tokens, n * output_tokens),
-        cached,
+        online.cost(input_total, output_total), batch.cost(input_total, output_total), cached
+    )
+
+
+def project_batch(
+    price: ModelPrice,
+    calls: int,
+    input_tokens: int,
+    output_tokens: int,
+    prefix_tokens: int = 0,
+    *,
+    min_cached_tokens: int | None = None,
+) -> Projection:
+    """What ``--dry-run --batch`` shows for a stage: its calls online, through the provider's
+    batch API, and through it with prompt caching, priced from the run's price table.
+
+    Args:
+        price: The model's prices (:func:`panelsynth.prices.price_for`): batch, cached-input
+            and cache-write rates where the table has them, the documented multipliers otherwise.
+        calls: Calls of the stage (the dry run's ``StagePlan.calls``).
+        input_tokens: Input tokens of all those calls (``StagePlan.input_tokens``).
+        output_tokens: Output tokens of all those calls (``StagePlan.output_tokens``).
+        prefix_tokens: Tokens of the prefix every call shares (step 3's static prompt).
+        min_cached_tokens: Shortest prefix the provider caches (default:
+            :func:`panelsynth.prices.prefix_cache_min_tokens` of the model; none: no caching).
+    """
+    if min_cached_tokens is None:
+        from panelsynth.prices import prefix_cache_min_tokens
+
+        found = prefix_cache_min_tokens(price.label)
+        min_cached_tokens = found if found is not None else max(1, input_tokens + 1)
+    n = max(0, calls)
+    return _projection(
+        BatchPricing.from_price(price),
+        n,
+        input_tokens,
+        output_tokens,
+        prefix_tokens,
+        min_cached_tokens,
     )
