@@ -36,8 +36,10 @@ Adding a variant (none of these edits the plain path):
 * **a provider batch** (issue 17): not a strategy but a transport — the loop takes every call
   through an object with ``async def call(batch, messages, response_model, **kw) ->
   Completion`` (:class:`panelsynth.generate.OnlineTransport` sends it at once with the client's
-  retries); a batch transport collects the calls, submits them as one provider batch and
-  answers each awaiting call when the batch is done. Any strategy runs over any transport.
+  retries); a batch transport (:class:`panelsynth.llm.batch.transport.BatchTransport` has this
+  ``call``) collects the calls, submits them as one provider batch and answers each awaiting
+  call when the batch is done: ``generate_rows(..., transport=...)``. Any strategy runs over any
+  transport.
 """
 
 from __future__ import annotations
