@@ -15,8 +15,8 @@ from test_calibrate_pipeline import PROFILE_LINE, _from_schema, profile_keeper
 from panelsynth.calibrate import Profile, ProfileDesign, profiled_batch_model
 from panelsynth.config import load_config
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, load_wave_for_run, run_wave
 from panelsynth.pydantic_models.rows import batch_model, row_model_for_wave, wave_row_specs
+from panelsynth.run.wave import RunOptions, load_wave_for_run, run_wave
 from panelsynth.workspace import Workspace
 
 

@@ -18,7 +18,7 @@ from panelsynth.cli import app
 from panelsynth.config import parse_config
 from panelsynth.errors import ConfigError, PanelsynthError
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 PROFILE_LINE = re.compile(r"^Respondent (\d+): (.+)$", re.MULTILINE)
@@ -463,7 +463,7 @@ def test_tiny_calibrated_run_with_the_embedded_model(tiny_workspace: Path) -> No
 
 def test_dry_run_projects_the_calibrated_pool(tiny_workspace: Path) -> None:
     """--dry-run --calibrate plans the oversampled pool's calls and their real prompts."""
-    from panelsynth.plan import plan_wave
+    from panelsynth.run.dryrun import plan_wave
 
     client = FakeClient(default=profile_keeper())
     res = _run(tiny_workspace, client)  # steps 1-2 now cached; 10 pool calls, no top-up

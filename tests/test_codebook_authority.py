@@ -12,8 +12,8 @@ from fakes import fake_answer
 from panelsynth.config import load_config
 from panelsynth.llm.base import FakeClient
 from panelsynth.metadata import codebook_check, format_wave_description
-from panelsynth.pipeline import RunOptions, load_wave_for_run, run_wave
 from panelsynth.pydantic_models import FeatureDescription, WaveDescription
+from panelsynth.run.wave import RunOptions, load_wave_for_run, run_wave
 from panelsynth.workspace import Workspace
 
 MADE_UP = "Adequate description of the survey wave"

@@ -17,7 +17,7 @@ from panelsynth.describe import (
     sample_examples,
 )
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import load_wave_for_run
+from panelsynth.run.wave import load_wave_for_run
 from panelsynth.workspace import Workspace
 
 

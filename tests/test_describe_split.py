@@ -13,7 +13,7 @@ from panelsynth.cache import StepCache
 from panelsynth.config import load_config
 from panelsynth.describe import describe_parts, describe_wave
 from panelsynth.llm.base import FakeClient, LLMCallError
-from panelsynth.pipeline import RunOptions, _step_failed, load_wave_for_run, run_wave
+from panelsynth.run.wave import RunOptions, _step_failed, load_wave_for_run, run_wave
 from panelsynth.workspace import Workspace
 
 WINDOW = 8192

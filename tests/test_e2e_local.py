@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from panelsynth.config import load_config
-from panelsynth.pipeline import RunOptions, load_wave_for_run, run_wave
 from panelsynth.pydantic_models.rows import wave_row_specs
+from panelsynth.run.wave import RunOptions, load_wave_for_run, run_wave
 from panelsynth.runner import open_client
 from panelsynth.workspace import Workspace
 

@@ -13,7 +13,7 @@ from fakes import fake_answer
 from panelsynth.errors import PanelsynthError
 from panelsynth.export import Labels, export_table, parse_formats, wave_labels
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 OPTS = {"n_outputs": 4, "n_batches": 3, "mode": "full"}

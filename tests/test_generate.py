@@ -13,7 +13,7 @@ from fakes import fake_answer
 
 from panelsynth.errors import GenerationExhaustedError, PanelsynthError
 from panelsynth.llm.base import FakeClient, LLMCallError, Usage
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 

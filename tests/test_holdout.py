@@ -13,14 +13,15 @@ from fakes import write_tiny_workspace
 from test_calibrate_pipeline import profile_keeper
 from typer.testing import CliRunner
 
-import panelsynth.pipeline as pipeline
+import panelsynth.calibrate.strategy as calibrate_strategy
+import panelsynth.run.wave as pipeline
 from panelsynth.cli import app
 from panelsynth.demo.build import build_demo
 from panelsynth.errors import ConfigError, PanelsynthError
 from panelsynth.evaluate import evaluate_workspace
 from panelsynth.holdout import held_out_mask
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 
@@ -36,7 +37,7 @@ def held_out_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("holdout") / "demo"
     build_demo(root, n_respondents=300)
     seen: dict[str, Any] = {}
-    describe, setup = pipeline.describe_wave, pipeline.setup_calibration
+    describe, setup = pipeline.describe_wave, calibrate_strategy.setup_calibration
 
     def spy_describe(client: Any, wd: Any, **kw: Any) -> Any:
         seen["statistics"] = wd.frame.copy()
@@ -51,7 +52,7 @@ def held_out_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     mp = pytest.MonkeyPatch()
     mp.setattr(pipeline, "describe_wave", spy_describe)
-    mp.setattr(pipeline, "setup_calibration", spy_setup)
+    mp.setattr(calibrate_strategy, "setup_calibration", spy_setup)
     try:
         res = run_wave(
             root, "3", FakeClient(default=profile_keeper()), "fake",
@@ -192,7 +193,7 @@ def test_no_row_of_a_training_respondent_is_scored_as_held_out(
 
 def test_holdout_0_on_the_command_line_turns_the_configs_holdout_off(tiny_workspace: Path) -> None:
     from panelsynth.config import load_config
-    from panelsynth.pipeline import with_run_holdout
+    from panelsynth.run.wave import with_run_holdout
 
     config = load_config(None)
     config.generation.holdout = 0.3

@@ -10,7 +10,7 @@ from panelsynth.cache import StepCache
 from panelsynth.config import load_config
 from panelsynth.llm.base import FakeClient
 from panelsynth.metadata import format_metadata, metadata_messages, target_from_context
-from panelsynth.pipeline import load_wave_for_run
+from panelsynth.run.wave import load_wave_for_run
 from panelsynth.workspace import Workspace
 
 

@@ -14,7 +14,7 @@ from fakes import fake_answer
 from panelsynth.checkpoint import RunLock
 from panelsynth.errors import PanelsynthError, RunLockedError
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 
@@ -120,7 +120,7 @@ def test_rows_per_call_and_calls_per_wave_defaults(
     is_local: bool, opts: dict, config: dict, expected: tuple[int, int]
 ) -> None:
     from panelsynth.config import parse_config
-    from panelsynth.pipeline import resolve_settings
+    from panelsynth.run.wave import resolve_settings
 
     cfg = parse_config({"generation": config})
     client = FakeClient(is_local=is_local)

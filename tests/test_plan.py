@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from panelsynth.cli import app
 from panelsynth.config import load_config
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
-from panelsynth.plan import PlanningClient, plan_wave, planning_client
+from panelsynth.run.dryrun import PlanningClient, plan_wave, planning_client
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 OPTS = {"n_outputs": 3, "n_batches": 5}

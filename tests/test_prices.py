@@ -11,8 +11,6 @@ from fakes import fake_answer
 
 from panelsynth.config import parse_config
 from panelsynth.llm.base import Completion, FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
-from panelsynth.plan import PlanningClient, format_plans, plan_wave
 from panelsynth.prices import (
     GENAI_PRICES_RELEASED,
     default_price,
@@ -20,6 +18,8 @@ from panelsynth.prices import (
     price_for,
     projected_prefix_cache,
 )
+from panelsynth.run.dryrun import PlanningClient, format_plans, plan_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 HOSTED = ["anthropic/claude-sonnet-4-20250514", "openai/gpt-4o", "google/gemini-2.5-pro"]

@@ -11,7 +11,7 @@ import pytest
 from fakes import fake_answer
 
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, reproducibility, run_wave
+from panelsynth.run.wave import RunOptions, reproducibility, run_wave
 from panelsynth.workspace import Workspace
 
 

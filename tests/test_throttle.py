@@ -10,12 +10,12 @@ import pytest
 from fakes import fake_answer, varied_rows, write_tiny_workspace
 from servers.openai_stub import OpenAIStub
 
-from panelsynth import generate
+from panelsynth.generate import loop as generate  # the step-3 loop, where it is patched
+from panelsynth.generate.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
 from panelsynth.llm.base import FakeClient, LLMCallError, Usage
 from panelsynth.llm.registry import make_client
 from panelsynth.llm.retry import RetryPolicy
-from panelsynth.pipeline import RunOptions, run_wave
-from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
+from panelsynth.run.wave import RunOptions, run_wave
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ import pandas as pd
 from fakes import fake_answer
 
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 STEP_OF = {

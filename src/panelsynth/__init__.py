@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from panelsynth.demo import build_demo
     from panelsynth.errors import PanelsynthError
-    from panelsynth.pipeline import RunOptions, RunResult
+    from panelsynth.run.plan import RunOptions
+    from panelsynth.run.wave import RunResult
     from panelsynth.scaffold import init_workspace
     from panelsynth.workspace import Workspace
 
@@ -44,8 +45,8 @@ _EXPORTS: dict[str, str] = {
     "read_metrics": "panelsynth.api",
     "build_demo": "panelsynth.demo",
     "init_workspace": "panelsynth.scaffold",
-    "RunOptions": "panelsynth.pipeline",
-    "RunResult": "panelsynth.pipeline",
+    "RunOptions": "panelsynth.run.plan",
+    "RunResult": "panelsynth.run.wave",
     "Workspace": "panelsynth.workspace",
     "PanelsynthError": "panelsynth.errors",
 }

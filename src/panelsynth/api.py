@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.errors import PanelsynthError
 from panelsynth.llm.base import LLMClient
-from panelsynth.pipeline import RunOptions, RunResult
+from panelsynth.run.plan import RunOptions
+from panelsynth.run.wave import RunResult
 from panelsynth.workspace import Workspace
 
 WorkspaceLike = Workspace | str | Path
@@ -142,9 +143,9 @@ def run_wave(
         api_key, base_url, structured_output: See :func:`open_model` (labels only).
 
     Returns:
-        The :class:`~panelsynth.pipeline.RunResult`: output CSV, manifest path and content.
+        The :class:`~panelsynth.run.wave.RunResult`: output CSV, manifest path and content.
     """
-    from panelsynth import pipeline
+    from panelsynth.run import wave as pipeline
     from panelsynth.runner import default_model_dir
     from panelsynth.workspace import check_model_dir
 
@@ -194,9 +195,9 @@ def dry_run(
     price source, its date and the projected prompt-cache saving), calling no model.
 
     Returns:
-        A :class:`panelsynth.plan.WavePlan` (``format_plans([plan])`` prints it).
+        A :class:`panelsynth.run.dryrun.WavePlan` (``format_plans([plan])`` prints it).
     """
-    from panelsynth.plan import plan_wave, planning_client
+    from panelsynth.run.dryrun import plan_wave, planning_client
     from panelsynth.runner import default_model_dir
     from panelsynth.workspace import check_model_dir
 

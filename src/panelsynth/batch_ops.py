@@ -172,12 +172,12 @@ def row_context(
             checked against profiles drawn by the run, which only ``run --resume`` rebuilds).
     """
     from panelsynth.generate import row_keys
-    from panelsynth.pipeline import load_wave_for_run
     from panelsynth.pydantic_models.rows import (
         row_model_for_wave,
         trusted_models_dir,
         wave_row_specs,
     )
+    from panelsynth.run.wave import load_wave_for_run
 
     header = wj.header
     resume = f"panelsynth run --wave {wj.wave} --model-dir {wj.model_dir} ... --resume"

@@ -224,6 +224,36 @@ class GenerationConfig(_Section):
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# Defaults that depend on the run (the mode, the client): the one place they live. The fields
+# above document them; :func:`panelsynth.run.plan.resolve_plan` applies them.
+
+#: Few-shot examples per cluster when neither ``--n-examples`` nor the config sets them.
+DEFAULT_N_EXAMPLES: dict[str, int] = {"dense": 4, "full": 30}
+#: Rows per step-3 call when neither the flag nor the config sets them. The original asked for 10;
+#: a hosted model writes 20 rows (~2,000 output tokens) as easily, and every call re-sends the
+#: codebook, the cluster descriptions and the examples, so 20 halves the input tokens per row. The
+#: in-process model keeps 10: its context is small and its output slow.
+DEFAULT_N_OUTPUTS: dict[str, int] = {"local": 10, "hosted": 20}
+#: Concurrent step-3 calls when not set: an in-process model runs one call at a time.
+DEFAULT_CONCURRENCY: dict[str, int] = {"local": 1, "hosted": 8}
+#: Rows of a wave when the number of calls is not set: the original's 70 calls x 10 rows.
+DEFAULT_WAVE_ROWS = 700
+#: Sampling temperature of a calibrated pool unless one is set (``--temperature`` or
+#: ``generation.temperature``): the selection, not the sampler, sets the distributions, and it can
+#: only choose among the answers the model wrote. 1.0 is the highest every provider accepts.
+POOL_TEMPERATURE = 1.0
+#: Sampling temperature of step 1's descriptions.
+STEP1_TEMPERATURE = 0.2
+#: Consecutive failed step-3 calls after which the run stops (circuit breaker).
+BREAKER_THRESHOLD = 8
+
+
+def default_of(section: type[BaseModel], name: str) -> object:
+    """The documented default of a config field (one source for code that needs it)."""
+    return section.model_fields[name].default
+
+
 class ModelConfig(_Section):
     label: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+/.+$", description="{provider}/{model_name}.")
     dir: str = Field(

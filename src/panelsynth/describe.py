@@ -13,16 +13,17 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from panelsynth.cache import StepCache, fingerprint
+from panelsynth.config import STEP1_TEMPERATURE
 from panelsynth.data import WaveData
 from panelsynth.dictionaries import CODED_TYPES
-from panelsynth.errors import PanelsynthError
+from panelsynth.errors import ContextTooSmallError
 from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
 from panelsynth.llm.keys import scrub_data
 from panelsynth.pydantic_models import ClusterDescription, VariableDescription
+from panelsynth.tables import code_text, encode_table  # noqa: F401 (encode_table: re-export)
 
 log = logging.getLogger("panelsynth")
 
-DEFAULT_N_EXAMPLES = {"dense": 4, "full": 30}
 MAX_DESCRIPTION_CHARS = 80
 
 
@@ -63,18 +64,10 @@ def _shares(observed: pd.Series, codes: Sequence[Any], n: int) -> dict[str, floa
     # cost seconds on a 100,000-respondent wave)
     counts: dict[str, int] = {}
     for value, count in observed.value_counts(sort=False).items():
-        key = _code_text(value)
+        key = code_text(value)
         counts[key] = counts.get(key, 0) + int(count)
     keys = [str(c) for c in codes] if codes else sorted(counts)
     return {k: float(counts.get(k, 0) / n) for k in keys}
-
-
-def _code_text(v: Any) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    return str(int(f)) if f.is_integer() else str(f)
 
 
 def cluster_statistics(wave: WaveData) -> dict[int, dict[str, dict[str, Any]]]:
@@ -209,20 +202,6 @@ def _code_value(code: str) -> Any:
     return f
 
 
-def encode_table(frame: pd.DataFrame) -> str:
-    """Compact CSV-like table: one header, one line per row, NA written as ``NA``."""
-    lines = [",".join(frame.columns)]
-    for row in frame.itertuples(index=False):
-        lines.append(",".join(_cell(v) for v in row))
-    return "\n".join(lines)
-
-
-def _cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
-        return "NA"
-    return _code_text(v)
-
-
 # ----------------------------------------------------------------------------------------------
 # LLM descriptions
 SYSTEM_DESCRIBE = (
@@ -348,7 +327,7 @@ def describe_parts(
                 parts += [([c], g) for g in groups]
                 break
         else:
-            raise PanelsynthError(
+            raise ContextTooSmallError(
                 f"wave {wave.wave}: step 1 cannot describe even one variable of cluster {c} "
                 f"within the {window}-token context of {client.label} — use a model with a "
                 f"longer context"
@@ -383,7 +362,7 @@ def describe_wave(
     n_examples: int,
     seed: int,
     cache: StepCache | None = None,
-    temperature: float = 0.2,
+    temperature: float = STEP1_TEMPERATURE,
     examples_source: str = "real",
 ) -> Step1Result:
     """Run step 1 for a wave: one LLM call (or none when cached) plus seeded examples.

@@ -66,13 +66,13 @@ def open_client(
         )
     if compatible and structured_output is None:
         structured_output = "auto"
-    g = config.generation if config else None
+    g = (config or PanelsynthConfig()).generation  # the config's defaults when there is none
     return make_client(
         label,
         api_key=api_key,
         base_url=base_url,
-        timeout=timeout or (g.timeout if g else 120.0),
-        max_retries=max_retries if max_retries is not None else (g.max_retries if g else 5),
+        timeout=timeout or g.timeout,
+        max_retries=max_retries if max_retries is not None else g.max_retries,
         mode=structured_output,
     )
 
@@ -157,26 +157,3 @@ def privacy_warning(
 def stays_on_this_machine(client: LLMClient) -> bool:
     """Whether what is sent to ``client`` stays on this machine (in-process or loopback)."""
     return bool(client.is_local or getattr(client, "on_this_machine", False))
-
-
-def check_examples(examples: str | None) -> str | None:
-    if examples is not None and examples not in ("real", "synthetic"):
-        raise PanelsynthError(f"--examples must be real or synthetic, not {examples!r}")
-    return examples
-
-
-def check_mode(mode: str | None) -> str | None:
-    if mode is not None and mode not in ("dense", "full"):
-        raise PanelsynthError(f"--mode must be dense or full, not {mode!r}")
-    return mode
-
-
-def check_structured_output(mode: str | None) -> str | None:
-    """``--structured-output`` must name a mode of :mod:`panelsynth.llm.modes`."""
-    from panelsynth.llm.modes import STRUCTURED_OUTPUT_MODES
-
-    if mode is not None and mode not in STRUCTURED_OUTPUT_MODES:
-        raise PanelsynthError(
-            f"--structured-output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}, not {mode!r}"
-        )
-    return mode

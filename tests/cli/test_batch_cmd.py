@@ -19,7 +19,8 @@ from panelsynth.batch_ops import WaveJobs, row_context  # noqa: E402
 from panelsynth.checkpoint import Checkpoint  # noqa: E402
 from panelsynth.cli import app  # noqa: E402
 from panelsynth.config import load_config  # noqa: E402
-from panelsynth.generate import GenerationPrompt, GenerationSettings, _Runner  # noqa: E402
+from panelsynth.generate import GenerationPrompt, GenerationSettings  # noqa: E402
+from panelsynth.generate.loop import _Runner  # noqa: E402
 from panelsynth.llm.base import FakeClient  # noqa: E402
 from panelsynth.llm.batch import BatchRequest, make_batch_api, split_job_records  # noqa: E402
 from panelsynth.pydantic_models.rows import batch_model  # noqa: E402

@@ -76,7 +76,7 @@ def test_init_creates_spec_layout(tmp_path: Path) -> None:
     assert toml.read_text("utf-8") == config_template()
     assert "[generation]" in toml.read_text()
     script = ws / "run_data_gen_pipeline.py"
-    assert "panelsynth.seed_compat" in script.read_text()
+    assert "panelsynth.cli.seed" in script.read_text()
     # the written config is valid and gives the defaults
     from panelsynth.config import PanelsynthConfig, load_config
 

@@ -23,7 +23,7 @@ import panelsynth.checkpoint as checkpoint_mod
 from panelsynth.checkpoint import Checkpoint
 from panelsynth.errors import GenerationExhaustedError, PanelsynthError
 from panelsynth.llm.base import FakeClient, LLMCallError, Usage
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 N_BATCHES = 12

@@ -21,7 +21,7 @@ from servers.openai_stub import FAULT_KINDS, OpenAIStub
 
 from panelsynth.llm import make_client
 from panelsynth.llm.retry import RetryPolicy
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 N_OUTPUTS, N_BATCHES = 4, 10

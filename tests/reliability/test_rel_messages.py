@@ -20,8 +20,8 @@ from fakes import write_tiny_workspace
 from relhelpers import hash_tree, is_step3, nonblank_lines, responder, run_cli, stub_args
 from servers.openai_stub import OpenAIStub
 
-from panelsynth import pipeline
 from panelsynth.errors import cap_long_words
+from panelsynth.run import wave as pipeline
 from panelsynth.workspace import Workspace
 
 

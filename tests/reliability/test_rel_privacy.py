@@ -27,7 +27,7 @@ from panelsynth.config import load_config
 from panelsynth.describe import cluster_statistics, encode_table, synthetic_examples
 from panelsynth.llm import registry
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import load_wave_for_run
+from panelsynth.run.wave import load_wave_for_run
 from panelsynth.workspace import Workspace
 
 WARNING = "Warning: real survey rows are sent to"

@@ -31,7 +31,7 @@ import panelsynth.llm.keys as keys
 from panelsynth.errors import PanelsynthError, ProviderError
 from panelsynth.evaluate import evaluate_workspace
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.runner import Confirmation
 from panelsynth.workspace import Workspace
 
@@ -373,7 +373,7 @@ def test_the_cli_takes_the_key_from_stdin_or_a_file_and_warns_about_a_literal(
     # the seed script's positional key keeps working, with the warning (wave 9 has no data: the
     # run stops at that one line before any call)
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from panelsynth.seed_compat import main; "
+        [sys.executable, "-c", "import sys; from panelsynth.cli.seed import main; "
          "sys.exit(main(['9', 'openai/stub-model', 'stub', 'literal-key-0004', '--yes']))"],
         capture_output=True, text=True, cwd=root, env=clean_env(), timeout=60,
     )

@@ -15,8 +15,8 @@ from test_prepare import write_raw_panel
 
 from panelsynth.evaluate import evaluate_workspace
 from panelsynth.llm.base import FakeClient
-from panelsynth.pipeline import RunOptions, run_wave
 from panelsynth.prepare import prepare_workspace
+from panelsynth.run.wave import RunOptions, run_wave
 from panelsynth.workspace import Workspace
 
 

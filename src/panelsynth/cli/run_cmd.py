@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -375,12 +374,9 @@ def run(
     from panelsynth.errors import PanelsynthError
     from panelsynth.export import parse_formats
     from panelsynth.llm.keys import key_from_argument
-    from panelsynth.pipeline import RunOptions, resolve_settings
+    from panelsynth.run.plan import RunOptions, resolve_plan
     from panelsynth.runner import (
         Confirmation,
-        check_examples,
-        check_mode,
-        check_structured_output,
         default_model_dir,
         needs_yes_message,
         open_client,
@@ -391,9 +387,7 @@ def run(
     ws = Workspace(workspace)
     ws.must_exist()
     config = load_config(ws.config_path)
-    check_mode(mode)
-    check_examples(examples)
-    check_structured_output(structured_output)
+    choices = RunOptions(mode=mode, examples=examples, structured_output=structured_output)
     if all_waves:
         waves = config.study.waves or ws.waves_with_data()
     else:
@@ -402,7 +396,7 @@ def run(
         raise PanelsynthError("no wave given — pass --wave W (repeatable) or --all")
     md = check_model_dir(model_dir or default_model_dir(model, config))
     options = RunOptions(
-        mode=mode,
+        **choices.model_dump(exclude_unset=True),
         n_examples=n_examples,
         n_outputs=n_outputs,
         n_batches=n_batches,
@@ -414,7 +408,6 @@ def run(
         resume=resume,
         restart=restart,
         use_cache=not no_cache,
-        examples=examples,
         drop_copies=drop_copies,
         max_cost_usd=max_cost,
         calibrate=calibrate,
@@ -427,7 +420,7 @@ def run(
     )
     if dry_run:
         from panelsynth.api import dry_run as plan_one
-        from panelsynth.plan import format_plans
+        from panelsynth.run.dryrun import format_plans
 
         # hosted models: no key, no SDK, no network
         plans = [plan_one(ws.root, w, model, md, options, config=config) for w in waves]
@@ -442,18 +435,16 @@ def run(
         api_key=key,
         base_url=base_url,
         config=config,
-        structured_output=structured_output,
+        structured_output=options.structured_output,
     )
-    g = config.generation
-    total_calls = resolve_settings(config, options, client)[2].n_batches * len(waves)
-    if g.calibrate if calibrate is None else calibrate:  # the pool is oversample x the rows
-        total_calls = math.ceil(total_calls * (oversample or g.oversample))
-    warning = privacy_warning(client, examples or g.examples)
+    plan = resolve_plan(config, options, client)
+    total_calls = plan.total_calls(len(waves))  # a calibrated pool: oversample x the rows
+    warning = privacy_warning(client, plan.examples)
     if warning:
         typer.echo(warning, err=True)  # once per run, whatever the number of waves
     if not client.is_local and not yes:
         echo(f"About to call {model}: {len(waves)} wave(s), about {total_calls} calls.")
-        refusal = needs_yes_message(client, examples or g.examples)
+        refusal = needs_yes_message(client, plan.examples)
         if not Confirmation(needs_yes=refusal)("Continue?", echo):
             echo("Nothing was run.")
             raise typer.Exit(1)

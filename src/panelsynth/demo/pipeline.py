@@ -15,7 +15,8 @@ from typing import Any
 
 from panelsynth.demo.build import DemoResult, build_demo
 from panelsynth.llm.base import LLMClient
-from panelsynth.pipeline import RunOptions, RunResult, run_wave
+from panelsynth.run.plan import RunOptions
+from panelsynth.run.wave import RunResult, run_wave
 
 log = logging.getLogger("panelsynth")
 
@@ -69,7 +70,7 @@ def run_demo(
     A demo folder can be run again: finished waves are re-written from their checkpoints, and a
     checkpoint made with other settings is set aside and generated anew.
     """
-    from panelsynth.errors import PanelsynthError
+    from panelsynth.errors import CheckpointMismatchError
 
     demo = build_demo(directory, seed=seed, n_respondents=n_respondents)
     ws = demo.workspace
@@ -92,9 +93,7 @@ def run_demo(
             res = runner(
                 ws.root, item.wave, client, item.model_dir, RunOptions(**base, resume=True)
             )
-        except PanelsynthError as err:
-            if "other settings" not in str(err):
-                raise
+        except CheckpointMismatchError:
             res = runner(
                 ws.root, item.wave, client, item.model_dir, RunOptions(**base, restart=True)
             )

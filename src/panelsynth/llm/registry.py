@@ -150,7 +150,6 @@ def _hosted_factory(
     spec: ProviderSpec, label: str, model: str, settings: ClientSettings
 ) -> LLMClient:
     """A client through ``instructor.from_provider`` (sync and async variants)."""
-    from panelsynth.llm.structured import InstructorClient
 
     key = resolve_api_key(spec.name, settings.api_key)
     require_sdk(spec)
@@ -178,7 +177,29 @@ def _hosted_factory(
         _tame_sdk_client(getattr(client, "client", None), settings.timeout)
         return client
 
-    sync_client = build(False)  # fail here, before any work, if the SDK or config is unusable
+    return instructor_client(
+        label,
+        build,
+        settings,
+        supports_seed=spec.supports_seed,
+        cache_markers=spec.name == "anthropic",  # caches marked prefixes only
+    )
+
+
+def instructor_client(
+    label: str, build: Callable[[bool], Any], settings: ClientSettings, **facts: Any
+) -> LLMClient:
+    """The one assembly of an :class:`InstructorClient` from an Instructor client builder.
+
+    ``build(async_client)`` makes the Instructor client; the sync one is built here, so an
+    unusable SDK or config fails before any work, and an async one per event loop. Retries,
+    re-asks and their callback come from ``settings``; ``facts`` are the client's other
+    arguments (``supports_seed``, ``mode`` — default: the Instructor client's —, ...).
+    """
+    from panelsynth.llm.structured import InstructorClient
+
+    sync_client = build(False)
+    facts.setdefault("mode", str(getattr(sync_client, "mode", "")))
     return InstructorClient(
         label,
         sync_factory=lambda: sync_client,
@@ -186,9 +207,7 @@ def _hosted_factory(
         policy=settings.policy,
         reask_retries=settings.reask_retries,
         on_retry=settings.on_retry,
-        supports_seed=spec.supports_seed,
-        mode=str(getattr(sync_client, "mode", "")),
-        cache_markers=spec.name == "anthropic",  # caches marked prefixes only
+        **facts,
     )
 
 
@@ -206,7 +225,6 @@ def _openai_compatible_factory(
     spec: ProviderSpec, label: str, model: str, settings: ClientSettings
 ) -> LLMClient:
     """A client for an OpenAI-compatible server at ``settings.base_url``."""
-    from panelsynth.llm.structured import InstructorClient
 
     if not settings.base_url:
         raise ProviderError(
@@ -276,14 +294,10 @@ def _openai_compatible_factory(
             )
         return instructor.from_openai(sdk, mode=mode)
 
-    sync_client = build(False)
-    client = InstructorClient(
+    client = instructor_client(
         label,
-        sync_factory=lambda: sync_client,
-        async_factory=lambda: build(True),
-        policy=settings.policy,
-        reask_retries=settings.reask_retries,
-        on_retry=settings.on_retry,
+        build,
+        settings,
         supports_seed=True,
         request_model=model,
         mode=mode_name,

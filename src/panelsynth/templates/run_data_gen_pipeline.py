@@ -17,7 +17,7 @@ Settings (n_examples, n_outputs, n_batches, seed, mode) are read from panelsynth
 import os
 import sys
 
-from panelsynth.seed_compat import main
+from panelsynth.cli.seed import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], script_dir=os.path.dirname(os.path.abspath(__file__))))

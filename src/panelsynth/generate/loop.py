@@ -1,225 +1,41 @@
-"""Step 3: synthetic respondents, validated row by row, checkpointed call by call (SPEC §3.4).
-
-The prompt is a static prefix (formatted metadata, cluster descriptions, compact example tables,
-rules) identical for every call, so provider prompt caching and llama.cpp prefix reuse apply, and a
-short per-batch suffix. Calls run concurrently (bounded); every finished call is appended to the
-checkpoint at once; rows are ordered by batch index, so the CSV does not depend on timing.
-"""
+"""The step-3 loop: concurrent, throttled calls through a transport, each finished call
+checkpointed at once, invalid rows topped up, the books kept."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import io
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from pydantic import BaseModel
 
 from panelsynth.checkpoint import Checkpoint
-from panelsynth.data import WaveData
-from panelsynth.describe import encode_table
-from panelsynth.errors import BudgetExceededError, GenerationExhaustedError, PanelsynthError
-from panelsynth.io import atomic_write_text
-from panelsynth.llm.base import LLMCallError, LLMClient, Message, PromptMessages, Usage
-from panelsynth.pydantic_models.rows import RowSpec, batch_model, validate_rows
-from panelsynth.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
-from panelsynth.values import plain
+from panelsynth.errors import (
+    BudgetExceededError,
+    GenerationExhaustedError,
+)
+from panelsynth.generate.prompt import GenerationPrompt, estimate_output_tokens
+from panelsynth.generate.resume import load_for_resume
+from panelsynth.generate.rows import row_key
+from panelsynth.generate.settings import GenerationSettings
+from panelsynth.generate.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
+from panelsynth.llm.base import (
+    Completion,
+    LLMCallError,
+    LLMClient,
+    Message,
+    Usage,
+)
+from panelsynth.pydantic_models.rows import batch_model, validate_rows
 
 log = logging.getLogger("panelsynth")
-
-SYSTEM_GENERATE = (
-    "You generate synthetic respondents for a longitudinal survey. Each respondent belongs to one "
-    "of the clusters described below and answers like the members of that cluster. Reply with JSON "
-    "only."
-)
-
-
-@dataclass
-class GenerationSettings:
-    """How step 3 runs for one wave."""
-
-    n_outputs: int = 10
-    n_batches: int = 70
-    seed: int = 42
-    temperature: float = 0.7
-    max_tokens: int | None = None
-    concurrency: int = 1
-    max_attempts_factor: float = 3.0
-    breaker_threshold: int = 8
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    adaptive_concurrency: bool = True
-
-    @property
-    def wanted(self) -> int:
-        return self.n_outputs * self.n_batches
-
-    @property
-    def max_calls(self) -> int:
-        return max(self.n_batches + 2, math.ceil(self.n_batches * self.max_attempts_factor))
-
-
-@dataclass
-class GenerationPrompt:
-    """The static prefix of every step-3 call and the pieces it was built from."""
-
-    prefix: list[Message]
-    n_examples_used: int
-    notes: list[str] = field(default_factory=list)
-
-    def for_batch(self, batch: int, n_rows: int) -> list[Message]:
-        """The prefix plus the per-batch request (after the shared prefix)."""
-        return with_request(
-            self.prefix,
-            f"\n\nRequest {batch + 1}: generate exactly {n_rows} new, distinct respondents as "
-            f'{{"rows": [...]}}. Do not copy the examples.',
-        )
-
-    # Hooks of prompts that keep books per batch (calibrated mode, panelsynth.calibrate); the
-    # plain prompt keeps none.
-    def plan(self, batches: Sequence[int]) -> None:
-        """Called before a round of top-up batches is started."""
-
-    def response_model(self, batch: int, default: type[BaseModel]) -> type[BaseModel]:
-        """The response model of a batch (its ``rows`` are validated one by one)."""
-        return default
-
-    def check_rows(
-        self, batch: int, rows: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
-        """Filter a call's valid rows: (kept rows, one error per rejected row, record fields)."""
-        return rows, [], {}
-
-    def restore(self, record: dict[str, Any]) -> None:
-        """Take the books of a checkpointed successful call."""
-
-
-def with_request(prefix: Sequence[Message], request: str) -> PromptMessages:
-    """A copy of the static ``prefix`` with ``request`` appended to its last message; the
-    messages know where the shared prefix ends (for providers that cache marked prefixes)."""
-    msgs = [dict(m) for m in prefix]
-    shared = len(msgs[-1]["content"])
-    msgs[-1]["content"] += request
-    return PromptMessages(msgs, shared)
-
-
-def build_prompt(
-    wave: WaveData,
-    metadata_text: str,
-    descriptions_text: str,
-    examples: pd.DataFrame,
-    specs: Sequence[RowSpec],
-) -> list[Message]:
-    """Messages of the static prefix of step 3."""
-    shares = wave.cluster_shares()
-    full = wave.mode == "full"
-    parts = [
-        metadata_text,
-        "",
-        "Clusters of respondents (labels mean the same group in every wave):",
-        descriptions_text,
-        "",
-        "Share of respondents in each cluster: "
-        + ", ".join(f"cluster {c}: {s:.0%}" for c, s in shares.items())
-        + ".",
-    ]
-    if wave.prev_cluster_column:
-        parts.append(
-            f"`{wave.prev_cluster_column}` is the respondent's cluster in the previous wave; most "
-            f"respondents stay in the same cluster."
-        )
-    parts += ["", "Examples of respondents (CSV; NA = no answer):"]
-    for c in wave.clusters:
-        sub = examples[examples[wave.cluster_column] == c]
-        parts += [f"Cluster {c}:", encode_table(sub)]
-    rules = [
-        "",
-        "Rules:",
-        "- Use only the codes listed for each variable; numbers stay inside their range.",
-        "- `"
-        + wave.cluster_column
-        + "` is the cluster the respondent belongs to; keep the cluster "
-        "shares above and answer like that cluster.",
-    ]
-    if full:
-        rules.append(
-            "- A respondent may leave questions unanswered: write null, about as often as the "
-            "cluster descriptions say."
-        )
-    else:
-        rules.append("- Every field must have a value (no null).")
-    rules.append("- Vary the respondents; do not repeat rows.")
-    parts += rules
-    return [
-        {"role": "system", "content": SYSTEM_GENERATE},
-        {"role": "user", "content": "\n".join(parts)},
-    ]
-
-
-def estimate_output_tokens(client: LLMClient, examples: pd.DataFrame, n_rows: int) -> int:
-    """Output budget for a batch: the JSON of ``n_rows`` rows like the examples, with headroom."""
-    sample = examples.head(3)
-    if len(sample) == 0:
-        per_row = 20 * max(1, examples.shape[1])
-    else:
-        text = json.dumps([{k: plain(v) for k, v in r.items()} for r in sample.to_dict("records")])
-        per_row = client.count_tokens(text) / len(sample)
-    return int(60 + n_rows * per_row * 1.6)
-
-
-def fit_prompt(
-    client: LLMClient,
-    build: Callable[[pd.DataFrame], list[Message]],
-    examples: pd.DataFrame,
-    cluster_column: str,
-    n_rows: int,
-    max_tokens: int,
-    *,
-    quiet: bool = False,
-) -> GenerationPrompt:
-    """Fit the prompt into the model's context, dropping examples (with a warning) if needed.
-
-    ``quiet``: the notes are only returned, not logged (the caller logs the attempt it keeps).
-
-    Raises:
-        PanelsynthError: even one example per cluster does not fit.
-    """
-    window = getattr(client, "context_window", None)
-    per_cluster = int(examples.groupby(cluster_column).size().max()) if len(examples) else 0
-    notes: list[str] = []
-    current = examples
-    while True:
-        prefix = build(current)
-        if not window:
-            return GenerationPrompt(prefix, per_cluster, notes)
-        probe = GenerationPrompt(prefix, per_cluster).for_batch(0, n_rows)
-        used = client.count_tokens("\n".join(m["content"] for m in probe)) + 16 * len(probe)
-        if used + max_tokens <= window:
-            return GenerationPrompt(prefix, per_cluster, notes)
-        if per_cluster <= 1:
-            raise PanelsynthError(
-                f"the step-3 prompt needs {used} + {max_tokens} tokens but {client.label} has a "
-                f"context of {window} even with one example per cluster — use fewer variables, "
-                f"fewer --n-outputs, or a model with a longer context"
-            )
-        new = max(1, per_cluster // 2)
-        msg = (
-            f"prompt of {used} tokens + {max_tokens} for the answer exceeds the {window}-token "
-            f"context of {client.label}: using {new} examples per cluster instead of {per_cluster}"
-        )
-        if not quiet:
-            log.warning(msg)
-        notes.append(msg)
-        per_cluster = new
-        current = examples.groupby(cluster_column, group_keys=False).head(new)
 
 
 @dataclass
@@ -259,6 +75,41 @@ class _Breaker(Exception):
     pass
 
 
+class Transport(Protocol):
+    """How the step-3 loop sends one call (see :mod:`panelsynth.generate.strategy`)."""
+
+    async def call(
+        self,
+        batch: int,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        **kwargs: Any,
+    ) -> Completion[Any]:
+        """The completion of one call (raises :class:`LLMCallError` when it failed for good)."""
+        ...
+
+
+class OnlineTransport:
+    """Each call sent at once through the client (its retries and back-off included)."""
+
+    def __init__(self, client: LLMClient) -> None:
+        self.client = client
+
+    async def call(
+        self,
+        batch: int,
+        messages: list[Message],
+        response_model: type[BaseModel],
+        **kwargs: Any,
+    ) -> Completion[Any]:
+        return await self.client.acreate(messages, response_model, **kwargs)
+
+    async def aclose(self) -> None:
+        closer = getattr(self.client, "aclose", None)  # the SDK's pool, before the loop ends
+        if closer is not None:
+            await closer()
+
+
 class _Runner:
     """Runs the batches of one wave concurrently and keeps the books."""
 
@@ -272,8 +123,10 @@ class _Runner:
         checkpoint: Checkpoint,
         progress: Callable[[dict[str, Any]], None] | None,
         wave: str,
+        transport: Transport | None = None,
     ) -> None:
         self.client = client
+        self.transport = transport or OnlineTransport(client)
         self.prompt = prompt
         self.row_model = row_model
         self.columns = list(columns)
@@ -393,7 +246,8 @@ class _Runner:
         reserved = await self._pace()
         messages = self.prompt.for_batch(batch, self.s.n_outputs)
         try:
-            comp = await self.client.acreate(
+            comp = await self.transport.call(
+                batch,
                 messages,
                 self.prompt.response_model(batch, self.response_model),
                 max_tokens=self.max_tokens,
@@ -465,7 +319,7 @@ class _Runner:
             await self._run()
         finally:
             self._io.shutdown(wait=True)  # every submitted checkpoint line is on disk
-            closer = getattr(self.client, "aclose", None)  # the SDK's pool, before the loop ends
+            closer = getattr(self.transport, "aclose", None)  # e.g. the SDK's pool
             if closer is not None:
                 await closer()
 
@@ -516,8 +370,11 @@ def generate_rows(
     max_tokens: int | None = None,
     exclude_rows: set[tuple[Any, ...]] | None = None,
     accept_headerless: bool = False,
+    transport: Transport | None = None,
 ) -> GenerationResult:
     """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
+
+    Every call goes through ``transport`` (default: :class:`OnlineTransport` over ``client``).
 
     With ``resume``, the checkpoint's readable calls are taken over (:func:`load_for_resume`);
     ``accept_headerless`` resumes a checkpoint whose header is missing or unreadable.
@@ -532,7 +389,9 @@ def generate_rows(
             ``--resume`` continues.
     """
     started = time.monotonic()
-    runner = _Runner(client, prompt, row_model, columns, settings, checkpoint, progress, wave)
+    runner = _Runner(
+        client, prompt, row_model, columns, settings, checkpoint, progress, wave, transport
+    )
     if max_tokens:
         runner.max_tokens = max_tokens
     runner.exclude = set(exclude_rows or ())
@@ -604,85 +463,6 @@ def generate_rows(
     return result
 
 
-def load_for_resume(
-    checkpoint: Checkpoint, header: dict[str, Any], *, accept_headerless: bool = False
-) -> list[dict[str, Any]]:
-    """The finished calls of ``checkpoint`` that a resume may take over.
-
-    Damaged lines are skipped and counted (with a warning) and the records after them kept. A
-    checkpoint is only rewritten when it must be (a damaged or torn line, a missing header): a
-    copy of the original is kept first, and the new file replaces the old one by a rename, so a
-    kill at any moment leaves every finished call on disk.
-
-    Raises:
-        PanelsynthError: the checkpoint was made with other settings, or it has no readable
-            header (it cannot be checked) and ``accept_headerless`` is not set.
-    """
-    old_header, records = checkpoint.load()
-    name = checkpoint.path.name
-    if old_header is None and not accept_headerless:
-        raise headerless_error(checkpoint, records)
-    if old_header is not None and old_header.get("fingerprint") != header["fingerprint"]:
-        raise PanelsynthError(
-            f"the checkpoint {name} was made with other settings or inputs "
-            f"({_diff(old_header, header)}) — rerun with the same settings, or pass --restart "
-            f"to set it aside and start over"
-        )
-    if old_header is None or checkpoint.damaged:
-        copy = checkpoint.keep_copy()
-        if checkpoint.skipped:
-            lines = ", ".join(str(n) for n in checkpoint.skipped[:5])
-            more = "" if len(checkpoint.skipped) <= 5 else ", ..."
-            log.warning(
-                "%s: skipped %d damaged line(s) (line %s%s); the %d readable calls after them are "
-                "kept; the original file is kept as %s",
-                name,
-                len(checkpoint.skipped),
-                lines,
-                more,
-                len(records),
-                copy.name,
-            )
-        if old_header is None:
-            log.warning(
-                "%s: no readable header; resuming its %d calls as told "
-                "(--accept-headerless-checkpoint); the original file is kept as %s",
-                name,
-                len(records),
-                copy.name,
-            )
-        checkpoint.rewrite(header, records)
-    return records
-
-
-def headerless_error(checkpoint: Checkpoint, records: list[dict[str, Any]]) -> PanelsynthError:
-    """The refusal of a checkpoint whose header is missing or unreadable."""
-    return PanelsynthError(
-        f"the checkpoint {checkpoint.path} has no readable header, so it cannot be checked "
-        f"that its {len(records)} calls were made with these settings — pass "
-        f"--accept-headerless-checkpoint to resume them anyway, or --restart to set them aside"
-    )
-
-
-def row_key(values: Iterable[Any]) -> tuple[Any, ...]:
-    """A row as a comparable tuple: numbers as floats, NA as ``None``, anything else as text."""
-    return tuple(_key_cell(v) for v in values)
-
-
-def row_keys(frame: pd.DataFrame, columns: Sequence[str]) -> set[tuple[Any, ...]]:
-    """:func:`row_key` of every row of ``frame`` over ``columns``."""
-    return {row_key(r) for r in frame[list(columns)].itertuples(index=False)}
-
-
-def _key_cell(v: Any) -> Any:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)
-
-
 def _run_loop(coro: Any) -> None:
     """``asyncio.run`` with the objects that exist already frozen out of the garbage collector.
 
@@ -720,30 +500,3 @@ def _persistent_cause(runner: _Runner) -> str | None:
 
 def _faults_text(faults: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"
-
-
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = [
-        k for k in sorted(set(old) | set(new)) if k != "fingerprint" and old.get(k) != new.get(k)
-    ]
-    return (
-        ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:4])
-        or "prompt or data changed"
-    )
-
-
-def write_csv_atomic(frame: pd.DataFrame, path) -> None:
-    """Write the final CSV through a temporary file and a rename: never half-written."""
-    buf = io.StringIO()
-    out = frame.copy()
-    for col in out.columns:
-        s = out[col]
-        num = pd.to_numeric(s, errors="coerce")
-        if (
-            s.notna().sum() == num.notna().sum()
-            and len(num.dropna())
-            and (num.dropna() % 1 == 0).all()
-        ):
-            out[col] = num.astype("Int64")
-    out.to_csv(buf, index=False)
-    atomic_write_text(path, buf.getvalue())

@@ -1,6 +1,6 @@
 """Dry run of ``panelsynth run``: calls, tokens and cost per stage, without calling a model.
 
-:func:`plan_wave` walks the same path as :func:`panelsynth.pipeline.run_wave` up to the first
+:func:`plan_wave` walks the same path as :func:`panelsynth.run.wave.run_wave` up to the first
 model call — it loads and checks the wave, asks steps 1 and 2 for their results through the
 workspace cache (read only) and builds the step-3 prompt with the same builders — but answers
 every would-be call with a placeholder of the response model. Hence:
@@ -41,15 +41,9 @@ from panelsynth.describe import describe_wave
 from panelsynth.errors import ProviderError
 from panelsynth.llm.base import Completion, LLMClient, Message, Usage
 from panelsynth.metadata import format_metadata
-from panelsynth.pipeline import (
-    RunOptions,
-    calibration_setup,
-    load_wave_for_run,
-    resolve_settings,
-    step3_prompt,
-    with_run_holdout,
-)
 from panelsynth.pydantic_models.rows import row_model_for_wave, trusted_models_dir, wave_row_specs
+from panelsynth.run.plan import RunOptions, resolve_plan
+from panelsynth.run.wave import load_run_wave, step3_prompt, step3_strategy
 from panelsynth.values import plain
 from panelsynth.workspace import Workspace
 
@@ -353,26 +347,22 @@ def plan_wave(
         PanelsynthError: The same user errors a real run would report first (missing files,
             bad metadata, unknown wave).
     """
-    opts = options or RunOptions()
     ws = Workspace(workspace)
     ws.must_exist()
-    config = config or load_config(ws.config_path)
-    mode, n_examples, settings = resolve_settings(config, opts, client)
-    config = with_run_holdout(config, opts, settings.seed)
-    g = config.generation
-    examples_source = getattr(opts, "examples", None) or getattr(g, "examples", "real")
-    wd = load_wave_for_run(ws, wave, config, mode)
-    cache = _ReadOnlyCache(ws.cache_dir(), enabled=opts.use_cache)
+    plan = resolve_plan(config or load_config(ws.config_path), options, client)
+    config, mode, settings = plan.config, plan.mode, plan.settings
+    wd, every = load_run_wave(ws, wave, config, mode)
+    cache = _ReadOnlyCache(ws.cache_dir(), enabled=plan.use_cache)
     proj = _Projector(client)
     notes: list[str] = list(wd.size_warnings)  # a huge question text is sent in every call
 
     s1 = describe_wave(
         proj,
         wd,
-        n_examples=n_examples,
+        n_examples=plan.n_examples,
         seed=settings.seed,
         cache=cache,  # type: ignore[arg-type]
-        examples_source=examples_source,
+        examples_source=plan.examples,
     )
     step1_req = list(proj.requests)
     s2 = format_metadata(proj, wd, cache=cache, preferred_target=config.study.outcome)  # type: ignore[arg-type]
@@ -404,25 +394,21 @@ def plan_wave(
     st1, st2 = stage("step1", step1_req), stage("step2", step2_req)
 
     specs = wave_row_specs(wd)
-    calib = calibration_setup(ws, config, opts, wd, settings, client)  # None unless --calibrate
+    strategy = step3_strategy(plan, wd, every, specs, client)
     models_dir, models_note = trusted_models_dir(
-        ws.user_models_dir(), wd.wave, opts.trust_workspace_models
+        ws.user_models_dir(), wd.wave, plan.trust_workspace_models
     )
     notes += models_note
-    row_model, _ = row_model_for_wave(  # the same checks as a run
-        calib.row_specs() if calib else specs, models_dir, wd.wave
-    )
+    row_model, _ = row_model_for_wave(strategy.row_specs(specs), models_dir, wd.wave)  # checks
     columns = [s.name for s in specs]
-    prompt, max_tokens = step3_prompt(client, wd, s1, s2, settings, calib, row_model)
-    notes += prompt.notes
-    gen = calib.pool_settings if calib else settings
-    if calib:
-        notes.append(
-            f"--calibrate: a pool of {gen.wanted} rows ({gen.n_batches} calls) for "
-            f"{settings.wanted} kept rows"
-        )
+    fitted, max_tokens = step3_prompt(client, wd, s1, s2, strategy, specs)
+    prompt = strategy.bind(fitted, row_model)
+    settings = strategy.settings
+    notes += fitted.notes
+    gen = strategy.loop_settings
+    notes += strategy.plan_notes()
     done = 0
-    if opts.resume:
+    if plan.resume:
         done = _finished_batches(Checkpoint(ws.checkpoint(model_dir, wd.wave)), gen.n_batches)
         if done:
             notes.append(f"--resume: {done} of {gen.n_batches} calls are already done")
