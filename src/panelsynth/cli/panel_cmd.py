@@ -1,0 +1,119 @@
+"""``panelsynth run --panel``: every piece of the panel's command line (called from ``run``)."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from panelsynth.cli.app import echo
+
+
+def run_panel_command(
+    ws_root: Path,
+    config: Any,
+    waves: list[str],
+    *,
+    model: str,
+    model_dir: str,
+    options: Any,
+    respondents: int | None,
+    dry_run: bool,
+    api_key: str | None,
+    base_url: str | None,
+    structured_output: str | None,
+    yes: bool,
+) -> None:
+    """Draw the panel, then generate its waves (or, with ``dry_run``, print what it would cost).
+
+    ``respondents`` None: ``generation.respondents`` of the config, else the first requested
+    wave's real row count.
+    """
+    from panelsynth.errors import PanelsynthError
+    from panelsynth.llm.keys import key_from_argument
+    from panelsynth.panel import _runpath as rp
+    from panelsynth.panel.run import check_panel_options, panel_draw, run_panel
+    from panelsynth.runner import Confirmation, needs_yes_message, open_client, privacy_warning
+    from panelsynth.workspace import Workspace
+
+    ws = Workspace(ws_root)
+    g = config.generation
+    n = respondents or g.respondents
+    check_panel_options(options, config)
+    if dry_run:
+        seed = g.seed if options.seed is None else options.seed
+        setup = panel_draw(ws, config, waves, n, seed)
+        echo(_draw_line(setup))
+        local = model.startswith("local/")
+        n_out = options.n_outputs or g.n_outputs or (10 if local else 20)
+        plans = []
+        for w in setup.structure.requested:
+            present = int(setup.draw.present[:, setup.draw.waves.index(w)].sum())
+            opts = _with(options, n_outputs=n_out, n_batches=max(1, math.ceil(present / n_out)))
+            plans.append(rp.dry_run_wave(ws.root, w, model, model_dir, opts, config=config))
+        echo(rp.format_plans(plans))
+        echo(
+            "Panel dry run: calls per wave = present respondents / rows per call; a later wave's "
+            "calls also carry each respondent's previous answers (a few dozen tokens per row, "
+            "not counted above). No model was called and nothing was written."
+        )
+        return
+    key, key_warning = key_from_argument(api_key)
+    if key_warning:
+        typer.echo(key_warning, err=True)
+    client = open_client(
+        model, api_key=key, base_url=base_url, config=config, structured_output=structured_output
+    )
+    warning = privacy_warning(client, "real")
+    if warning:
+        typer.echo(warning, err=True)
+    if not client.is_local and not yes:
+        echo(f"About to call {model} for a synthetic panel over waves {', '.join(waves)}.")
+        if not Confirmation(needs_yes=needs_yes_message(client, "real"))("Continue?", echo):
+            echo("Nothing was run.")
+            raise typer.Exit(1)
+    try:
+        res = run_panel(ws.root, waves, client, model_dir, options, respondents=n, config=config)
+    except KeyboardInterrupt:
+        cmd = [
+            "panelsynth", "run", "--panel", "--workspace", str(ws.root), "--waves",
+            ",".join(waves), "--model", model, "--model-dir", model_dir, "--resume",
+        ]  # fmt: skip
+        echo(
+            "Interrupted. Every finished call is saved in the waves' checkpoints; resume with: "
+            + shlex.join(cmd)
+            + " (and the same other options)"
+        )
+        raise typer.Exit(130) from None
+    except PanelsynthError:
+        raise
+    m = res.manifest_data
+    for w in res.waves:
+        pw = m["per_wave"][w]
+        echo(
+            f"wave {w}: {pw['rows']}/{pw['wanted']} respondents -> {ws.rel(res.outputs[w])} "
+            f"({pw['calls']} calls, {pw['input_tokens']} input + {pw['output_tokens']} output "
+            f"tokens, {pw['rejected_rows']} rows rejected for a wrong id or cluster)"
+        )
+    echo(
+        f"panel: {m['respondents']} respondents over waves {', '.join(res.waves)} -> "
+        f"{ws.rel(res.long_output)}; manifest {ws.rel(res.manifest)}"
+    )
+
+
+def _with(options: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(options, **changes)
+
+
+def _draw_line(setup: Any) -> str:
+    s = setup.draw.summary()
+    parts = [f"wave {w['wave']}: {w['present']}" for w in s["waves"]]
+    return (
+        f"Panel: {s['respondents']} synthetic respondents drawn (seed {setup.seed}); present "
+        + ", ".join(parts)
+    )

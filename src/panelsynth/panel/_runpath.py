@@ -1,0 +1,99 @@
+"""The one place the panel run reaches into the per-wave run path (generate, pipeline, ...).
+
+Issue 14 restructures ``generate.py`` / ``pipeline.py`` / ``plan.py`` / ``calibrate.py`` into
+packages; every import of those modules by :mod:`panelsynth.panel` is here, so re-pointing them
+after the restructure is a change to this file only.
+"""
+
+from __future__ import annotations
+
+from panelsynth.cache import StepCache, fingerprint
+from panelsynth.calibrate import Profile, profiled_batch_model
+from panelsynth.checkpoint import Checkpoint, RunLock
+from panelsynth.data import read_csv_any
+from panelsynth.describe import Step1Result, describe_wave, encode_table, format_descriptions
+from panelsynth.generate import (
+    SYSTEM_GENERATE,
+    GenerationPrompt,
+    GenerationResult,
+    GenerationSettings,
+    estimate_output_tokens,
+    generate_rows,
+    headerless_error,
+    with_request,
+    write_csv_atomic,
+)
+from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
+from panelsynth.pipeline import (
+    RunOptions,
+    _set_aside,
+    _write_manifest,
+    _write_step1_logs,
+    _write_step2_log,
+    fresh_context,
+    load_wave_for_run,
+    reproducibility,
+    resolve_settings,
+    with_budget,
+)
+from panelsynth.pydantic_models.rows import RowSpec, build_row_model, wave_row_specs
+
+set_aside = _set_aside
+write_manifest = _write_manifest
+write_step1_logs = _write_step1_logs
+write_step2_log = _write_step2_log
+
+
+def dry_run_wave(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    """``panelsynth.api.dry_run`` (imported late: it pulls in the planning clients)."""
+    from panelsynth.api import dry_run
+
+    return dry_run(*args, **kwargs)
+
+
+def format_plans(plans):  # noqa: ANN001, ANN201
+    from panelsynth.plan import format_plans as fmt
+
+    return fmt(plans)
+
+
+__all__ = [
+    "SYSTEM_GENERATE",
+    "Checkpoint",
+    "GenerationPrompt",
+    "GenerationResult",
+    "GenerationSettings",
+    "Profile",
+    "RowSpec",
+    "RunLock",
+    "RunOptions",
+    "Step1Result",
+    "Step2Result",
+    "StepCache",
+    "build_row_model",
+    "describe_wave",
+    "dry_run_wave",
+    "encode_table",
+    "estimate_output_tokens",
+    "fingerprint",
+    "format_descriptions",
+    "format_metadata",
+    "format_plans",
+    "format_wave_description",
+    "fresh_context",
+    "generate_rows",
+    "headerless_error",
+    "load_wave_for_run",
+    "profiled_batch_model",
+    "read_csv_any",
+    "reproducibility",
+    "resolve_settings",
+    "set_aside",
+    "wave_row_specs",
+    "with_budget",
+    "with_request",
+    "write_csv_atomic",
+    "write_manifest",
+    "write_step1_logs",
+    "write_step2_log",
+]
