@@ -4,12 +4,21 @@ their id and cluster (parsed from the request after the shared prefix)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from servers.openai_stub import request_schema, schema_example
+from typer.testing import CliRunner, Result
+
+from panelsynth.cli import app
+
+#: The installed command (for runs in a subprocess that is killed).
+PANELSYNTH = str(Path(sys.executable).with_name("panelsynth"))
 
 REQUESTED = re.compile(
     r"^Respondent (\S+) \((\S+) \S+\): cluster path .*?; write their wave \S+ answers in "
@@ -53,3 +62,15 @@ def panel_responder(
         return {"rows": spoil(body, rows) if spoil else rows}
 
     return respond
+
+
+def run_cli(args: Sequence[str]) -> Result:
+    """``panelsynth <args>`` in process."""
+    return CliRunner().invoke(app, list(args))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment without provider keys, plus ``extra`` (for a killed subprocess)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.pop("OPENAI_BASE_URL", None)
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}

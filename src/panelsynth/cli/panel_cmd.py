@@ -43,9 +43,9 @@ def run_panel_command(
     g = config.generation
     n = respondents or g.respondents
     check_panel_options(options, config)
+    seed = g.seed if options.seed is None else options.seed
+    setup = panel_draw(ws, config, waves, n, seed)  # a bad request fails before any key or call
     if dry_run:
-        seed = g.seed if options.seed is None else options.seed
-        setup = panel_draw(ws, config, waves, n, seed)
         echo(_draw_line(setup))
         local = model.startswith("local/")
         n_out = options.n_outputs or g.n_outputs or (10 if local else 20)
