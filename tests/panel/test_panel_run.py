@@ -241,3 +241,31 @@ def test_local_model_writes_a_tiny_panel(tmp_path: Path) -> None:
     one, two = _out(ws, "1"), _out(ws, "2")
     assert len(one) == 6 and set(two[ID]) <= set(one[ID]) and two[ID].is_unique
     assert two[ITEMS].notna().all().all()
+
+
+def test_full_mode_with_reentry_shows_the_last_generated_answers(tmp_path: Path) -> None:
+    root = write_panel_workspace(
+        tmp_path / "ws", n=60, waves=4, reentry=0.5, retention=(0.7, 0.6), seed=3
+    )
+    ws = Workspace(root)
+    with OpenAIStub(panel_responder()) as stub:
+        r = run_cli(_args(root, stub.base_url, "1,2,4", "--mode", "full"))
+        assert r.exit_code == 0, r.output
+        bodies = [b for b in _step3(stub) if _wave_of(b) == "4"]
+    outs = {w: _out(ws, w).set_index(ID) for w in ("1", "2", "4")}
+    back = set(outs["4"].index) - set(outs["2"].index)
+    assert back and back <= set(outs["1"].index)  # re-entry, never a newcomer
+    shown = {}
+    for b in bodies:
+        text = b["messages"][-1]["content"].partition("\n\nRequest ")[2]
+        for block in text.split("\n\nRespondent ")[1:]:
+            rid = block.split(" ", 1)[0]
+            lines = block.splitlines()
+            found = re.search(r"Their answers in wave (\S+):", block)
+            wave = found.group(1)
+            row = lines[lines.index(f"Their answers in wave {wave}:") + 2].split(",")
+            shown[rid] = (wave, row)
+    assert set(shown) == set(outs["4"].index)
+    for rid, (wave, row) in shown.items():
+        assert wave == ("2" if rid in outs["2"].index else "1")
+        assert row == [str(int(outs[wave].at[rid, q])) for q in ITEMS]

@@ -481,6 +481,12 @@ class _PanelRun:
         header = self._header(wd, settings, prompt, shared)
         ckpt = _PanelCheckpoint(ws.checkpoint(md, wave), wave)
         resume = bool(self.opts.resume and ckpt.exists())
+        if self.opts.resume and not resume and ws.output_csv(md, wave).exists():
+            raise PanelsynthError(
+                f"{ws.rel(ws.output_csv(md, wave))} exists but its checkpoint "
+                f"{ws.rel(ckpt.path)} does not, so --resume cannot rebuild the panel from it — "
+                f"pass --restart to generate the panel again, or use another --model-dir"
+            )
         if resume and not self.opts.accept_headerless_checkpoint:
             old, records = ckpt.load()
             if old is None:
