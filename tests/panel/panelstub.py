@@ -29,7 +29,7 @@ REQUESTED = re.compile(
 
 def requested(body: dict[str, Any]) -> list[tuple[str, str, str, int]]:
     """(id, id column, cluster column, cluster) of every respondent a step-3 request asks for."""
-    text = "\n".join(str(m.get("content") or "") for m in body["messages"])
+    text = "\n".join(str(m.get("content") or "") for m in body.get("messages") or [])
     return [(a, b, c, int(d)) for a, b, c, d in REQUESTED.findall(text)]
 
 
