@@ -30,7 +30,7 @@ from panelsynth.data import WaveData, id_text
 from panelsynth.errors import ConfigError, GenerationExhaustedError, PanelsynthError
 from panelsynth.io import atomic_write_text
 from panelsynth.llm.base import LLMCallError, LLMClient
-from panelsynth.llm.keys import scrub
+from panelsynth.llm.keys import scrub, scrub_data
 from panelsynth.panel import _runpath as rp
 from panelsynth.panel.draw import PanelDraw, draw_panel
 from panelsynth.panel.output import (
@@ -524,7 +524,9 @@ class _PanelRun:
             ws.manifest(md, wave), base, s1, s2, gen, self.config, self.client, started
         )
         data["wanted"] = n  # one row per present respondent (not calls x rows per call)
-        atomic_write_text(ws.manifest(md, wave), json.dumps(data, indent=2, default=str) + "\n")
+        atomic_write_text(
+            ws.manifest(md, wave), json.dumps(scrub_data(data), indent=2, default=str) + "\n"
+        )
         write_trajectory_logs(
             ws, md, wave, self.trajectories.get(wave), self.id_column, self.prev_wave.get(wave)
         )
