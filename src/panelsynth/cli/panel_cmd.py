@@ -35,7 +35,8 @@ def run_panel_command(
     from panelsynth.errors import PanelsynthError
     from panelsynth.llm.keys import key_from_argument
     from panelsynth.panel import _runpath as rp
-    from panelsynth.panel.run import check_panel_options, panel_draw, run_panel
+    from panelsynth.panel.run import run_panel
+    from panelsynth.panel.setup import check_panel_options, panel_draw
     from panelsynth.runner import Confirmation, needs_yes_message, open_client, privacy_warning
     from panelsynth.workspace import Workspace
 

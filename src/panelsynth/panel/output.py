@@ -19,7 +19,7 @@ from panelsynth.panel.trajectories import Trajectory, format_trajectory, traject
 from panelsynth.workspace import Workspace
 
 if TYPE_CHECKING:
-    from panelsynth.panel.run import PanelSetup
+    from panelsynth.panel.setup import PanelSetup
 
 LONG_NAME = "gen_panel.csv"
 MANIFEST_NAME = "panel_manifest.json"
