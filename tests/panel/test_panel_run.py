@@ -281,3 +281,15 @@ def test_full_mode_with_reentry_shows_the_last_generated_answers(tmp_path: Path)
     for rid, (wave, row) in shown.items():
         assert wave == ("2" if rid in outs["2"].index else "1")
         assert row == [str(int(outs[wave].at[rid, q])) for q in ITEMS]
+
+
+def test_the_config_keys_make_a_panel_run(no_reentry: Path) -> None:
+    ws = Workspace(no_reentry)
+    text = ws.config_path.read_text().replace(
+        "[generation]\n", "[generation]\npanel = true\nrespondents = 17\n", 1
+    )
+    ws.config_path.write_text(text)
+    args = [a for a in _args(no_reentry, "http://127.0.0.1:9/v1", "1,2") if a != "--panel"]
+    r = run_cli([*args, "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "Panel: 17 synthetic respondents drawn" in " ".join(r.output.split())
