@@ -51,6 +51,13 @@ def dry_run_wave(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
     return dry_run(*args, **kwargs)
 
 
+def planning_client(label: str):  # noqa: ANN201
+    """The token-counting client of ``--dry-run`` (no key, no model loaded)."""
+    from panelsynth.plan import planning_client as make
+
+    return make(label)
+
+
 def format_plans(plans):  # noqa: ANN001, ANN201
     from panelsynth.plan import format_plans as fmt
 
@@ -84,6 +91,7 @@ __all__ = [
     "generate_rows",
     "headerless_error",
     "load_wave_for_run",
+    "planning_client",
     "profiled_batch_model",
     "read_csv_any",
     "reproducibility",
