@@ -3,10 +3,10 @@
 The demo workspace (``build_demo``, default size: 2,000 respondents), full mode, defaults of a
 hosted model (30 examples per cluster, 20 rows x 35 calls = 700 rows per wave). Steps 1 and 2
 are answered once by a scripted client with text of the length a hosted model writes (the
-answers of ``bench_tokens.py``) and cached, so the dry-run planner (``panelsynth.plan.plan_wave``)
+answers of ``bench_tokens.py``) and cached, so the dry-run planner (``panelsynth.run.dryrun.plan_wave``)
 builds the real step-3 prompts of every call and counts them as a dry run does (characters / 4
 for hosted models); outputs are the planner's estimate (JSON rows like the examples). The
-shared prefix is the static step-3 prompt (``pipeline.step3_prompt``), counted the same way.
+shared prefix is the static step-3 prompt (``run.wave.step3_prompt``), counted the same way.
 
 Prices come from the default price table (genai-prices, see ``panelsynth.prices``) through
 ``panelsynth.llm.batch.project_batch``, the function ``--dry-run --batch`` uses:
@@ -51,8 +51,8 @@ def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
     from panelsynth.describe import describe_wave
     from panelsynth.llm.base import FakeClient
     from panelsynth.metadata import format_metadata
-    from panelsynth.pipeline import RunOptions, load_wave_for_run, resolve_settings
-    from panelsynth.plan import PlanningClient
+    from panelsynth.run.dryrun import PlanningClient
+    from panelsynth.run.wave import RunOptions, load_wave_for_run, resolve_settings
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
@@ -69,9 +69,9 @@ def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
 def prefix_tokens(root: Path, wave: str, label: str, s1: Any, s2: Any) -> int:
     """Tokens of the static step-3 prompt every call of the wave shares."""
     from panelsynth.config import load_config
-    from panelsynth.pipeline import RunOptions, load_wave_for_run, resolve_settings, step3_prompt
-    from panelsynth.plan import PlanningClient, count_messages
     from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
+    from panelsynth.run.dryrun import PlanningClient, count_messages
+    from panelsynth.run.wave import RunOptions, load_wave_for_run, resolve_settings, step3_prompt
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
@@ -87,9 +87,9 @@ def prefix_tokens(root: Path, wave: str, label: str, s1: Any, s2: Any) -> int:
 def measure(root: Path, wave: str, label: str) -> dict[str, Any]:
     from panelsynth.config import load_config
     from panelsynth.llm.batch import project_batch
-    from panelsynth.pipeline import RunOptions
-    from panelsynth.plan import PlanningClient, plan_wave
     from panelsynth.prices import price_for
+    from panelsynth.run.dryrun import PlanningClient, plan_wave
+    from panelsynth.run.wave import RunOptions
 
     s1, s2 = fill_steps_1_2(root, wave, label)
     cfg = load_config(root / "panelsynth.toml")

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from panelsynth.demo.pipeline import run_demo
     from panelsynth.evaluate import evaluate_workspace
-    from panelsynth.pipeline import RunOptions, run_wave
+    from panelsynth.run.wave import RunOptions, run_wave
     from panelsynth.runner import open_client
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-calib-"))
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ws = outcome.demo.workspace
     print(f"demo workspace {ws.root} built in {time.perf_counter() - t0:.1f}s", flush=True)
     n_batches = max(1, -(-args.rows // args.n_outputs))
-    from panelsynth.calibrate import POOL_TEMPERATURE
+    from panelsynth.config import POOL_TEMPERATURE
 
     runs = {}
     pairs = []

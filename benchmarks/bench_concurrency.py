@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from fakes import write_tiny_workspace
 
     from panelsynth.llm.registry import make_client
-    from panelsynth.pipeline import RunOptions, run_wave
+    from panelsynth.run.wave import RunOptions, run_wave
 
     logging.getLogger("panelsynth").setLevel(logging.ERROR)
     logging.getLogger("instructor").setLevel(logging.CRITICAL)

@@ -53,7 +53,7 @@ def _fill_steps_1_2(root: Path, wave: str, mode: str, label: str) -> None:
     from panelsynth.describe import describe_wave
     from panelsynth.llm.base import FakeClient
     from panelsynth.metadata import format_metadata
-    from panelsynth.pipeline import load_wave_for_run
+    from panelsynth.run.wave import load_wave_for_run
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
@@ -66,7 +66,7 @@ def _fill_steps_1_2(root: Path, wave: str, mode: str, label: str) -> None:
 
 
 def _ours(root: Path, client: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from panelsynth.pipeline import RunOptions, run_wave
+    from panelsynth.run.wave import RunOptions, run_wave
 
     client.model.llama.reset()
     opts = RunOptions(mode=args.mode, n_outputs=args.n_outputs, n_batches=args.batches)
@@ -94,8 +94,8 @@ def _raw(
     from panelsynth.generate import GenerationPrompt, build_prompt
     from panelsynth.llm.schema_decode import chat_prompt_tokens
     from panelsynth.metadata import format_metadata, format_wave_description
-    from panelsynth.pipeline import load_wave_for_run
     from panelsynth.pydantic_models.rows import wave_row_specs
+    from panelsynth.run.wave import load_wave_for_run
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)

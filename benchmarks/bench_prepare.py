@@ -91,8 +91,8 @@ def _engine_comparison(root: Path, rows: int) -> dict[str, float]:
     """Fit one wave's two-class LCA (4 restarts) with both engines on the same rows."""
     import numpy as np
 
-    from panelsynth.prepare import clustering as cl
     from panelsynth.data import clean_missing, read_csv_any
+    from panelsynth.prepare import clustering as cl
 
     df = clean_missing(read_csv_any(root / "Raw data" / "wave1.csv"), [-99, -98])
     items = [c for c in df.columns if c not in ("respondent_id", "age", "sex")]

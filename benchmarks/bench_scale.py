@@ -63,7 +63,7 @@ def _stage_prepare(root: str) -> dict[str, Any]:
 def _stage_statistics(root: str) -> dict[str, Any]:
     from panelsynth.config import load_config
     from panelsynth.describe import cluster_statistics, describe_messages, sample_examples
-    from panelsynth.pipeline import load_wave_for_run
+    from panelsynth.run.wave import load_wave_for_run
     from panelsynth.workspace import Workspace
 
     t0 = time.perf_counter()
@@ -149,7 +149,7 @@ def _write_synthetic(root: Path, rows: int, seed: int) -> int:
     import pandas as pd
 
     from panelsynth.config import load_config
-    from panelsynth.pipeline import load_wave_for_run
+    from panelsynth.run.wave import load_wave_for_run
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from panelsynth.evaluate.baselines import cart_baseline, marginal_baseline
     from panelsynth.evaluate.columns import columns_from_var_types, harmonise
     from panelsynth.evaluate.metrics import single_thread
-    from panelsynth.pipeline import RunOptions, run_wave
+    from panelsynth.run.wave import RunOptions, run_wave
     from panelsynth.workspace import Workspace
 
     t0 = time.perf_counter()
@@ -179,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         write_train_wave(ws_root, args.wave, train_raw)
         ws = Workspace(ws_root)
         wd = load_wave(
-            ws, args.wave, mode=args.mode, missing_codes=[-99, -98],
-            cluster_column="cluster", prev_cluster_column="prev_cluster",
+            ws,
+            args.wave,
+            mode=args.mode,
+            missing_codes=[-99, -98],
+            cluster_column="cluster",
+            prev_cluster_column="prev_cluster",
         )
         columns = columns_from_var_types(
             wd.var_types, cluster_column="cluster", prev_cluster_column=wd.prev_cluster_column
@@ -193,10 +197,17 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t1 = time.perf_counter()
             res = run_wave(
-                ws_root, args.wave, client, kind,
+                ws_root,
+                args.wave,
+                client,
+                kind,
                 RunOptions(
-                    mode=args.mode, n_outputs=args.n_outputs, n_batches=n_batches,
-                    seed=args.seed, restart=True, calibrate=kind == "calibrated",
+                    mode=args.mode,
+                    n_outputs=args.n_outputs,
+                    n_batches=n_batches,
+                    seed=args.seed,
+                    restart=True,
+                    calibrate=kind == "calibrated",
                 ),
             )
             seconds[kind] = time.perf_counter() - t1
@@ -218,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind in methods:
             if kind not in h:
                 continue
-            members = h.get(f"{kind}_examples") if kind in ("plain", "calibrated") else (
-                None if kind == "real" else train
+            members = (
+                h.get(f"{kind}_examples")
+                if kind in ("plain", "calibrated")
+                else (None if kind == "real" else train)
             )
             with single_thread():
                 figs = score(columns, test, h[kind], target, args.seed, members, non_members)
@@ -228,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["seconds"] = round(seconds[kind], 1)
             results.append(row)
             print(
-                f"n={size:5d} {kind:10s} "
-                + " ".join(f"{k}={_fmt(row[k])}" for k, _ in COLUMNS),
+                f"n={size:5d} {kind:10s} " + " ".join(f"{k}={_fmt(row[k])}" for k, _ in COLUMNS),
                 flush=True,
             )
 

@@ -17,7 +17,7 @@ formatted metadata feed both formats), so the comparison is about the *format*:
   (``", "`` and ``": "`` separators).
 * **ours**: one step-1 call for all variables of both clusters, one step-2 call, both cached in
   the workspace (0 calls on a re-run); step-3 prompts as ``panelsynth run`` builds them (projected
-  by ``panelsynth.plan``, i.e. the real prompt, counted exactly); replies as compact JSON (what the
+  by ``panelsynth.run.dryrun``, i.e. the real prompt, counted exactly); replies as compact JSON (what the
   local template decoder writes) and, for hosted models, with the usual separators.
 
 Input tokens per row = (all step-1, step-2 and step-3 input tokens of a wave) / rows of the wave.
@@ -143,7 +143,7 @@ def original_step3_messages(
 
 
 def _rows_json(examples: Any, columns: list[str], compact: bool, n_rows: int) -> str:
-    from panelsynth.plan import _json_cell
+    from panelsynth.values import plain as _json_cell
 
     recs = examples[columns].to_dict("records")
     rows = [{k: _json_cell(v) for k, v in recs[i % len(recs)].items()} for i in range(n_rows)]
@@ -172,8 +172,8 @@ def measure_wave(root: Path, wave: str, local: Any, ours_outputs: int) -> dict[s
     from panelsynth.describe import cluster_statistics, describe_wave, format_descriptions
     from panelsynth.llm.base import FakeClient
     from panelsynth.metadata import format_metadata
-    from panelsynth.pipeline import RunOptions, load_wave_for_run
-    from panelsynth.plan import count_messages, plan_wave
+    from panelsynth.run.dryrun import count_messages, plan_wave
+    from panelsynth.run.wave import RunOptions, load_wave_for_run
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from panelsynth.demo import build_demo
     from panelsynth.llm.registry import make_client
-    from panelsynth.pipeline import DEFAULT_N_OUTPUTS
+    from panelsynth.run.plan import DEFAULT_N_OUTPUTS
 
     logging.getLogger("panelsynth").setLevel(logging.ERROR)
     local = make_client("local/smollm2")

@@ -222,6 +222,18 @@ class GenerationConfig(_Section):
         "Split by study.id_column with a seeded hash (the generation seed), so a person held "
         "out of one wave is held out of every wave.",
     )
+    panel: bool = Field(
+        False,
+        description="Synthetic panel (`panelsynth run --panel`): the same synthetic respondents "
+        "through every requested wave, each later wave conditioned on their previous answers.",
+    )
+    respondents: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="Synthetic panel: respondents drawn (default: the first requested wave's "
+        "real row count).",
+    )
 
 
 # ----------------------------------------------------------------------------------------------

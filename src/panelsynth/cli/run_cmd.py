@@ -215,7 +215,10 @@ def run(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")] = Path(
         "."
     ),
-    wave: Annotated[list[str] | None, typer.Option("--wave", help="Wave id (repeatable).")] = None,
+    wave: Annotated[
+        list[str] | None,
+        typer.Option("--wave", "--waves", help="Wave id (repeatable or comma-separated)."),
+    ] = None,
     all_waves: Annotated[bool, typer.Option("--all", help="Every wave with data.")] = False,
     model: Annotated[
         str, typer.Option("--model", "-m", help="provider/model, e.g. local/smollm2.")
@@ -368,6 +371,18 @@ def run(
             "the run against them, e.g. 0.3.",
         ),
     ] = None,
+    panel: Annotated[
+        bool,
+        typer.Option(
+            "--panel",
+            help="Synthetic panel: the same synthetic respondents (stable ids) through every "
+            "requested wave, each later wave conditioned on their previous answers.",
+        ),
+    ] = False,
+    respondents: Annotated[
+        int | None,
+        typer.Option(min=1, help="--panel: respondents (default: the first wave's row count)."),
+    ] = None,
 ) -> None:
     """Generate synthetic respondents for waves of a workspace (steps 1-3)."""
     from panelsynth.config import load_config
@@ -391,7 +406,9 @@ def run(
     if all_waves:
         waves = config.study.waves or ws.waves_with_data()
     else:
-        waves = list(dict.fromkeys(check_wave_id(w) for w in (wave or [])))  # --wave 2 --wave 2
+        waves = list(  # --wave 2 --wave 2, --waves 1,3
+            dict.fromkeys(check_wave_id(p) for w in (wave or []) for p in w.split(",") if p)
+        )
     if not waves:
         raise PanelsynthError("no wave given — pass --wave W (repeatable) or --all")
     md = check_model_dir(model_dir or default_model_dir(model, config))
@@ -418,6 +435,14 @@ def run(
         formats=parse_formats(formats),
         holdout=holdout,
     )
+    if panel or config.generation.panel:  # all of the panel's CLI logic is in panel_cmd
+        from panelsynth.cli.panel_cmd import run_panel_command
+
+        return run_panel_command(
+            ws.root, config, waves, model=model, model_dir=md, options=options,
+            respondents=respondents, dry_run=dry_run, api_key=api_key, base_url=base_url,
+            structured_output=structured_output, yes=yes,
+        )  # fmt: skip
     if dry_run:
         from panelsynth.api import dry_run as plan_one
         from panelsynth.run.dryrun import format_plans

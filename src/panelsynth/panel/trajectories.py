@@ -10,6 +10,7 @@ named "cluster k".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -182,8 +183,23 @@ def format_requested_row(
     if previous is None or previous_wave is None:
         lines.append("They have no answers from an earlier wave.")
     else:
-        lines += [
-            f"Their answers in wave {previous_wave}:",
-            encode_table(pd.DataFrame([dict(previous)])),
-        ]
+        lines += [f"Their answers in wave {previous_wave}:", encode_row(previous)]
     return "\n".join(lines)
+
+
+def encode_row(values: Mapping[str, Any]) -> str:
+    """One row as :func:`panelsynth.describe.encode_table` writes it (a header and one line,
+    ``NA`` = no answer), without building a frame (a later wave formats one per respondent)."""
+    return ",".join(values) + "\n" + ",".join(_cell_text(v) for v in values.values())
+
+
+def _cell_text(v: Any) -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return "NA"
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if math.isnan(f):
+        return "NA"
+    return str(int(f)) if f.is_integer() else str(f)

@@ -88,7 +88,7 @@ def open_wave_run(files: WaveFiles, plan: RunPlan, ckpt: Checkpoint) -> Iterator
             if old_header is None:
                 raise headerless_error(ckpt, records)
         if plan.restart:
-            _set_aside(ws, ckpt, files.manifest)
+            set_aside(ws, ckpt, files.manifest)
         yield resume
 
 
@@ -109,7 +109,7 @@ def _rebuild_manifest(files: WaveFiles, ckpt: Checkpoint, plan: RunPlan) -> bool
     return True
 
 
-def _set_aside(ws: Workspace, ckpt: Checkpoint, manifest_path: Path) -> None:
+def set_aside(ws: Workspace, ckpt: Checkpoint, manifest_path: Path) -> None:
     """``--restart``: move the checkpoint aside and keep a copy of the manifest next to it, so a
     restart that fails keeps the previous run's books (settings, tokens, cost)."""
     moved = ckpt.archive() if ckpt.exists() else None

@@ -1,0 +1,99 @@
+"""The one place the panel run reaches into the per-wave run path (generate, run, ...).
+
+Issue 14 restructures ``generate.py`` / ``pipeline.py`` / ``plan.py`` / ``calibrate.py`` into
+packages; every import of those modules by :mod:`panelsynth.panel` is here, so re-pointing them
+after the restructure is a change to this file only.
+"""
+
+from __future__ import annotations
+
+from panelsynth.cache import StepCache, fingerprint
+from panelsynth.calibrate import Profile, profiled_batch_model
+from panelsynth.checkpoint import Checkpoint, RunLock
+from panelsynth.data import read_csv_any
+from panelsynth.describe import Step1Result, describe_wave, encode_table, format_descriptions
+from panelsynth.generate import (
+    SYSTEM_GENERATE,
+    GenerationPrompt,
+    GenerationResult,
+    GenerationSettings,
+    estimate_output_tokens,
+    generate_rows,
+    headerless_error,
+    with_request,
+    write_csv_atomic,
+)
+from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
+from panelsynth.pydantic_models.rows import RowSpec, build_row_model, wave_row_specs
+from panelsynth.run.files import set_aside
+from panelsynth.run.manifest import (
+    reproducibility,
+    write_manifest,
+    write_step1_logs,
+    write_step2_log,
+)
+from panelsynth.run.plan import RunOptions
+from panelsynth.run.wave import fresh_context, load_wave_for_run, resolve_settings, with_budget
+
+
+def dry_run_wave(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    """``panelsynth.api.dry_run`` (imported late: it pulls in the planning clients)."""
+    from panelsynth.api import dry_run
+
+    return dry_run(*args, **kwargs)
+
+
+def planning_client(label: str):  # noqa: ANN201
+    """The token-counting client of ``--dry-run`` (no key, no model loaded)."""
+    from panelsynth.run.dryrun import planning_client as make
+
+    return make(label)
+
+
+def format_plans(plans):  # noqa: ANN001, ANN201
+    from panelsynth.run.dryrun import format_plans as fmt
+
+    return fmt(plans)
+
+
+__all__ = [
+    "SYSTEM_GENERATE",
+    "Checkpoint",
+    "GenerationPrompt",
+    "GenerationResult",
+    "GenerationSettings",
+    "Profile",
+    "RowSpec",
+    "RunLock",
+    "RunOptions",
+    "Step1Result",
+    "Step2Result",
+    "StepCache",
+    "build_row_model",
+    "describe_wave",
+    "dry_run_wave",
+    "encode_table",
+    "estimate_output_tokens",
+    "fingerprint",
+    "format_descriptions",
+    "format_metadata",
+    "format_plans",
+    "format_wave_description",
+    "fresh_context",
+    "generate_rows",
+    "headerless_error",
+    "load_wave_for_run",
+    "planning_client",
+    "profiled_batch_model",
+    "read_csv_any",
+    "reproducibility",
+    "resolve_settings",
+    "set_aside",
+    "wave_row_specs",
+    "with_budget",
+    "with_request",
+    "write_csv_atomic",
+    "write_manifest",
+    "write_step1_logs",
+    "write_step2_log",
+]

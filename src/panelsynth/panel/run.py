@@ -1,0 +1,572 @@
+"""``panelsynth run --panel``: a synthetic panel through the requested waves (issue 19).
+
+The host draws every synthetic respondent's cluster path and presence from the real panel
+(:func:`panel_draw`); then each requested wave, in study order, goes through steps 1-2 (cached, as
+a per-wave run) and a step 3 whose calls each write a slice of the wave's present respondents
+(:class:`panelsynth.panel.strategy.PanelPrompt`), conditioned, after the first generated wave, on
+each respondent's answers in the last generated wave they answered. Every call is checkpointed
+per wave; ``--resume`` takes over every finished call of every wave (a finished wave costs
+nothing again and gives the same rows, so later waves' prompts are the same).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from panelsynth import faultpoint
+from panelsynth.config import PanelsynthConfig, load_config
+from panelsynth.data import WaveData, id_text
+from panelsynth.errors import GenerationExhaustedError, PanelsynthError
+from panelsynth.io import atomic_write_text
+from panelsynth.llm.base import LLMCallError, LLMClient
+from panelsynth.llm.keys import scrub, scrub_data
+from panelsynth.panel import _runpath as rp
+from panelsynth.panel.output import (
+    panel_files,
+    write_long_panel,
+    write_panel_manifest,
+    write_trajectory_logs,
+)
+from panelsynth.panel.setup import PanelSetup, check_panel_options, panel_draw
+from panelsynth.panel.strategy import (
+    PanelPrompt,
+    PanelSettings,
+    Requested,
+    cluster_examples,
+    panel_prefix,
+    panel_row_model,
+)
+from panelsynth.panel.trajectories import (
+    Trajectory,
+    format_requested_row,
+    format_trajectory,
+    sample_trajectories,
+)
+from panelsynth.prepare_switch import finish_interrupted_prepare
+from panelsynth.workspace import Workspace
+
+log = logging.getLogger("panelsynth")
+
+#: Real trajectories per transition type in a later wave's prompt (fewer when it must fit).
+TRAJECTORIES_PER_TYPE = 2
+#: Offsets of the panel's random streams from the run seed (draw, trajectory examples).
+_TRAJECTORY_STREAM = 23
+
+
+@dataclass
+class PanelRunResult:
+    """What ``run_panel`` wrote: per-wave CSVs, the long panel and the panel manifest."""
+
+    model_dir: str
+    waves: list[str]
+    outputs: dict[str, Path]
+    long_output: Path
+    manifest: Path
+    rows: dict[str, int]
+    manifest_data: dict[str, Any] = field(default_factory=dict)
+
+
+def run_panel(
+    workspace: str | Path,
+    waves: Sequence[str],
+    client: LLMClient,
+    model_dir: str,
+    options: rp.RunOptions | None = None,
+    *,
+    respondents: int | None = None,
+    config: PanelsynthConfig | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> PanelRunResult:
+    """Generate a synthetic panel: the drawn respondents through every requested wave.
+
+    Raises:
+        PanelsynthError: any user-fixable problem (request, data, lock, exhausted budget).
+    """
+    opts = options or rp.RunOptions()
+    ws = Workspace(workspace)
+    ws.must_exist()
+    finish_interrupted_prepare(ws)
+    config = config or load_config(ws.config_path)
+    check_panel_options(opts, config)
+    mode, n_examples, settings = rp.resolve_settings(config, opts, client)
+    client = rp.with_budget(
+        client,
+        config,
+        config.generation.max_cost_usd if opts.max_cost_usd is None else opts.max_cost_usd,
+    )
+    started = time.time()
+    setup = panel_draw(ws, config, waves, respondents, settings.seed)
+    requested = list(setup.structure.requested)
+    files = panel_files(ws, model_dir)
+    ws.refuse_links(*files.values(), *(ws.checkpoint(model_dir, w) for w in requested))
+    if opts.restart:
+        for w in requested:
+            rp.set_aside(ws, rp.Checkpoint(ws.checkpoint(model_dir, w)), ws.manifest(model_dir, w))
+    elif not opts.resume:
+        _refuse_existing(ws, model_dir, requested)
+    run = _PanelRun(ws, config, client, model_dir, opts, mode, n_examples, settings, setup)
+    run.progress = progress
+    summaries: dict[str, dict[str, Any]] = {}
+    for j, w in enumerate(requested):
+        summaries[w] = run.wave(j, w)
+    long_path = write_long_panel(ws, model_dir, run.generated, setup.structure.requested)
+    manifest = write_panel_manifest(
+        ws, model_dir, setup, summaries, run.trajectories, client, started, mode
+    )
+    return PanelRunResult(
+        model_dir=model_dir,
+        waves=requested,
+        outputs={w: ws.output_csv(model_dir, w) for w in requested},
+        long_output=long_path,
+        manifest=files["manifest"],
+        rows={w: int(len(run.generated[w])) for w in requested},
+        manifest_data=manifest,
+    )
+
+
+def _refuse_existing(ws: Workspace, model_dir: str, waves: Sequence[str]) -> None:
+    for w in waves:
+        out, ckpt = ws.output_csv(model_dir, w), rp.Checkpoint(ws.checkpoint(model_dir, w))
+        if out.exists() or ckpt.exists():
+            what = ws.rel(out) if out.exists() else ws.rel(ckpt.path)
+            raise PanelsynthError(
+                f"{what} already exists (wave {w} of {model_dir}) — pass --resume to continue the "
+                f"panel, --restart to generate it again (old checkpoints kept aside), or use "
+                f"another --model-dir"
+            )
+
+
+class _PanelCheckpoint(rp.Checkpoint):
+    """A wave's checkpoint with a fault point after each appended call (kill-timing tests)."""
+
+    def __init__(self, path: Path, wave: str) -> None:
+        super().__init__(path)
+        self.wave = wave
+        self.appended = 0
+
+    def append(self, record: dict[str, Any]) -> None:
+        super().append(record)
+        self.appended += 1
+        faultpoint.reach(f"panel-call:{self.wave}:{self.appended}")
+
+
+class _PanelRun:
+    """The books of one panel run across its waves."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        config: PanelsynthConfig,
+        client: LLMClient,
+        model_dir: str,
+        opts: rp.RunOptions,
+        mode: str,
+        n_examples: int,
+        settings: rp.GenerationSettings,
+        setup: PanelSetup,
+    ) -> None:
+        self.ws, self.config, self.client, self.model_dir = ws, config, client, model_dir
+        self.opts, self.mode, self.n_examples, self.settings = opts, mode, n_examples, settings
+        self.setup = setup
+        self.id_column = config.study.id_column
+        self.generated: dict[str, pd.DataFrame] = {}
+        #: id -> (wave, answers) of the last generated wave each respondent answered
+        self.last: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.real: dict[str, WaveData] = {}
+        self.trajectories: dict[str, list[Trajectory]] = {}
+        self.prev_wave: dict[str, str | None] = {}
+        self.progress: Callable[[dict[str, Any]], None] | None = None
+        self.cache = rp.StepCache(ws.cache_dir(), enabled=opts.use_cache)
+
+    # -- real data ---------------------------------------------------------------------------
+    def load(self, wave: str) -> WaveData:
+        """The wave as a per-wave run loads it, with the real ids as ``frame.attrs['ids']``."""
+        wd = rp.load_wave_for_run(self.ws, wave, self.config, self.mode)  # type: ignore[arg-type]
+        raw = rp.read_csv_any(self.ws.original_data(wave))
+        if self.id_column not in raw.columns:
+            from panelsynth.panel.structure import PanelDataError
+
+            raise PanelDataError(
+                f"{self.ws.rel(self.ws.original_data(wave))} has no id column "
+                f"{self.id_column!r}, which --panel needs — add it or set study.id_column"
+            )
+        wd.frame = wd.frame.assign(
+            **{self.id_column: raw.loc[wd.frame.index, self.id_column].map(id_text).to_numpy()}
+        )
+        self.real[wave] = wd
+        return wd
+
+    # -- one wave ----------------------------------------------------------------------------
+    def wave(self, j: int, wave: str) -> dict[str, Any]:
+        ws, md = self.ws, self.model_dir
+        wd = self.load(wave)
+        requested = self.setup.structure.requested
+        prev_wave = requested[j - 1] if j else None
+        self.prev_wave[wave] = prev_wave
+        with rp.RunLock(ws.lock(md, wave), f"wave {wave} of {md} (panel)"):
+            s1, s2 = self._steps_1_2(wd)
+            rows = self._requests(wd, wave)
+            prompt, max_tokens, examples_note = self._prompt(wd, s1, s2, rows, prev_wave)
+            return self._generate(wd, s1, s2, prompt, max_tokens, examples_note)
+
+    def _steps_1_2(self, wd: WaveData) -> tuple[rp.Step1Result, rp.Step2Result]:
+        real = wd.frame.drop(columns=[self.id_column])
+        plain = WaveData(**{**wd.__dict__, "frame": real})
+        client = self.client
+        rp.fresh_context(client)
+        try:
+            s1 = rp.describe_wave(
+                client, plain, n_examples=self.n_examples, seed=self.settings.seed, cache=self.cache
+            )
+            rp.write_step1_logs(self.ws, self.model_dir, plain, s1)
+            rp.fresh_context(client)
+            s2 = rp.format_metadata(
+                client,
+                plain,
+                cache=self.cache,
+                preferred_target=self.config.study.outcome,
+                seed=self.settings.seed,
+            )
+        except LLMCallError as err:
+            raise PanelsynthError(
+                f"wave {wd.wave}: steps 1-2 failed: {scrub(str(err))} — fix the cause (key, "
+                f"model, server) and rerun with --resume"
+            ) from None
+        rp.write_step2_log(self.ws, self.model_dir, plain, s2)
+        rp.fresh_context(client)
+        return s1, s2
+
+    def _requests(self, wd: WaveData, wave: str) -> list[Requested]:
+        """The wave's present respondents, each with their path and last generated answers."""
+        d = self.setup.draw
+        t = d.waves.index(wave)
+        present = np.flatnonzero(d.present[:, t])
+        clusters, prevs = d.clusters, d.prev_clusters
+        out = []
+        for i in present:
+            rid = str(d.ids[i])
+            path = [(d.waves[s], int(clusters[i, s]) or None) for s in range(t + 1)]
+            last = self.last.get(rid)
+            prev = int(prevs[i, t]) or None if wd.prev_cluster_column else None
+            text = format_requested_row(
+                rid,
+                path=path,
+                wave=wave,
+                cluster=int(clusters[i, t]),
+                previous=last[1] if last else None,
+                previous_wave=last[0] if last else None,
+                id_column=self.id_column,
+                cluster_column=wd.cluster_column,
+            )
+            out.append(Requested(rid, int(clusters[i, t]), prev, text))
+        return out
+
+    def _examples(
+        self, wd: WaveData, s1: rp.Step1Result, prev_wave: str | None, per: int
+    ) -> tuple[list[str], str, str]:
+        """(example texts, heading, note) of the prefix; logs the trajectories used."""
+        if prev_wave is None:
+            ex = s1.examples.groupby(wd.cluster_column, group_keys=False).head(per)
+            return (
+                cluster_examples(ex, wd.cluster_column),
+                "Examples of real respondents of this wave (CSV; NA = no answer):",
+                f"{len(ex)} real example rows",
+            )
+        pw = self.real[prev_wave]
+        rng = np.random.default_rng(
+            [self.settings.seed, _TRAJECTORY_STREAM, int(self.setup.draw.waves.index(wd.wave))]
+        )
+        traj = sample_trajectories(
+            pw.frame,
+            wd.frame,
+            id_column=self.id_column,
+            rng=rng,
+            per_type=per,
+            previous_variables=pw.variables,
+            current_variables=wd.variables,
+            cluster_column=wd.cluster_column,
+            prev_cluster_column=wd.prev_cluster_column or "prev_cluster",
+        )
+        self.trajectories[wd.wave] = traj
+        texts = [
+            format_trajectory(
+                ex, previous_wave=prev_wave, wave=wd.wave, cluster_column=wd.cluster_column
+            )
+            for ex in traj
+        ]
+        heading = (
+            f"Examples of real respondents followed from wave {prev_wave} to wave {wd.wave}, one "
+            f"per line pair (CSV; NA = no answer):"
+        )
+        return texts, heading, f"{len(traj)} real trajectories ({per} per transition type)"
+
+    def _prompt(
+        self,
+        wd: WaveData,
+        s1: rp.Step1Result,
+        s2: rp.Step2Result,
+        rows: list[Requested],
+        prev_wave: str | None,
+    ) -> tuple[PanelPrompt, int, str]:
+        """The wave's prompt, fitted into the model's context (fewer examples, then fewer rows
+        per call, with a warning)."""
+        metadata_text = rp.format_wave_description(s2.description, wd)
+        descriptions_text = rp.format_descriptions(s1.descriptions)
+        per = TRAJECTORIES_PER_TYPE if prev_wave else self.n_examples
+        n_out = self.settings.n_outputs
+        window = getattr(self.client, "context_window", None)
+        sample = s1.examples.assign(**{self.id_column: rows[0].respondent if rows else "S00001"})
+        while True:
+            texts, heading, note = self._examples(wd, s1, prev_wave, per)
+            prefix = panel_prefix(
+                metadata_text=metadata_text,
+                descriptions_text=descriptions_text,
+                shares=wd.cluster_shares(),
+                examples=texts,
+                examples_heading=heading,
+                wave=wd.wave,
+                full=wd.mode == "full",
+                id_column=self.id_column,
+                cluster_column=wd.cluster_column,
+                prev_cluster_column=wd.prev_cluster_column,
+            )
+            max_tokens = self.settings.max_tokens or rp.estimate_output_tokens(
+                self.client, sample, n_out
+            )
+            prompt = PanelPrompt(
+                prefix=prefix,
+                n_examples_used=per,
+                requests=rows,
+                n_outputs=n_out,
+                wave=wd.wave,
+                id_column=self.id_column,
+                cluster_column=wd.cluster_column,
+                prev_cluster_column=wd.prev_cluster_column,
+            )
+            if not window:
+                return prompt, max_tokens, note
+            longest = sorted(range(len(rows)), key=lambda i: -len(rows[i].text))[:n_out]
+            probe = PanelPrompt(
+                prefix=prefix, n_examples_used=per, requests=[rows[i] for i in longest]
+            )
+            probe.n_outputs = n_out
+            msgs = probe.for_batch(0, n_out)
+            used = self.client.count_tokens("\n".join(m["content"] for m in msgs)) + 32
+            if used + max_tokens <= window:
+                return prompt, max_tokens, note
+            if per > 1:
+                per = max(1, per // 2)
+            elif n_out > 1:
+                n_out = max(1, n_out // 2)
+            else:
+                raise PanelsynthError(
+                    f"wave {wd.wave}: the panel prompt needs {used} + {max_tokens} tokens but "
+                    f"{self.client.label} has a context of {window} — use fewer variables or a "
+                    f"model with a longer context"
+                )
+            log.warning(
+                "wave %s: the panel prompt does not fit the %d-token context of %s: %d examples "
+                "per type, %d respondents per call",
+                wd.wave,
+                window,
+                self.client.label,
+                per,
+                n_out,
+            )
+
+    def _generate(
+        self,
+        wd: WaveData,
+        s1: rp.Step1Result,
+        s2: rp.Step2Result,
+        prompt: PanelPrompt,
+        max_tokens: int,
+        examples_note: str,
+    ) -> dict[str, Any]:
+        ws, md, wave = self.ws, self.model_dir, wd.wave
+        specs = [
+            rp.RowSpec(**{**s.__dict__, "nullable": True})
+            if s.name == wd.prev_cluster_column
+            else s
+            for s in rp.wave_row_specs(wd)
+        ]
+        shared = panel_row_model(rp.build_row_model(specs), self.id_column)
+        prompt.shared_row_model = shared
+        if self.client.is_local:  # schema-guided decoding: the ids and clusters are fixed
+            prompt.fixed_row_model = shared
+        columns = [self.id_column, *wd.columns]
+        n = len(prompt.requests)
+        settings = PanelSettings(
+            **{**self.settings.__dict__, "n_outputs": prompt.n_outputs},
+            rows=n,
+        )
+        settings.n_batches = max(1, math.ceil(n / prompt.n_outputs))
+        header = self._header(wd, settings, prompt, shared)
+        ckpt = _PanelCheckpoint(ws.checkpoint(md, wave), wave)
+        resume = bool(self.opts.resume and ckpt.exists())
+        if self.opts.resume and not resume and ws.output_csv(md, wave).exists():
+            raise PanelsynthError(
+                f"{ws.rel(ws.output_csv(md, wave))} exists but its checkpoint "
+                f"{ws.rel(ckpt.path)} does not, so --resume cannot rebuild the panel from it — "
+                f"pass --restart to generate the panel again, or use another --model-dir"
+            )
+        if resume and not self.opts.accept_headerless_checkpoint:
+            old, records = ckpt.load()
+            if old is None:
+                raise rp.headerless_error(ckpt, records)
+        base = self._manifest_base(wd, s1, s2, settings, prompt, max_tokens, examples_note)
+        started = time.time()
+        if self.progress:
+            self.progress({"stage": "step3", "wave": wave, "wanted": n})
+        try:
+            gen = rp.generate_rows(
+                self.client,
+                prompt,
+                shared,
+                columns,
+                settings,
+                ckpt,
+                header=header,
+                resume=resume,
+                wave=wave,
+                progress=self.progress,
+                max_tokens=max_tokens,
+                accept_headerless=self.opts.accept_headerless_checkpoint,
+            )
+        except GenerationExhaustedError as err:
+            res = err.result if isinstance(err.result, rp.GenerationResult) else None
+            base.update(status="incomplete", error=str(err))
+            rp.write_manifest(ws.manifest(md, wave), base, s1, s2, res, self.config,
+                              self.client, started)  # fmt: skip
+            raise
+        rows = self._ordered(gen.rows, prompt, wd)
+        rp.write_csv_atomic(rows, ws.output_csv(md, wave))
+        faultpoint.reach("panel-after-csv")
+        base.update(status="complete", output=ws.rel(ws.output_csv(md, wave)))
+        data = rp.write_manifest(
+            ws.manifest(md, wave), base, s1, s2, gen, self.config, self.client, started
+        )
+        data["wanted"] = n  # one row per present respondent (not calls x rows per call)
+        atomic_write_text(
+            ws.manifest(md, wave), json.dumps(scrub_data(data), indent=2, default=str) + "\n"
+        )
+        write_trajectory_logs(
+            ws, md, wave, self.trajectories.get(wave), self.id_column, self.prev_wave.get(wave)
+        )
+        self.generated[wave] = rows
+        for rec in rows.to_dict("records"):
+            answers = {v: rec[v] for v in wd.variables}
+            self.last[str(rec[self.id_column])] = (wave, answers)
+        return {
+            "rows": int(len(rows)),
+            "wanted": n,
+            "calls": len(gen.calls),
+            "resumed_calls": gen.resumed_batches,
+            "invalid_rows": gen.invalid_rows,
+            "rejected_rows": prompt.rejected_rows,
+            "input_tokens": data["tokens"]["input"],
+            "output_tokens": data["tokens"]["output"],
+            "cost_usd": data["cost"].get("usd"),
+            "examples": examples_note,
+        }
+
+    def _ordered(self, rows: pd.DataFrame, prompt: PanelPrompt, wd: WaveData) -> pd.DataFrame:
+        """Rows in the order of the respondents (one each), clusters as the host drew them."""
+        order = {r.respondent: i for i, r in enumerate(prompt.requests)}
+        rows = rows.copy()
+        rows[self.id_column] = rows[self.id_column].astype(str)
+        rows = rows.iloc[rows[self.id_column].map(order).argsort(kind="stable")]
+        missing = len(prompt.requests) - rows[self.id_column].nunique()
+        if missing or len(rows) != len(prompt.requests):  # pragma: no cover - books guarantee
+            raise PanelsynthError(f"wave {wd.wave}: {missing} respondents have no row")
+        if wd.prev_cluster_column:
+            prev = {r.respondent: r.prev_cluster for r in prompt.requests}
+            rows[wd.prev_cluster_column] = pd.array(
+                [prev[i] for i in rows[self.id_column]], dtype="Int64"
+            )
+        return rows.reset_index(drop=True)
+
+    def _header(
+        self,
+        wd: WaveData,
+        settings: PanelSettings,
+        prompt: PanelPrompt,
+        row_model: type[BaseModel],
+    ) -> dict[str, Any]:
+        header: dict[str, Any] = {
+            "wave": wd.wave,
+            "mode": wd.mode,
+            "model": self.client.label,
+            "n_outputs": settings.n_outputs,
+            "n_batches": settings.n_batches,
+            "seed": settings.seed,
+            "panel": {
+                "waves": list(self.setup.structure.requested),
+                "respondents": self.setup.respondents,
+                "rows": settings.rows,
+            },
+        }
+        if settings.temperature != rp.GenerationSettings.temperature:
+            header["temperature"] = settings.temperature
+        if getattr(self.client, "endpoint_host", None):
+            header["endpoint"] = self.client.endpoint_host
+        header["fingerprint"] = rp.fingerprint(
+            header,
+            prompt.prefix,
+            row_model.model_json_schema(),
+            [r.text for r in prompt.requests],
+        )
+        return header
+
+    def _manifest_base(
+        self,
+        wd: WaveData,
+        s1: rp.Step1Result,
+        s2: rp.Step2Result,
+        settings: PanelSettings,
+        prompt: PanelPrompt,
+        max_tokens: int,
+        examples_note: str,
+    ) -> dict[str, Any]:
+        st = self.setup.structure
+        return {
+            "wave": wd.wave,
+            "model": self.client.label,
+            "model_dir": self.model_dir,
+            "mode": wd.mode,
+            "row_model": "factory",
+            "target_variable": s2.description.target_variable,
+            "settings": {
+                "n_examples": self.n_examples,
+                "n_examples_used": prompt.n_examples_used,
+                "n_outputs": settings.n_outputs,
+                "n_batches": settings.n_batches,
+                "seed": settings.seed,
+                "temperature": settings.temperature,
+                "max_tokens": max_tokens,
+                "concurrency": settings.concurrency,
+                "max_calls": settings.max_calls,
+                "examples": "real",
+            },
+            "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes,
+            "reproducibility": rp.reproducibility(self.client, settings.concurrency),
+            "real_rows_used": int(len(wd.frame)),
+            "panel": {
+                "waves": list(st.requested),
+                "respondents": self.setup.respondents,
+                "present": settings.rows,
+                "examples": examples_note,
+                "manifest": self.ws.rel(panel_files(self.ws, self.model_dir)["manifest"]),
+            },
+        }
