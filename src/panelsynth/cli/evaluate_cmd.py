@@ -67,6 +67,22 @@ def evaluate(
             f"({o.floor_label} {_f(shape.get('_real_holdout'))}), gradient-boosting C2ST "
             f"{_f(c2.get('synthetic'))} ({o.floor_label} {_f(c2.get('_real_holdout'))})"
         )
+    for p in summary.panels:
+        if p.error:
+            echo(f"{p.model_dir} panel: not evaluated — {p.error}")
+            continue
+        st, tf = (
+            p.summary.get("stability_error_unchanged", {}),
+            p.summary.get("transition_fidelity", {}),
+        )
+        echo(
+            f"{p.model_dir} panel (waves {', '.join(p.waves)}): stability error "
+            f"{_f3(st.get('synthetic'))} (unlinked baseline {_f3(st.get('_baseline_unlinked'))}, "
+            f"CART panel {_f3(st.get('_baseline_cart_panel'))}, real half "
+            f"{_f3(st.get('_real_holdout'))}), transition fidelity {_f3(tf.get('synthetic'))} "
+            f"(real half {_f3(tf.get('_real_holdout'))}), Spearman stability error "
+            f"{_f3(p.summary.get('stability_error_spearman', {}).get('synthetic'))}"
+        )
     results_dir = next(iter(summary.tables.values())).parent
     echo(f"Tables: {results_dir}")
     echo(f"Report: {summary.report}")
@@ -78,3 +94,7 @@ def evaluate(
 
 def _f(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
+
+
+def _f3(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
