@@ -179,5 +179,34 @@ def test_cli_prints_the_stability_error_of_the_panel_and_the_unlinked_baseline(e
     root, _ = evaluated
     res = CliRunner().invoke(app, ["evaluate", "-w", str(root), "--model-dir", "shuffled"])
     assert res.exit_code == 0, res.output
-    line = next(x for x in res.output.splitlines() if x.startswith("shuffled panel"))
-    assert "stability error" in line and "unlinked baseline" in line and "waves 1, 2, 3" in line
+    line = next(x for x in res.output.splitlines() if x.startswith("shuffled panel, waves"))
+    assert "waves 1, 2, 3 — stability error" in line
+    unchanged = float(line.split("unlinked baseline ")[1].split(" |")[0])
+    assert unchanged > 0.3  # the must-show's "at least 0.1", printed
+    assert "synthetic 0." in line and "CART panel" in line and "real half" in line
+
+
+def test_holdout_run_is_read_against_the_held_out_respondents(tmp_path: Path):
+    real = make_panel(240, 2, seed=8, persistence=0.8)
+    root = _workspace(tmp_path / "ws", real)
+    copy = _synthetic_ids(real)
+    _write(root, "held", copy)
+    ws = Workspace(root)
+    for w, f in copy.items():
+        manifest = {
+            "mode": "dense",
+            "status": "complete",
+            "rows": len(f),
+            "holdout": {"enabled": True, "share": 0.3, "seed": 7, "id_column": ID},
+        }
+        ws.manifest("held", w).write_text(json.dumps(manifest))
+    summary = evaluate_workspace(root, seed=2)
+    assert not summary.failures and [p.reference for p in summary.panels] == [
+        "held-out respondents"
+    ]
+    section = _doc(root, "held", "2")["panel"]
+    n_held = section["respondents"]["real_first_wave"]
+    assert 0.15 * len(real["1"]) < n_held < 0.45 * len(real["1"])
+    assert section["respondents"]["synthetic_first_wave"] == len(real["1"])
+    assert any("--holdout run" in n for n in section["notes"])
+    assert section["summary"]["stability_error_unchanged"]["synthetic"] is not None

@@ -66,12 +66,12 @@ def _error_sentence(section: Mapping[str, Any], key: str, what: str, real_key: s
     elif not math.isnan(unl) and err < unl - 0.02:
         verdict = "the links carry part of the real persistence, more than unlinked per-wave rows"
     elif not math.isnan(unl):
-        verdict = "no better than pairing per-wave rows at random: the links carry no persistence"
+        verdict = "no better than pairing per-wave rows at random (the links carry no persistence)"
     else:
         verdict = "above the sampling noise"
     return (
-        f"{level}; stability error {_f(err)} (real-half floor {_f(floor)}, unlinked {_f(unl)}): "
-        f"{verdict}."
+        f"{level}; stability error {_f(err)} (real-half floor {_f(_v(s, key, HOLDOUT))}, up to "
+        f"{_f(floor)} over its splits; unlinked {_f(unl)}): {verdict}."
     )
 
 
@@ -100,7 +100,8 @@ def panel_reading(section: Mapping[str, Any]) -> list[str]:
         ok = not math.isnan(tf_floor) and tf >= tf_floor - 0.05
         out.append(
             f"Moves between clusters from one wave to the next match the real ones at {_f(tf)} "
-            f"(1 = identical; real-half floor {_f(tf_floor)}): "
+            f"(1 = identical; real-half floor {_f(_v(s, 'transition_fidelity', HOLDOUT))}, "
+            f"down to {_f(tf_floor)} over its splits): "
             + ("within sampling noise." if ok else "further than sampling noise explains.")
         )
     rd = _v(s, "retention_mean_abs_diff", SYNTHETIC)
