@@ -210,3 +210,18 @@ def test_holdout_run_is_read_against_the_held_out_respondents(tmp_path: Path):
     assert section["respondents"]["synthetic_first_wave"] == len(real["1"])
     assert any("--holdout run" in n for n in section["notes"])
     assert section["summary"]["stability_error_unchanged"]["synthetic"] is not None
+
+
+def test_evaluating_fewer_waves_later_leaves_no_dangling_pointer(tmp_path: Path):
+    real = make_panel(150, 3, seed=9)
+    root = _workspace(tmp_path / "ws", real)
+    _write(root, "p", _synthetic_ids(real))
+    evaluate_workspace(root, seed=1)
+    assert _doc(root, "p", "1")["panel"]["section_in"] == "wave3_metrics.json"
+    summary = evaluate_workspace(root, waves=["2", "3"], seed=1)
+    assert [p.waves for p in summary.panels] == [["2", "3"]]
+    assert "panel" not in _doc(root, "p", "1")  # its pointer named waves 1-3
+    assert _doc(root, "p", "2")["panel"]["waves"] == ["2", "3"]
+    summary = evaluate_workspace(root, waves=["3"], seed=1)
+    assert summary.panels == []
+    assert "panel" not in _doc(root, "p", "2") and "panel" not in _doc(root, "p", "3")

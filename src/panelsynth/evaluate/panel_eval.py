@@ -91,7 +91,24 @@ def evaluate_panels(
             out = PanelOutcome(md, waves, error=f"{type(err).__name__}: {err}")
         if out is not None:
             results.append(out)
+        _drop_dangling_pointers(ws, md)
     return results
+
+
+def _drop_dangling_pointers(ws: Workspace, md: str) -> None:
+    """Remove ``panel`` pointers to a metrics JSON that no longer holds that panel's section (a
+    later evaluation of fewer waves rewrote it)."""
+    for w in ws.generated_waves(md):
+        path = ws.eval_metrics_json(md, w)
+        doc = read_json(path)
+        pointer = doc.get("panel") or {}
+        if "section_in" not in pointer:
+            continue
+        target = read_json(path.parent / str(pointer["section_in"]))
+        if (target.get("panel") or {}).get("waves") != pointer.get("waves"):
+            del doc["panel"]
+            atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+            log.info("%s: removed the stale panel pointer of %s", md, ws.rel(path))
 
 
 def linked_runs(
@@ -132,6 +149,7 @@ def panel_for(ctx: Context, md: str, waves: list[str]) -> PanelOutcome | None:
             log.info("%s: the synthetic waves carry %r but its ids link nobody", md, id_col)
         return None
     run = max(runs, key=len)  # the first of the longest runs
+    log.info("%s: scoring the synthetic panel of waves %s", md, ", ".join(run))
     notes = []
     others = [w for w in waves if w not in run]
     if others:
