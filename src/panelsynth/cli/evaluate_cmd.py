@@ -67,6 +67,34 @@ def evaluate(
             f"({o.floor_label} {_f(shape.get('_real_holdout'))}), gradient-boosting C2ST "
             f"{_f(c2.get('synthetic'))} ({o.floor_label} {_f(c2.get('_real_holdout'))})"
         )
+    for p in summary.panels:
+        if p.error:
+            echo(f"{p.model_dir} panel: not evaluated — {p.error}")
+            continue
+        st, sp = (
+            p.summary.get("stability_error_unchanged", {}),
+            p.summary.get("stability_error_spearman", {}),
+        )
+        per = ", ".join(
+            f"{label} {_f3(st.get(key))} | {_f3(sp.get(key))}"
+            for key, label in (
+                ("synthetic", "synthetic"),
+                ("_baseline_unlinked", "unlinked baseline"),
+                ("_baseline_cart_panel", "CART panel"),
+                ("_real_holdout", "real half"),
+            )
+        )
+        tf, c2 = p.summary.get("transition_fidelity", {}), p.summary.get("c2st_trajectory", {})
+        echo(
+            f"{p.model_dir} panel, waves {', '.join(p.waves)} — stability error "
+            f"(unchanged share | Spearman): {per}"
+        )
+        echo(
+            f"{p.model_dir} panel: transition fidelity {_f3(tf.get('synthetic'))} (real half "
+            f"{_f3(tf.get('_real_holdout'))}), trajectory C2ST {_f3(c2.get('synthetic'))} "
+            f"(real half {_f3(c2.get('_real_holdout'))}, "
+            f"unlinked {_f3(c2.get('_baseline_unlinked'))})"
+        )
     results_dir = next(iter(summary.tables.values())).parent
     echo(f"Tables: {results_dir}")
     echo(f"Report: {summary.report}")
@@ -78,3 +106,7 @@ def evaluate(
 
 def _f(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
+
+
+def _f3(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"

@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from panelsynth.evaluate.panel_eval import PanelOutcome
 
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(description, completed, total)`` — called before and after each (model dir, wave)."""
@@ -37,6 +41,8 @@ class EvaluationSummary:
     tables: dict[str, Path]
     report: Path | None
     seconds: float
+    #: The panel figures of model dirs whose synthetic waves are linked by ids (issue 19).
+    panels: list[PanelOutcome] = field(default_factory=list)
 
     @property
     def failures(self) -> list[PairOutcome]:

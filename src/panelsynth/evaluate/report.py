@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from panelsynth.evaluate.panel_report import panel_html
 from panelsynth.evaluate.reading import headline, label_of_floor, verdict
 from panelsynth.evaluate.tables import EXTRA_TABLE_KEYS, TABLE_KEYS, extra_table_path
 from panelsynth.io import atomic_write_text
@@ -568,6 +569,7 @@ def write_report(ws: Workspace) -> Path:
             + ": no column pair's real association exceeds sdmetrics' threshold (Cramér's "
             "V &gt; 0.3, |r| &gt; 0.5). The unthresholded table scores every pair.</p>"
         )
+    parts.append(panel_html(ws, docs))  # "" unless a synthetic panel was evaluated
     parts.append("<h2>Per model and wave</h2>")
     for d in docs:
         parts.append(_pair_section(ws, d))

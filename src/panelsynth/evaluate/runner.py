@@ -25,6 +25,7 @@ from panelsynth.evaluate.heldout import HeldOut, held_out_frames
 from panelsynth.evaluate.membership import synthetic_membership
 from panelsynth.evaluate.outcome import EvaluationSummary, PairOutcome, ProgressCallback
 from panelsynth.evaluate.pair import Context, Pair, check_manifest, read_pair
+from panelsynth.evaluate.panel_eval import evaluate_panels
 from panelsynth.evaluate.parallel import (
     MAX_WORKERS,
     PARALLEL_MIN_WAVE_BYTES,
@@ -114,8 +115,9 @@ def _evaluate_pairs(
     if not good:
         raise PanelsynthError(outcomes[0].error or "evaluation failed")
     tables = write_tables(ws, good)
+    panels = evaluate_panels(ws, cfg, good, seed)  # linked synthetic waves only (issue 19)
     report = write_report(ws)
-    return EvaluationSummary(ws.root, outcomes, tables, report, time.perf_counter() - t0)
+    return EvaluationSummary(ws.root, outcomes, tables, report, time.perf_counter() - t0, panels)
 
 
 def _run_serial(
