@@ -104,15 +104,18 @@ def test_a_resume_after_a_kill_neither_repeats_nor_loses_a_respondent(ws: Worksp
         stub.reset()
         killed = _run([*base, "--model-dir", "cut"], PANELSYNTH_FAULT_AT="impute-append:5")
         assert killed.returncode != 0
+        # the 5th finished call is on disk; the next call may have been sent (a kill loses a
+        # call in flight, never a finished one)
         first = _impute_requests(stub)
-        assert len(first) == 5
+        assert len(first) in (5, 6)
+        finished = first[:5]
         stub.reset()
         resumed = _run([*base, "--model-dir", "cut", "--resume"])
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         second = _impute_requests(stub)
     # the resumed run asked for exactly the respondents the killed one had not finished
-    assert sorted(first + second) == sorted(every)
-    assert not set(first) & set(second)
+    assert sorted(finished + second) == sorted(every)
+    assert not set(finished) & set(second)
     ckpts = sorted((ws.imputed_dir("cut") / "checkpoints").glob("*.jsonl"))
     assert len(ckpts) == 4  # two waves x two imputations
     for path in ckpts:

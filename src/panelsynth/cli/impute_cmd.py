@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,6 +74,36 @@ def _confirm(client: Any, what: str, yes: bool) -> None:
     if not Confirmation(needs_yes=needs_yes_message(client, "real"))("Continue?", echo):
         echo("Nothing was run.")
         raise typer.Exit(1)
+
+
+@contextmanager
+def _bar(show: bool) -> Iterator[Any]:
+    """A progress bar of the LLM's calls: respondents done of the current wave and imputation."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from panelsynth.cli.app import _err_console
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("respondents, {task.fields[tokens]} tokens"),
+        console=_err_console(),
+        disable=not show,
+    ) as bar:
+        task = bar.add_task("imputing", total=None, tokens=0)
+
+        def progress(ev: dict[str, Any]) -> None:
+            if "rows" in ev:
+                bar.update(
+                    task,
+                    description=f"wave {ev['wave']}, imputation {ev['k']} of {ev['m']}",
+                    completed=ev["rows"],
+                    total=ev["wanted"],
+                    tokens=ev["input_tokens"] + ev["output_tokens"],
+                )
+
+        yield progress
 
 
 @app.command("impute")
@@ -171,7 +203,8 @@ def impute(
     if client is not None:
         _confirm(client, f"one call per respondent with a gap, wave and imputation (m = {m})", yes)
     try:
-        res = impute_workspace(ws.root, client, md, options, config=config)
+        with _bar(show=llm) as progress:
+            res = impute_workspace(ws.root, client, md, options, config=config, progress=progress)
     except KeyboardInterrupt:
         echo(
             f"Interrupted. Every finished call is saved under "

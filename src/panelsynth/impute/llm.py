@@ -518,7 +518,9 @@ class LLMImputer:
             header=header,
             resume=self.s.resume and ckpt.exists(),
             wave=wave,
-            progress=self.progress,
+            progress=(lambda ev: self.progress({**ev, "wave": wave, "k": k, "m": m}))
+            if self.progress
+            else None,
             max_tokens=wp.max_tokens,
         )
         return PassResult(wave, k, dict(prompt.done), gen, path)
