@@ -157,6 +157,13 @@ def test_existing_outputs_and_checkpoints_are_not_overwritten(demo_copy) -> None
     impute_workspace(demo_copy.root, client, "x", opts)
     assert not _impute_calls(client)
     assert imputed_csv(demo_copy, "x", "1", 1).read_bytes() == before
+    # --restart imputes again and keeps the old checkpoint aside
+    client = _client()
+    impute_workspace(demo_copy.root, client, "x", _options(waves=["1"], m=1, restart=True))
+    assert _impute_calls(client)
+    folder = demo_copy.imputed_dir("x") / "checkpoints"
+    assert len(list(folder.glob("wave1_imp1.checkpoint.*Z.jsonl"))) == 1
+    assert (folder / "wave1_imp1.checkpoint.jsonl").exists()
 
 
 def test_the_masked_evaluation_scores_the_llm_next_to_the_baselines(demo_copy) -> None:

@@ -175,14 +175,10 @@ def evaluate_imputation(
                 distance_from_bayes(pred, masked.truth, own, ref.item)
             )
         for meth in methods:
-            imputer = make_imputer(
-                meth,
-                ws,
-                client,
-                config,
-                folder / "imputation_checkpoints" / f"mask{r + 1}",
-                options.llm,
-            )
+            ckpt_dir = folder / "imputation_checkpoints" / f"mask{r + 1}"
+            if meth == "llm" and not options.llm.resume:
+                _set_aside(ckpt_dir)
+            imputer = make_imputer(meth, ws, client, config, ckpt_dir, options.llm)
             if progress:
                 progress(f"mask {r + 1}/{settings.masks}: {imputer.name}")
             t0 = time.time()
@@ -229,6 +225,15 @@ def evaluate_imputation(
     atomic_write_text(html_path, report_html(doc))
     doc["paths"] = {"json": ws.rel(json_path), "report": ws.rel(html_path)}
     return doc
+
+
+def _set_aside(folder: Path) -> None:
+    """Keep the checkpoints of an earlier evaluation aside (renamed, never deleted)."""
+    from panelsynth.impute._runpath import Checkpoint
+
+    for path in sorted(folder.glob("*.checkpoint.jsonl")):
+        moved = Checkpoint(path).archive()
+        log.info("earlier evaluation checkpoint kept as %s", moved)
 
 
 def _cell(v: Any) -> str:
