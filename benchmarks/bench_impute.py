@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", default=None, help="comma-separated (default: every item)")
     ap.add_argument("--model", default=None, help="add the LLM imputation, e.g. local/smollm2")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="keep the demo workspace here (LLM checkpoints)"
+    )
+    ap.add_argument("--resume", action="store_true", help="take over the LLM's finished calls")
     args = ap.parse_args(argv)
 
     started = time.time()
@@ -76,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         client = open_client(args.model)
         methods.append("llm")
     with tempfile.TemporaryDirectory() as tmp:
-        demo = build_demo(Path(tmp) / "ws", n_respondents=args.respondents)
+        root = args.workdir or Path(tmp) / "ws"
+        if not (args.resume and root.exists()):
+            build_demo(root, n_respondents=args.respondents)
         doc = evaluate_imputation(
-            demo.workspace.root,
+            root,
             methods,
             client,
             "bench",
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 items=_list(args.items),
                 m=args.m,
                 seed=1000,
-                llm=LLMSettings(),
+                llm=LLMSettings(resume=args.resume),
             ),
             EvalSettings(masks=args.masks, bayes_item=args.item),
             progress=lambda s: print(s, file=sys.stderr, flush=True),
