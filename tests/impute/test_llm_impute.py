@@ -187,3 +187,4 @@ def test_the_masked_evaluation_scores_the_llm_next_to_the_baselines(demo_copy) -
     assert saved["table"] == json.loads(json.dumps(doc["table"]))
     report = (folder / "imputation_report.html").read_text()
     assert "LLM (fake/imputer)" in report and "Bayes-optimal" in report
+    assert "What the LLM imputation cost" in report

@@ -286,5 +286,20 @@ def report_html(doc: dict[str, Any]) -> str:
         ]
     else:
         parts.append(f"<p>Not computed: {html.escape(str(b['skipped']))}.</p>")
+    if doc["llm_books"]:
+        rows = []
+        for mask, books in doc["llm_books"].items():
+            cost = books["cost"].get("usd")
+            rows.append(
+                {
+                    "mask": mask,
+                    "calls": sum(p["calls"] for p in books["passes"]),
+                    "invalid replies": sum(p["invalid_rows"] for p in books["passes"]),
+                    "input tokens": books["tokens"]["input"],
+                    "output tokens": books["tokens"]["output"],
+                    "cost (USD)": cost,
+                }
+            )
+        parts += ["<h2>What the LLM imputation cost</h2>", _table(rows)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
