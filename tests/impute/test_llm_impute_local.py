@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from fakes import write_tiny_workspace
 
+from panelsynth.impute._runpath import open_client
 from panelsynth.impute.output import imputed_cells_csv, imputed_csv
 from panelsynth.impute.run import ImputeOptions, impute_workspace
-from panelsynth.runner import open_client
 from panelsynth.workspace import Workspace
 
 pytestmark = pytest.mark.slow

@@ -63,7 +63,6 @@ def _client(model: str, api_key: str | None, base_url: str | None, config: Any) 
 
 def _confirm(client: Any, what: str, yes: bool) -> None:
     from panelsynth.impute import _runpath as rp
-    from panelsynth.runner import Confirmation, needs_yes_message
 
     warning = rp.privacy_warning(client, "real")
     if warning:
@@ -71,7 +70,7 @@ def _confirm(client: Any, what: str, yes: bool) -> None:
     if client.is_local or yes:
         return
     echo(f"About to call {client.label}: {what}.")
-    if not Confirmation(needs_yes=needs_yes_message(client, "real"))("Continue?", echo):
+    if not rp.Confirmation(needs_yes=rp.needs_yes_message(client, "real"))("Continue?", echo):
         echo("Nothing was run.")
         raise typer.Exit(1)
 

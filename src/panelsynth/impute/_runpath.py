@@ -47,12 +47,19 @@ from panelsynth.plan import (
     planning_client,
 )
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, build_row_model, build_specs
-from panelsynth.runner import default_model_dir, open_client, privacy_warning
+from panelsynth.runner import (
+    Confirmation,
+    default_model_dir,
+    needs_yes_message,
+    open_client,
+    privacy_warning,
+)
 from panelsynth.workspace import Workspace
 
 __all__ = [
     "DEFAULT_N_EXAMPLES",
     "Checkpoint",
+    "Confirmation",
     "GenerationExhaustedError",
     "GenerationPrompt",
     "GenerationResult",
@@ -74,6 +81,7 @@ __all__ = [
     "format_plans",
     "fresh_context",
     "generate_rows",
+    "needs_yes_message",
     "open_client",
     "plan_cost",
     "planning_client",
