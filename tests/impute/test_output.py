@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from imputehelpers import check_files
 
 from panelsynth.impute.baselines import HotDeck
 from panelsynth.impute.csvtext import _spans_general, _spans_unquoted, field_spans
@@ -10,50 +11,6 @@ from panelsynth.impute.output import (
     imputed_csv,
     write_imputed,
 )
-from panelsynth.io import csv_dialect
-
-
-def _cells(text: str) -> list[list[str]]:
-    sep, _ = csv_dialect(text)
-    return [[text[a:b] for a, b in rec] for rec in field_spans(text, sep)]
-
-
-def _check_files(ws, panel, sets, model_dir: str) -> None:
-    for w, pw in panel.waves.items():
-        raw = ws.original_data(w).read_bytes()
-        orig = raw.decode("utf-8-sig")
-        o = _cells(orig)
-        header = [h.strip().strip('"') for h in o[0]]
-        listed = pd.read_csv(imputed_cells_csv(ws, model_dir, w), dtype=str)
-        assert list(listed.columns) == ["respondent_id", "variable", "imputation", "value"]
-        for s in sets:
-            data = imputed_csv(ws, model_dir, w, s.k).read_bytes()
-            assert data.startswith(b"\xef\xbb\xbf") == raw.startswith(b"\xef\xbb\xbf")
-            new = data.decode("utf-8-sig")
-            n = _cells(new)
-            assert n[0] == o[0]
-            drawn = s.clusters.get(w)
-            assert len(n) == len(o) + (0 if drawn is None else len(drawn))
-            written = set()
-            for r, (old_row, new_row) in enumerate(zip(o[1:], n[1:], strict=False)):
-                assert len(old_row) == len(new_row)
-                for j, (a, b) in enumerate(zip(old_row, new_row, strict=True)):
-                    if a != b:
-                        assert pw.frame.iloc[r][header[j]] is pd.NA or pd.isna(
-                            pw.frame.iloc[r][header[j]]
-                        ), "an observed answer changed"
-                        written.add((pw.id_text.get(pw.ids[r], pw.ids[r]), header[j], b))
-            for row in n[len(o) :]:
-                rid = row[header.index("respondent_id")]
-                assert rid not in {pw.id_text.get(i, i) for i in pw.ids}
-                for j, b in enumerate(row):
-                    if b and header[j] not in ("respondent_id", "prev_cluster"):
-                        written.add((rid, header[j], b))
-            mine = listed[listed["imputation"] == str(s.k)]
-            assert written == set(
-                map(tuple, mine[["respondent_id", "variable", "value"]].to_numpy())
-            )
-            assert len(mine) == len(written)  # nothing listed twice, nothing extra
 
 
 def test_imputed_files_keep_every_real_answer_byte_identical(demo_copy) -> None:
@@ -63,7 +20,7 @@ def test_imputed_files_keep_every_real_answer_byte_identical(demo_copy) -> None:
     sets = HotDeck().impute(panel, gaps, 3, seed=4)
     written = write_imputed(demo_copy, panel, sets, "hotdeck")
     assert len(written) == 3 * (3 + 1)
-    _check_files(demo_copy, panel, sets, "hotdeck")
+    check_files(demo_copy, panel, sets, "hotdeck")
     assert demo_copy.imputed_dir("hotdeck") == demo_copy.root / "Imputed data" / "hotdeck"
 
 
@@ -83,7 +40,7 @@ def test_quoting_crlf_bom_and_missing_codes_survive(demo_copy) -> None:
     assert ((gaps.cells["wave"] == "1") & (gaps.cells["variable"] == "vaccsafe")).any()
     sets = HotDeck().impute(panel, gaps, 2, seed=0)
     write_imputed(demo_copy, panel, sets, "q")
-    _check_files(demo_copy, panel, sets, "q")
+    check_files(demo_copy, panel, sets, "q")
     new = imputed_csv(demo_copy, "q", "1", 1).read_bytes()
     assert b"\r\n" in new and b"\n" not in new.replace(b"\r\n", b"")
     assert b"-99" not in new.split(b"\r\n")[2]
@@ -116,7 +73,7 @@ def test_ids_are_written_as_the_files_write_them(demo_copy) -> None:
     gaps = find_gaps(panel)
     sets = HotDeck().impute(panel, gaps, 2, seed=0)
     write_imputed(demo_copy, panel, sets, "z")
-    _check_files(demo_copy, panel, sets, "z")
+    check_files(demo_copy, panel, sets, "z")
     appended = pd.read_csv(imputed_csv(demo_copy, "z", "2", 1), dtype=str).iloc[
         len(panel.waves["2"].frame) :
     ]

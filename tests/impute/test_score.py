@@ -58,6 +58,11 @@ def test_scores_tell_a_perfect_imputation_from_a_wrong_one() -> None:
     assert exact["summary"]["all"]["tvd"] == 0.0
     assert exact["summary"]["all"]["corr_diff"] == pytest.approx(0.0, abs=1e-12)
     assert exact["summary"]["all"]["coverage"] is None  # m = 1
+    # a model writes the code 3 as 3, the data hold 3.0: the same answer for every metric
+    as_ints = _truth_sets(masked, 1, False)
+    as_ints[0].cells["value"] = [int(v) for v in as_ints[0].cells["value"]]
+    ints = score_imputations(panel, masked.panel, masked.truth, as_ints)
+    assert ints["summary"]["all"]["tvd"] == 0.0 and ints["summary"]["all"]["accuracy"] == 1.0
     assert {"path": "variables.a.coverage", "reason": "needs m >= 2 imputations"} in exact[
         "nan_explanations"
     ]

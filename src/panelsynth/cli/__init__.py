@@ -5,6 +5,7 @@ from __future__ import annotations
 from panelsynth.cli import (
     batch_cmd,  # noqa: F401
     evaluate_cmd,  # noqa: F401
+    impute_cmd,  # noqa: F401
     prepare_cmd,  # noqa: F401
     run_cmd,  # noqa: F401
     workspace_cmds,  # noqa: F401  (registers commands)

@@ -43,6 +43,7 @@ from scipy import stats
 
 from panelsynth.impute.completed import CompletedSet, completed_frames
 from panelsynth.impute.gaps import Panel
+from panelsynth.values import as_number
 
 KEY = ["wave", "respondent_id", "variable"]
 METRICS = ("accuracy", "mae", "tvd", "corr_diff", "coverage")
@@ -98,6 +99,11 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
     return np.where(numeric, an == bn, a.astype(str) == b.astype(str))
 
 
+def _codes(s: pd.Series) -> pd.Series:
+    """Values as code texts: the code 3 is ``"3"`` whether written 3, 3.0 or "3"."""
+    return pd.Series([str(as_number(str(v))) for v in s], dtype=object)
+
+
 def _tvd(imputed: pd.Series, hidden: pd.Series, continuous: bool) -> float:
     if continuous:
         h = _num(hidden).dropna()
@@ -110,8 +116,8 @@ def _tvd(imputed: pd.Series, hidden: pd.Series, continuous: bool) -> float:
             return pd.Series(np.clip(bins, 0, edges.size - 2))
 
         imputed, hidden = cut(imputed), cut(h)
-    p = imputed.astype(str).value_counts(normalize=True)
-    q = hidden.astype(str).value_counts(normalize=True)
+    p = _codes(imputed).value_counts(normalize=True)
+    q = _codes(hidden).value_counts(normalize=True)
     keys = p.index.union(q.index)
     return float(0.5 * np.abs(p.reindex(keys, fill_value=0) - q.reindex(keys, fill_value=0)).sum())
 
