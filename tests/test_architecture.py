@@ -87,3 +87,19 @@ def test_import_contracts_are_kept() -> None:
     # every contract of the issue is there: layers, the independent stages, no cycles
     for name in ("cli above api/demo above run", "independent of each other", "no import cycles"):
         assert name in out, f"contract {name!r} missing from lint-imports' output"
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """No module reaches itself through imports (package ``__init__`` modules included), which
+    ``acyclic_siblings`` does not see between a package and its own submodules."""
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter (the dev extra)")
+    graph = grimp.build_graph("panelsynth", exclude_type_checking_imports=True)
+    cyclic = sorted(
+        m
+        for m in graph.modules
+        if any(
+            graph.find_shortest_chain(importer=dep, imported=m) is not None
+            for dep in graph.find_modules_directly_imported_by(m)
+        )
+    )
+    assert cyclic == [], f"modules on an import cycle: {cyclic}"
