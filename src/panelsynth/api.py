@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.errors import PanelsynthError
 from panelsynth.llm.base import LLMClient
+from panelsynth.progress import Progress
 from panelsynth.run.plan import RunOptions
 from panelsynth.run.wave import RunResult
 from panelsynth.workspace import Workspace
@@ -54,7 +55,7 @@ def prepare(
     workspace: WorkspaceLike,
     config: PanelsynthConfig | None = None,
     *,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
     force: bool = False,
     engine: str | None = None,
     missing: str | None = None,
@@ -123,7 +124,7 @@ def run_wave(
     options: RunOptions | None = None,
     *,
     config: PanelsynthConfig | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
     api_key: str | None = None,
     base_url: str | None = None,
     structured_output: str | None = None,

@@ -7,14 +7,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from panelsynth import faultpoint
 from panelsynth.errors import RunLockedError, WorkspaceError
-from panelsynth.io import fsync_dir, umask
+from panelsynth.io import atomic_write_with, fsync_dir, umask
 from panelsynth.llm.keys import scrub_data
 from panelsynth.oslock import OsLock, describe_holder
 
@@ -55,23 +54,17 @@ class Checkpoint:
         rename: at every moment the file on disk is the old one or the new one, whole."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _refuse_link(self.path)
-        folder, name = self.path.parent, self.path.name
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(json.dumps({"header": header}, sort_keys=True) + "\n")
                 for i, record in enumerate(records):
                     if i == len(records) // 2:
                         fh.flush()
                         faultpoint.reach("checkpoint-rewrite")
                     fh.write(_record_line(record))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o666 & ~umask())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write_with(self.path, write)
         fsync_dir(self.path.parent)
 
     def append(self, record: dict[str, Any]) -> None:

@@ -29,6 +29,10 @@ class DataError(PanelsynthError):
         super().__init__(message)
 
 
+class PanelDataError(DataError):
+    """The real panel cannot give the structure (no id column, ids that link nobody)."""
+
+
 class MetadataError(PanelsynthError):
     """Raw metadata, var types or wave context is missing, malformed or inconsistent."""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 from collections.abc import Iterator
@@ -185,7 +184,7 @@ def write_ids_file(path: Path, split: HoldoutSplit, model_dir: str) -> None:
 
 
 def _merge_ids(path: Path, split: HoldoutSplit, model_dir: str) -> None:
-    from panelsynth.io import atomic_write_text
+    from panelsynth.io import atomic_write_csv
 
     cols = ["wave", "model_dir", "respondent_id", "share", "seed", "id_column"]
     old = pd.DataFrame(columns=cols)
@@ -208,9 +207,7 @@ def _merge_ids(path: Path, split: HoldoutSplit, model_dir: str) -> None:
         },
         columns=cols,
     )
-    buf = io.StringIO()
-    pd.concat([keep, new], ignore_index=True).to_csv(buf, index=False, lineterminator="\n")
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, pd.concat([keep, new], ignore_index=True))
 
 
 def spec_from_manifest(manifest: dict[str, Any]) -> HoldoutSpec | None:

@@ -1,8 +1,8 @@
 """The one place where panelsynth touches files as bytes and text.
 
 - the atomic writer (a temporary file in the same folder, fsync'ed, given the usual
-  ``0666 & ~umask`` mode, renamed into place) in its three shapes: text, bytes and "let a library
-  write the temporary" (:func:`atomic_write_with`);
+  ``0666 & ~umask`` mode, renamed into place) in its shapes: text, bytes, a table as CSV and "let
+  a library write the temporary" (:func:`atomic_write_with`);
 - the clean-up of the temporaries a killed process left behind;
 - the decoder of text files as users bring them (UTF-8 with or without BOM, Windows-1252,
   Latin-1) and the CSV dialect sniffer (separator and decimal mark) that every reader uses.
@@ -17,6 +17,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: A semicolon file whose cells hold decimal commas ("45,5"), as some locales export.
 _DECIMAL_COMMA_RE = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
@@ -95,6 +99,12 @@ def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
             fh.write(text)
 
     atomic_write_with(path, write)
+
+
+def atomic_write_csv(path: Path, frame: pd.DataFrame, float_format: str | None = None) -> None:
+    """Write a table to ``path`` atomically as CSV: pandas' format, no index, ``\\n`` line ends."""
+    text = frame.to_csv(index=False, lineterminator="\n", float_format=float_format)
+    atomic_write_text(path, text)
 
 
 def remove_stale_temporaries(path: Path) -> None:

@@ -40,13 +40,13 @@ def code_key(code: object) -> str:
         return str(code).lower()
     if isinstance(code, int | float):
         f = float(code)
-        return str(int(f)) if f.is_integer() else str(f)
+        return number_text(f)
     text = str(code).strip()
     try:
         f = float(text)
     except ValueError:
         return text.lower()
-    return str(int(f)) if f.is_integer() else str(f)
+    return number_text(f)
 
 
 @dataclass

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from panelsynth.config import PanelsynthConfig
+if TYPE_CHECKING:
+    from panelsynth.config import PanelsynthConfig
 
 log = logging.getLogger("panelsynth")
 

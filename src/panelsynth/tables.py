@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from panelsynth.values import number_text
+
 
 def code_text(v: Any) -> str:
     """A code as the prompts write it: ``3.0`` -> ``"3"``, ``2.5`` -> ``"2.5"``, text as is."""
@@ -14,7 +16,7 @@ def code_text(v: Any) -> str:
         f = float(v)
     except (TypeError, ValueError):
         return str(v)
-    return str(int(f)) if f.is_integer() else str(f)
+    return number_text(f)
 
 
 def encode_table(frame: pd.DataFrame) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from panelsynth.data import cluster_shares
 from panelsynth.demographics import resolve_demographics
 from panelsynth.errors import ConfigError
 from panelsynth.generate import (
@@ -222,10 +223,8 @@ class ProfileDesign:
         """
         by_name = {s.name: s for s in specs}
         labels = pd.to_numeric(real[cluster_column], errors="coerce")
-        counts = labels.dropna().astype(int).value_counts()
-        clusters = sorted(int(c) for c in counts.index)
-        total = float(counts.sum())
-        shares = {c: float(counts[c]) / total for c in clusters}
+        shares = cluster_shares(real[cluster_column])
+        clusters = list(shares)
         bands = {a: anchor_bands(a, by_name[a], real[a]) for a in anchors if not by_name[a].codes}
         donors: dict[int, list[tuple[Any, ...]]] = {}
         patterns: dict[int, list[tuple[str, ...]]] = {}

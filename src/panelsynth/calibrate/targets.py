@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.calibrate.profiles import allocate
+from panelsynth.data import cluster_shares
 from panelsynth.generate import (
     row_key,
 )
@@ -77,10 +78,8 @@ def build_targets(
     )
     by_name = {s.name: s for s in specs}
     labels = pd.to_numeric(real[cluster_column], errors="coerce")
-    counts_real = labels.dropna().astype(int).value_counts()
-    clusters = sorted(int(c) for c in counts_real.index)
-    total = float(counts_real.sum())
-    shares = {c: float(counts_real[c]) / total for c in clusters}
+    shares = cluster_shares(real[cluster_column])
+    clusters = list(shares)
     counts = allocate(shares, n)
     vars_: list[_Var] = []
     for name in names:
@@ -158,7 +157,7 @@ def marginal_distance(frame: pd.DataFrame, targets: Targets) -> dict[str, Any]:
         ok = [v for v in row.values() if not math.isnan(v)]
         per_cluster[str(c)] = round(float(np.mean(ok)), 6) if ok else math.nan
         values += ok
-    shares_here = labels.value_counts(normalize=True)
+    shares_here = cluster_shares(frame[targets.cluster_column])
     shares = {
         str(c): {"real": round(s, 6), "rows": round(float(shares_here.get(c, 0.0)), 6)}
         for c, s in targets.shares.items()

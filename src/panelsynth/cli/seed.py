@@ -67,7 +67,7 @@ def _workspace_root(script_dir: str | Path | None) -> Path:
 
 
 def _run(args: argparse.Namespace, root: Path) -> int:
-    from panelsynth.cli.run_cmd import run_waves_with_progress
+    from panelsynth.cli.waves import run_waves_with_progress
     from panelsynth.config import load_config
     from panelsynth.llm.keys import key_from_argument
     from panelsynth.run.plan import RunOptions, resolve_plan

@@ -63,7 +63,7 @@ def demo(
         echo(f"Demo workspace written to {result.workspace.root}")
         return
 
-    from panelsynth.cli.run_cmd import run_waves_with_progress
+    from panelsynth.cli.waves import run_waves_with_progress
     from panelsynth.config import load_config
     from panelsynth.demo.pipeline import DEMO_PLAN, run_demo
 

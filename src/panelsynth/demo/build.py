@@ -31,7 +31,7 @@ from panelsynth.demo.simulator import (
 )
 from panelsynth.dictionaries import metadata_from_csv, metadata_to_json
 from panelsynth.errors import ConfigError, WorkspaceError
-from panelsynth.io import atomic_write_text
+from panelsynth.io import atomic_write_csv, atomic_write_text
 from panelsynth.scaffold import init_workspace
 from panelsynth.workspace import STATE, Workspace
 
@@ -181,10 +181,6 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _csv_text(df: pd.DataFrame, float_format: str | None = None) -> str:
-    return df.to_csv(index=False, lineterminator="\n", float_format=float_format)
-
-
 # ----- config ------------------------------------------------------------------------------------
 def demo_config_text(waves: list[str]) -> str:
     """The demo's ``panelsynth.toml`` (validated against the config schema before it is written)."""
@@ -230,7 +226,7 @@ dir = "{DEMO_MODEL_DIR}"
 # ----- data --------------------------------------------------------------------------------------
 def _write_raw(ws: Workspace, panel: SimulatedPanel) -> None:
     for w in panel.waves:
-        atomic_write_text(ws.raw_dir() / f"wave{w}.csv", _csv_text(panel.raw[w]))
+        atomic_write_csv(ws.raw_dir() / f"wave{w}.csv", panel.raw[w])
 
 
 def original_frame(panel: SimulatedPanel, wave: str) -> pd.DataFrame:
@@ -251,7 +247,7 @@ def original_frame(panel: SimulatedPanel, wave: str) -> pd.DataFrame:
 
 def _write_original(ws: Workspace, panel: SimulatedPanel) -> None:
     for w in panel.waves:
-        atomic_write_text(ws.original_data(w), _csv_text(original_frame(panel, w)))
+        atomic_write_csv(ws.original_data(w), original_frame(panel, w))
 
 
 # ----- dictionaries ------------------------------------------------------------------------------
@@ -351,9 +347,7 @@ def _write_ground_truth(ws: Workspace, panel: SimulatedPanel, dense: dict[str, l
     per_wave: dict[str, dict] = {}
     for w in panel.waves:
         truth = panel.truth[w]
-        atomic_write_text(
-            gt / f"truth_wave{w}.csv", _csv_text(truth[list(TRUTH_COLUMNS)], float_format="%.6f")
-        )
+        atomic_write_csv(gt / f"truth_wave{w}.csv", truth[list(TRUTH_COLUMNS)], float_format="%.6f")
         shares = panel.class_shares(w)
         wave_info = {
             "n_respondents": int(len(truth)),

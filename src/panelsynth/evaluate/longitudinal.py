@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.data import id_text
+from panelsynth.errors import PanelDataError
 from panelsynth.evaluate.columns import EvalColumn, EvalColumns
 from panelsynth.evaluate.metrics import (
     GradientBoostingC2ST,
@@ -48,7 +49,6 @@ from panelsynth.evaluate.metrics import (
 )
 from panelsynth.evaluate.panel_baselines import cart_panel, item_column, unlinked_panel
 from panelsynth.evaluate.suite import FLOOR_REPEATS
-from panelsynth.panel.structure import PanelDataError
 
 log = logging.getLogger("panelsynth")
 

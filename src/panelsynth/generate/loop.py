@@ -8,7 +8,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from panelsynth.llm.base import (
     Message,
     Usage,
 )
+from panelsynth.progress import Progress
 from panelsynth.pydantic_models.rows import batch_model, validate_rows
 
 log = logging.getLogger("panelsynth")
@@ -121,7 +122,7 @@ class _Runner:
         columns: Sequence[str],
         settings: GenerationSettings,
         checkpoint: Checkpoint,
-        progress: Callable[[dict[str, Any]], None] | None,
+        progress: Progress | None,
         wave: str,
         transport: Transport | None = None,
     ) -> None:
@@ -366,7 +367,7 @@ def generate_rows(
     header: dict[str, Any],
     resume: bool,
     wave: str,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
     max_tokens: int | None = None,
     exclude_rows: set[tuple[Any, ...]] | None = None,
     accept_headerless: bool = False,

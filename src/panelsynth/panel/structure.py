@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.data import respondent_ids
-from panelsynth.errors import ConfigError, DataError
+from panelsynth.errors import ConfigError, DataError, PanelDataError  # PanelDataError: re-export
 
 log = logging.getLogger("panelsynth")
 
@@ -53,10 +53,6 @@ ID_DIGITS = 5
 
 class PanelRequestError(ConfigError):
     """A ``--panel`` request that cannot be drawn (a single wave, a wave outside the study)."""
-
-
-class PanelDataError(DataError):
-    """The real panel cannot give the structure (no id column, ids that link nobody)."""
 
 
 @dataclass(frozen=True)

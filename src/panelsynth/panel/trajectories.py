@@ -4,7 +4,7 @@
 real respondents for every transition type (previous cluster, current cluster) — stay in 1, stay
 in 2, 1 -> 2, 2 -> 1 — seeded, as (previous answers, current answers). The text functions write
 one example and one requested row in the step-3 prompt's conventions: CSV-like tables (one
-header, one line, ``NA`` = no answer; :func:`panelsynth.describe.encode_table`) and clusters
+header, one line, ``NA`` = no answer; :func:`panelsynth.tables.encode_table`) and clusters
 named "cluster k".
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from panelsynth.data import id_text
-from panelsynth.describe import encode_table
 from panelsynth.panel.structure import PanelDataError
+from panelsynth.tables import encode_table
 
 
 @dataclass(frozen=True)

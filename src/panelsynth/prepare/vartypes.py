@@ -74,7 +74,7 @@ def explain_var_type(
         points = hi - lo + 1
         nums = pd.to_numeric(obs, errors="coerce").dropna()
         whole = float(lo).is_integer() and float(hi).is_integer() and _whole(nums)
-        span = f"dictionary range {_fmt(lo)}-{_fmt(hi)}"
+        span = f"dictionary range {number_text(lo)}-{number_text(hi)}"
         if whole and points == 2:
             return "a binary", f"{span}: two whole-number points"
         if whole and points <= MAX_ORDINAL_LEVELS:
@@ -117,10 +117,6 @@ def _is_number(x: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 def infer_var_type(

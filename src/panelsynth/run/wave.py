@@ -52,7 +52,7 @@ from panelsynth.llm.base import LLMCallError, LLMClient
 from panelsynth.llm.budget import BudgetedClient
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.prepare_switch import finish_interrupted_prepare
-from panelsynth.progress import Progress
+from panelsynth.progress import Progress, emit
 from panelsynth.pydantic_models.rows import (
     RowSpec,
     row_model_for_wave,
@@ -246,7 +246,7 @@ def run_wave(
         cache.remove_stale()
         s1, s2 = run_steps_1_2(client, files, wd, plan, cache, progress)
         step3 = prepare_step3(client, files, wd, specs, s1, s2, plan, strategy)
-        _emit(progress, {"stage": "step3", "wanted": strategy.loop_settings.wanted})
+        emit(progress, {"stage": "step3", "wanted": strategy.loop_settings.wanted})
         try:
             gen = generate_rows(
                 client,
@@ -308,7 +308,7 @@ def run_steps_1_2(
 ) -> tuple[Step1Result, Step2Result]:
     """Step 1 (cluster descriptions and examples) and step 2 (formatted metadata), logged."""
     ws, md = files.ws, files.model_dir
-    _emit(progress, {"stage": "step1"})
+    emit(progress, {"stage": "step1"})
     fresh_context(client)
     try:
         s1 = describe_wave(
@@ -322,7 +322,7 @@ def run_steps_1_2(
     except LLMCallError as err:
         raise _step_failed(wd.wave, "step 1 (cluster descriptions)", err, client) from None
     write_step1_logs(ws, md, wd, s1)
-    _emit(progress, {"stage": "step2"})
+    emit(progress, {"stage": "step2"})
     fresh_context(client)
     try:
         s2 = format_metadata(
@@ -570,13 +570,3 @@ def fresh_context(client: LLMClient) -> None:
     reset = getattr(client, "reset_context", None)
     if callable(reset):
         reset()
-
-
-def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
-    if progress:
-        progress(event)
-
-
-def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
-    if progress:
-        progress(event)
