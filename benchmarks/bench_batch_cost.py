@@ -3,9 +3,9 @@
 The demo workspace (``build_demo``, default size: 2,000 respondents), full mode, defaults of a
 hosted model (30 examples per cluster, 20 rows x 35 calls = 700 rows per wave). Steps 1 and 2
 are answered once by a scripted client with text of the length a hosted model writes (the
-answers of ``bench_tokens.py``) and cached, so the dry-run planner (``panelsynth.run.dryrun.plan_wave``)
-builds the real step-3 prompts of every call and counts them as a dry run does (characters / 4
-for hosted models); outputs are the planner's estimate (JSON rows like the examples). The
+answers of ``bench_tokens.py``) and cached, so the dry-run planner
+(``panelsynth.run.dryrun.plan_wave``) builds the real step-3 prompts of every call and counts them
+as a dry run does (characters / 4 for hosted models); outputs are the planner's estimate (JSON rows like the examples). The
 shared prefix is the static step-3 prompt (``run.wave.step3_prompt``), counted the same way.
 
 Prices come from the default price table (genai-prices, see ``panelsynth.prices``) through

@@ -36,13 +36,6 @@ from panelsynth.run.plan import RunOptions
 from panelsynth.run.wave import fresh_context, load_wave_for_run, resolve_settings, with_budget
 
 
-def dry_run_wave(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-    """``panelsynth.api.dry_run`` (imported late: it pulls in the planning clients)."""
-    from panelsynth.api import dry_run
-
-    return dry_run(*args, **kwargs)
-
-
 def planning_client(label: str):  # noqa: ANN201
     """The token-counting client of ``--dry-run`` (no key, no model loaded)."""
     from panelsynth.run.dryrun import planning_client as make
@@ -71,7 +64,6 @@ __all__ = [
     "StepCache",
     "build_row_model",
     "describe_wave",
-    "dry_run_wave",
     "encode_table",
     "estimate_output_tokens",
     "fingerprint",
