@@ -5,7 +5,8 @@ hosted model (30 examples per cluster, 20 rows x 35 calls = 700 rows per wave). 
 are answered once by a scripted client with text of the length a hosted model writes (the
 answers of ``bench_tokens.py``) and cached, so the dry-run planner
 (``panelsynth.run.dryrun.plan_wave``) builds the real step-3 prompts of every call and counts them
-as a dry run does (characters / 4 for hosted models); outputs are the planner's estimate (JSON rows like the examples). The
+as a dry run does (characters / 4 for hosted models); outputs are the planner's estimate (JSON rows
+like the examples). The
 shared prefix is the static step-3 prompt (``run.wave.step3_prompt``), counted the same way.
 
 Prices come from the default price table (genai-prices, see ``panelsynth.prices``) through
@@ -80,7 +81,8 @@ def prefix_tokens(root: Path, wave: str, label: str, s1: Any, s2: Any) -> int:
     _, _, settings = resolve_settings(cfg, RunOptions(mode="full"), client)
     wd = load_wave_for_run(ws, wave, cfg, "full")
     row_model, _ = row_model_for_wave(wave_row_specs(wd), None, wd.wave)
-    prompt, _ = step3_prompt(client, wd, s1, s2, settings, None, row_model)  # type: ignore[arg-type]
+    prompt, _ = step3_prompt(client, wd, s1, s2, settings, None, row_model)  # type:
+    ignore[arg-type]
     return count_messages(client, prompt.prefix)
 
 

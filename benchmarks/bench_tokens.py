@@ -18,7 +18,8 @@ formatted metadata feed both formats), so the comparison is about the *format*:
 * **ours**: one step-1 call for all variables of both clusters, one step-2 call, both cached in
   the workspace (0 calls on a re-run); step-3 prompts as ``panelsynth run`` builds them
   (projected by ``panelsynth.run.dryrun``, i.e. the real prompt, counted exactly); replies as
-  compact JSON (what the local template decoder writes) and, for hosted models, with the usual separators.
+  compact JSON (what the local template decoder writes) and, for hosted models, with the usual
+  separators.
 
 Input tokens per row = (all step-1, step-2 and step-3 input tokens of a wave) / rows of the wave.
 The shared step-3 prefix is identical in every call of ours, so with llama.cpp prefix reuse (or a
