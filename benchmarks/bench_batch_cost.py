@@ -81,8 +81,7 @@ def prefix_tokens(root: Path, wave: str, label: str, s1: Any, s2: Any) -> int:
     _, _, settings = resolve_settings(cfg, RunOptions(mode="full"), client)
     wd = load_wave_for_run(ws, wave, cfg, "full")
     row_model, _ = row_model_for_wave(wave_row_specs(wd), None, wd.wave)
-    prompt, _ = step3_prompt(client, wd, s1, s2, settings, None, row_model)  # type:
-    ignore[arg-type]
+    prompt, _ = step3_prompt(client, wd, s1, s2, settings, None, row_model)  # type: ignore[arg-type]
     return count_messages(client, prompt.prefix)
 
 
