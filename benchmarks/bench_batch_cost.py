@@ -44,7 +44,7 @@ MODELS = ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5")
 
 
 def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
-    """Answer and cache steps 1-2 of ``wave`` as ``label`` (scripted text)."""
+    """Answer and cache steps 1-2 of ``wave`` as ``label`` (scripted text), as a run does."""
     from bench_tokens import scripted_answer
 
     from panelsynth.cache import StepCache
@@ -53,35 +53,45 @@ def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
     from panelsynth.llm.base import FakeClient
     from panelsynth.metadata import format_metadata
     from panelsynth.run.dryrun import PlanningClient
-    from panelsynth.run.wave import RunOptions, load_wave_for_run, resolve_settings
+    from panelsynth.run.wave import RunOptions, load_run_wave, resolve_plan
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
-    cfg = load_config(ws.config_path)
-    _, n_examples, settings = resolve_settings(cfg, RunOptions(mode="full"), PlanningClient(label))
-    wd = load_wave_for_run(ws, wave, cfg, "full")
+    plan = resolve_plan(load_config(ws.config_path), RunOptions(mode="full"), PlanningClient(label))
+    wd, _ = load_run_wave(ws, wave, plan.config, plan.mode)
     fake = FakeClient(default=scripted_answer(wd.metadata), label=label)
     cache = StepCache(ws.cache_dir())
-    s1 = describe_wave(fake, wd, n_examples=n_examples, seed=settings.seed, cache=cache)
-    s2 = format_metadata(fake, wd, cache=cache, preferred_target=cfg.study.outcome)
+    seed = plan.settings.seed
+    s1 = describe_wave(
+        fake, wd, n_examples=plan.n_examples, seed=seed, cache=cache, examples_source=plan.examples
+    )
+    s2 = format_metadata(
+        fake, wd, cache=cache, preferred_target=plan.config.study.outcome, seed=seed
+    )
     return s1, s2
 
 
 def prefix_tokens(root: Path, wave: str, label: str, s1: Any, s2: Any) -> int:
     """Tokens of the static step-3 prompt every call of the wave shares."""
     from panelsynth.config import load_config
-    from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
+    from panelsynth.pydantic_models.rows import wave_row_specs
     from panelsynth.run.dryrun import PlanningClient, count_messages
-    from panelsynth.run.wave import RunOptions, load_wave_for_run, resolve_settings, step3_prompt
+    from panelsynth.run.wave import (
+        RunOptions,
+        load_run_wave,
+        resolve_plan,
+        step3_prompt,
+        step3_strategy,
+    )
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
-    cfg = load_config(ws.config_path)
     client = PlanningClient(label)
-    _, _, settings = resolve_settings(cfg, RunOptions(mode="full"), client)
-    wd = load_wave_for_run(ws, wave, cfg, "full")
-    row_model, _ = row_model_for_wave(wave_row_specs(wd), None, wd.wave)
-    prompt, _ = step3_prompt(client, wd, s1, s2, settings, None, row_model)  # type: ignore[arg-type]
+    plan = resolve_plan(load_config(ws.config_path), RunOptions(mode="full"), client)
+    wd, every = load_run_wave(ws, wave, plan.config, plan.mode)
+    specs = wave_row_specs(wd)
+    strategy = step3_strategy(plan, wd, every, specs, client)
+    prompt, _ = step3_prompt(client, wd, s1, s2, strategy, specs)
     return count_messages(client, prompt.prefix)
 
 
