@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     client = None
     methods = list(BASELINES)
     if args.model:
-        from panelsynth.impute._runpath import open_client
+        from panelsynth.runner import open_client
 
         client = open_client(args.model)
         methods.append("llm")

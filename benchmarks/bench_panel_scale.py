@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from panelws import write_panel_workspace
 
     from panelsynth.llm.registry import make_client
-    from panelsynth.panel._runpath import RunOptions
+    from panelsynth.run.wave import RunOptions
     from panelsynth.panel.run import run_panel
 
     logging.getLogger("panelsynth").setLevel(logging.ERROR)
