@@ -44,35 +44,68 @@ def _load() -> str:
     return "load {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
 
-def _fill_steps_1_2(root: Path, wave: str, mode: str, label: str) -> None:
-    """Put step-1/2 answers for ``label`` in the workspace cache (no model call)."""
-    from bench_tokens import scripted_answer
+def _options(args: argparse.Namespace) -> Any:
+    from panelsynth.run.wave import RunOptions
 
+    return RunOptions(mode=args.mode, n_outputs=args.n_outputs, n_batches=args.batches)
+
+
+def _steps_1_2(root: Path, args: argparse.Namespace, client: Any, answer: Any) -> tuple[Any, ...]:
+    """Steps 1-2 of the wave as ``run_wave`` makes them, through the workspace cache.
+
+    ``answer`` is the client that answers a cache miss. Returns the plan, the wave, every
+    respondent of the wave and the two steps' results.
+    """
     from panelsynth.cache import StepCache
     from panelsynth.config import load_config
     from panelsynth.describe import describe_wave
-    from panelsynth.llm.base import FakeClient
     from panelsynth.metadata import format_metadata
+    from panelsynth.run.wave import load_run_wave, resolve_plan
+    from panelsynth.workspace import Workspace
+
+    ws = Workspace(root)
+    plan = resolve_plan(load_config(ws.config_path), _options(args), client)
+    wd, every = load_run_wave(ws, args.wave, plan.config, plan.mode)
+    cache = StepCache(ws.cache_dir())
+    seed = plan.settings.seed
+    s1 = describe_wave(
+        answer,
+        wd,
+        n_examples=plan.n_examples,
+        seed=seed,
+        cache=cache,
+        examples_source=plan.examples,
+    )
+    s2 = format_metadata(
+        answer, wd, cache=cache, preferred_target=plan.config.study.outcome, seed=seed
+    )
+    return plan, wd, every, s1, s2
+
+
+def _fill_steps_1_2(root: Path, args: argparse.Namespace, client: Any) -> None:
+    """Put step-1/2 answers for ``client`` in the workspace cache (no model call)."""
+    from bench_tokens import scripted_answer
+
+    from panelsynth.config import load_config
+    from panelsynth.llm.base import FakeClient
     from panelsynth.run.wave import load_wave_for_run
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
-    cfg = load_config(ws.config_path)
-    wd = load_wave_for_run(ws, wave, cfg, mode)  # type: ignore[arg-type]
-    fake = FakeClient(default=scripted_answer(wd.metadata), label=label)
-    cache = StepCache(ws.cache_dir())
-    describe_wave(fake, wd, n_examples=4 if mode == "dense" else 30, seed=42, cache=cache)
-    format_metadata(fake, wd, cache=cache, preferred_target=cfg.study.outcome)
+    wd = load_wave_for_run(ws, args.wave, load_config(ws.config_path), args.mode)
+    fake = FakeClient(default=scripted_answer(wd.metadata), label=client.label)
+    _steps_1_2(root, args, client, fake)
 
 
 def _ours(root: Path, client: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from panelsynth.run.wave import RunOptions, run_wave
+    from panelsynth.run.wave import run_wave
 
     client.model.llama.reset()
-    opts = RunOptions(mode=args.mode, n_outputs=args.n_outputs, n_batches=args.batches)
     t0 = time.perf_counter()
-    res = run_wave(root, args.wave, client, name, opts)
+    res = run_wave(root, args.wave, client, name, _options(args))
     wall = time.perf_counter() - t0
+    steps = res.manifest_data["tokens"]["per_stage"]
+    assert steps["step1"]["calls"] == 0 and steps["step2"]["calls"] == 0, "steps 1-2 not cached"
     calls = [c for c in res.manifest_data["calls"] if c["stage"] == "step3"]
     return {
         "wall": wall,
@@ -88,33 +121,14 @@ def _raw(
     client: Any, root: Path, args: argparse.Namespace, out_tokens: list[int]
 ) -> dict[str, Any]:
     """Plain llama.cpp decoding of the same token counts on the same prompts."""
-    from panelsynth.cache import StepCache
-    from panelsynth.config import load_config
-    from panelsynth.describe import describe_wave, format_descriptions
-    from panelsynth.generate import GenerationPrompt, build_prompt
     from panelsynth.llm.schema_decode import chat_prompt_tokens
-    from panelsynth.metadata import format_metadata, format_wave_description
     from panelsynth.pydantic_models.rows import wave_row_specs
-    from panelsynth.run.wave import load_wave_for_run
-    from panelsynth.workspace import Workspace
+    from panelsynth.run.wave import step3_prompt, step3_strategy
 
-    ws = Workspace(root)
-    cfg = load_config(ws.config_path)
-    wd = load_wave_for_run(ws, args.wave, cfg, args.mode)
-    cache = StepCache(ws.cache_dir())
-    s1 = describe_wave(
-        client, wd, n_examples=4 if args.mode == "dense" else 30, seed=42, cache=cache
-    )
-    s2 = format_metadata(client, wd, cache=cache, preferred_target=cfg.study.outcome)
+    plan, wd, every, s1, s2 = _steps_1_2(root, args, client, client)  # from the cache
     specs = wave_row_specs(wd)
-    prefix = build_prompt(
-        wd,
-        format_wave_description(s2.description, wd),
-        format_descriptions(s1.descriptions),
-        s1.examples,
-        specs,
-    )
-    gp = GenerationPrompt(prefix, len(s1.examples))
+    strategy = step3_strategy(plan, wd, every, specs, client)
+    gp, _ = step3_prompt(client, wd, s1, s2, strategy, specs)  # the prefix run_wave sends
     llama = client.model.llama
     llama.reset()
     t0 = time.perf_counter()
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_local_") as tmp:
         root = Path(tmp) / "demo"
         build_demo(root)
-        _fill_steps_1_2(root, args.wave, args.mode, client.label)
+        _fill_steps_1_2(root, args, client)
         ours = _ours(root, client, "ours", args)
         raw = _raw(client, root, args, ours["out_tokens"])
         n_out = sum(ours["out_tokens"])

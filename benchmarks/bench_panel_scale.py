@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from panelws import write_panel_workspace
 
     from panelsynth.llm.registry import make_client
-    from panelsynth.run.wave import RunOptions
     from panelsynth.panel.run import run_panel
+    from panelsynth.run.wave import RunOptions
 
     logging.getLogger("panelsynth").setLevel(logging.ERROR)
     logging.getLogger("instructor").setLevel(logging.CRITICAL)
