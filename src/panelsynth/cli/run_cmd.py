@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ def run_waves_with_progress(
     config: Any,
     show_progress: bool = True,
     resume_hint: Callable[[str], str] | None = None,
+    batch_api: Callable[[], Any] | None = None,
 ) -> list[Any]:
     """Run waves one after the other with a rich progress bar (rows, ETA, tokens).
 
@@ -67,6 +69,13 @@ def run_waves_with_progress(
                         "step3": "step 3: rows",
                     }.get(ev["stage"], ev["stage"])
                     _bar.update(_task, stage=stage, total=ev.get("wanted"))
+                if ev.get("event") == "batch-poll":  # --batch: the provider batch's state
+                    done = ev["succeeded"] + ev["failed"]
+                    _bar.update(
+                        _task,
+                        stage=f"step 3: batch {ev['state']} {done}/{ev['requests']} requests, "
+                        f"up to ${ev['expected_cost_usd']:.4f}",
+                    )
                 if "rows" in ev:
                     _bar.update(
                         _task,
@@ -77,7 +86,14 @@ def run_waves_with_progress(
 
             try:
                 res = run_wave(
-                    ws.root, wave, client, model_dir, options, config=config, progress=progress
+                    ws.root,
+                    wave,
+                    client,
+                    model_dir,
+                    options,
+                    config=config,
+                    progress=progress,
+                    batch_api=batch_api,
                 )
             except PanelsynthError:
                 bar.update(task, visible=False)  # the error line says it all
@@ -112,6 +128,9 @@ def run_waves_with_progress(
                     )
                 )
                 echo(f"Interrupted. {_saved_calls(ws, model_dir, wave)} Resume with: {hint}")
+                left = _running_batches(ws, model_dir, wave, hint)
+                if left:
+                    echo(left)
                 raise typer.Exit(130) from None
         m = res.manifest_data
         echo(
@@ -138,6 +157,15 @@ def _saved_calls(ws: Any, model_dir: str, wave: str) -> str:
         return f"The checkpoint {ws.rel(ckpt.path)} could not be read back."
     done = sum(1 for r in records if not r.get("failed"))
     return f"Every finished call is saved in {ws.rel(ckpt.path)} ({done} calls with rows)."
+
+
+def _running_batches(ws: Any, model_dir: str, wave: str, hint: str) -> str:
+    """``--batch``: the provider batches of the wave that may still run, and what to do."""
+    from panelsynth.checkpoint import Checkpoint
+    from panelsynth.run.batch import interrupt_message
+
+    ckpt = Checkpoint(ws.checkpoint(model_dir, wave))
+    return interrupt_message(ckpt, str(ws.root), model_dir, wave, hint)
 
 
 #: Options a resume command never repeats (``--restart`` becomes ``--resume``; the key is never
@@ -357,6 +385,23 @@ def run(
             "models are used.",
         ),
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Send step 3 through the provider's batch API (OpenAI, Anthropic): half the "
+            "price, done within 24 hours; steps 1-2 stay online. The batch ids go to the "
+            "checkpoint at once: --resume (or `panelsynth batch collect`) picks them up.",
+        ),
+    ] = False,
+    top_up: Annotated[
+        str | None,
+        typer.Option(
+            "--top-up",
+            help="With --batch: invalid or missing rows are topped up by a follow-up batch "
+            "(batch, default) or by online calls (online).",
+        ),
+    ] = None,
     holdout: Annotated[
         float | None,
         typer.Option(
@@ -387,7 +432,13 @@ def run(
     ws = Workspace(workspace)
     ws.must_exist()
     config = load_config(ws.config_path)
-    choices = RunOptions(mode=mode, examples=examples, structured_output=structured_output)
+    choices = RunOptions(
+        mode=mode,
+        examples=examples,
+        structured_output=structured_output,
+        batch=batch,
+        top_up=top_up,
+    )
     if all_waves:
         waves = config.study.waves or ws.waves_with_data()
     else:
@@ -438,6 +489,15 @@ def run(
         structured_output=options.structured_output,
     )
     plan = resolve_plan(config, options, client)
+    batch_api = None
+    if plan.batch:
+        from panelsynth.run.batch import batch_factory, check_batch
+
+        check_batch(client)  # one line, exit 2, before anything is asked or called
+        entry = config.model_entry(model)
+        if key is None and entry is not None and entry.api_key_env:
+            key = os.environ.get(entry.api_key_env) or None
+        batch_api = batch_factory(model, key)
     total_calls = plan.total_calls(len(waves))  # a calibrated pool: oversample x the rows
     warning = privacy_warning(client, plan.examples)
     if warning:
@@ -449,4 +509,13 @@ def run(
             echo("Nothing was run.")
             raise typer.Exit(1)
     hint = resume_command(ctx, ws.root, waves, model, md, api_key)
-    run_waves_with_progress(ws.root, waves, client, md, options, config=config, resume_hint=hint)
+    run_waves_with_progress(
+        ws.root,
+        waves,
+        client,
+        md,
+        options,
+        config=config,
+        resume_hint=hint,
+        batch_api=batch_api,
+    )
