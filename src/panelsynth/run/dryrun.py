@@ -99,6 +99,9 @@ class WavePlan:
     cache_saving_usd: float | None = None
     #: How the prompt-cache projection was made.
     cache_note: str = ""
+    #: ``--batch``: step 3 ``online_usd``, ``batch_usd``, ``batch_cached_usd`` (``project_batch``)
+    #: and the shared ``prefix_tokens`` it assumed; ``None`` otherwise or without a price.
+    batch: dict[str, float] | None = None
 
     @property
     def calls(self) -> int:
@@ -451,8 +454,11 @@ def plan_wave(
     cost, basis, price, saving, cache_note = _cost(
         config, client, stages, prefix_tokens, settings.concurrency
     )
+    projection = None
     if plan.batch:
-        cost, saving = _batch_cost(config, client, stages, prefix_tokens, notes, cost, saving)
+        cost, saving, projection = _batch_cost(
+            config, client, stages, prefix_tokens, notes, cost, saving
+        )
     return WavePlan(
         wave=wd.wave,
         model=client.label,
@@ -466,6 +472,7 @@ def plan_wave(
         price=price,
         cache_saving_usd=saving,
         cache_note=cache_note,
+        batch=projection,
     )
 
 
@@ -507,9 +514,10 @@ def _batch_cost(
     notes: list[str],
     cost: float | None,
     saving: float | None,
-) -> tuple[float | None, float | None]:
+) -> tuple[float | None, float | None, dict[str, float] | None]:
     """``--batch``: step 3 at the provider's batch price (steps 1-2 stay online), with the
-    online and the batch + prompt-caching costs in a note; (total, prefix-cache saving)."""
+    online and the batch + prompt-caching costs in a note; (total, prefix-cache saving,
+    projection)."""
     from panelsynth.llm.batch import project_batch
     from panelsynth.prices import price_for
 
@@ -517,14 +525,20 @@ def _batch_cost(
     st3 = stages[-1]
     if price is None or cost is None:
         notes.append("--batch: step 3 would go through the provider's batch API (no price known)")
-        return cost, saving
+        return cost, saving, None
     proj = project_batch(price, st3.calls, st3.input_tokens, st3.output_tokens, prefix_tokens)
     st3.cost_usd = proj.batch_usd
     notes.append(
         f"--batch: step 3 at batch prices ${proj.batch_usd:.4f} (online ${proj.online_usd:.4f}; "
         f"with prompt caching as low as ${proj.batch_cached_usd:.4f}); steps 1-2 stay online"
     )
-    return sum(s.cost_usd or 0.0 for s in stages), None
+    projection = {
+        "online_usd": proj.online_usd,
+        "batch_usd": proj.batch_usd,
+        "batch_cached_usd": proj.batch_cached_usd,
+        "prefix_tokens": prefix_tokens,
+    }
+    return sum(s.cost_usd or 0.0 for s in stages), None, projection
 
 
 def format_plans(plans: list[WavePlan]) -> str:
