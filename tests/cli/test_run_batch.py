@@ -127,6 +127,8 @@ def test_three_waves_end_to_end_at_batch_prices(
         assert m["cost"]["batch"]["step3_online_usd"] == 0.0
         assert (Workspace(ws).root / m["output"]).is_file()
     assert stub.creations() == 3  # one provider batch per wave
+    for f in Path(ws).rglob("*"):  # the key is in no file the run wrote
+        assert not f.is_file() or KEY.encode() not in f.read_bytes(), f
     assert not [c for c in client.calls if is_step3(c)]  # step 3 never went online
     polls = [e for e in events if e.get("event") == "batch-poll"]
     assert polls and {"state", "requests", "succeeded", "expected_cost_usd"} <= set(polls[0])
