@@ -165,7 +165,7 @@ class _Runner:
         self.pacer = RatePacer(settings.requests_per_minute, settings.tokens_per_minute)
         #: The current round is queued by the transport (a provider batch): no cap, no pacing.
         self.queued = False
-        self._open = AdaptiveConcurrency(1 << 30, adaptive=False)
+        self._open: AdaptiveConcurrency | None = None  # no cap: made for the first such round
         self._call_tokens: int | None = None
         # checkpoint lines are fsync'ed in one worker thread, in order, off the event loop
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="panelsynth-checkpoint")
@@ -233,7 +233,8 @@ class _Runner:
         return await self.pacer.wait(self._call_tokens)
 
     async def _one(self, batch: int) -> None:
-        async with call_slot(self._open if self.queued else self.limiter) as slot:
+        limiter = self._open if self.queued and self._open is not None else self.limiter
+        async with call_slot(limiter) as slot:
             finished = await self._call(batch, slot)
         if finished is None:
             return
@@ -344,6 +345,8 @@ class _Runner:
         """Start a round: whether the transport queues it, and its size (``n``: given)."""
         queues = getattr(self.transport, "queues_next_round", None)
         self.queued = bool(queues()) if queues is not None else False
+        if self.queued and self._open is None:
+            self._open = AdaptiveConcurrency(1 << 30, adaptive=False)
         if n is None:
             deficit = math.ceil((self.s.wanted - self.accepted) / self.s.n_outputs)
             remaining = self.s.max_calls - (len(self.calls) - self.calls_before)
@@ -391,6 +394,9 @@ class _Runner:
         except BaseException:
             for t in tasks:
                 t.cancel()
+            # every call task ends here (Ctrl-C included), so none hands a line to the
+            # checkpoint writer after :meth:`run` has shut it down
+            await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
 
