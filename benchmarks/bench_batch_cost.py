@@ -6,8 +6,9 @@ are answered once by a scripted client with text of the length a hosted model wr
 answers of ``bench_tokens.py``) and cached, so the dry-run planner
 (``panelsynth.run.dryrun.plan_wave``) builds the real step-3 prompts of every call and counts them
 as a dry run does (characters / 4 for hosted models); outputs are the planner's estimate (JSON rows
-like the examples). The
-shared prefix is the static step-3 prompt (``run.wave.step3_prompt``), counted the same way.
+like the examples). The shared prefix is the static step-3 prompt (``run.wave.step3_prompt``),
+counted the same way. The batch columns are what ``--dry-run --batch`` projects
+(``WavePlan.batch``).
 
 Prices come from the default price table (genai-prices, see ``panelsynth.prices``) through
 ``panelsynth.llm.batch.project_batch``, the function ``--dry-run --batch`` uses:
@@ -67,42 +68,31 @@ def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
     return s1, s2
 
 
-def prefix_tokens(root: Path, wave: str, label: str, s1: Any, s2: Any) -> int:
-    """Tokens of the static step-3 prompt every call of the wave shares."""
-    from panelsynth.config import load_config
-    from panelsynth.pydantic_models.rows import row_model_for_wave, wave_row_specs
-    from panelsynth.run.dryrun import PlanningClient, count_messages
-    from panelsynth.run.wave import RunOptions, load_wave_for_run, resolve_settings, step3_prompt
-    from panelsynth.workspace import Workspace
-
-    ws = Workspace(root)
-    cfg = load_config(ws.config_path)
-    client = PlanningClient(label)
-    _, _, settings = resolve_settings(cfg, RunOptions(mode="full"), client)
-    wd = load_wave_for_run(ws, wave, cfg, "full")
-    row_model, _ = row_model_for_wave(wave_row_specs(wd), None, wd.wave)
-    prompt, _ = step3_prompt(client, wd, s1, s2, settings, None, row_model)  # type: ignore[arg-type]
-    return count_messages(client, prompt.prefix)
-
-
 def measure(root: Path, wave: str, label: str) -> dict[str, Any]:
     from panelsynth.config import load_config
-    from panelsynth.llm.batch import project_batch
     from panelsynth.prices import price_for
     from panelsynth.run.dryrun import PlanningClient, plan_wave
-    from panelsynth.run.wave import RunOptions
+    from panelsynth.run.plan import RunOptions
 
-    s1, s2 = fill_steps_1_2(root, wave, label)
+    fill_steps_1_2(root, wave, label)
     cfg = load_config(root / "panelsynth.toml")
-    plan = plan_wave(
-        root, wave, PlanningClient(label), "bench", RunOptions(mode="full"), config=cfg
-    )
-    st1, st2, st3 = plan.stages
+    plans = {
+        batch: plan_wave(
+            root,
+            wave,
+            PlanningClient(label),
+            "bench",
+            RunOptions(mode="full", batch=batch),
+            config=cfg,
+        )
+        for batch in (False, True)
+    }
+    st1, st2, st3 = plans[False].stages
     assert st1.cached and st2.cached and st3.counted == "exact", "steps 1-2 must be cached"
     price = price_for(label, cfg)
     assert price is not None, f"no default price for {label}"
-    prefix = prefix_tokens(root, wave, label, s1, s2)
-    proj = project_batch(price, st3.calls, st3.input_tokens, st3.output_tokens, prefix)
+    proj = plans[True].batch  # what `--dry-run --batch` projects
+    assert proj is not None
     return {
         "wave": wave,
         "model": label,
@@ -110,11 +100,11 @@ def measure(root: Path, wave: str, label: str) -> dict[str, Any]:
         "calls": st3.calls,
         "input_tokens": st3.input_tokens,
         "output_tokens": st3.output_tokens,
-        "prefix_tokens": prefix,
-        "online_usd": proj.online_usd,
+        "prefix_tokens": int(proj["prefix_tokens"]),
+        "online_usd": proj["online_usd"],
         "online_cached_usd": st3.cost_usd,
-        "batch_usd": proj.batch_usd,
-        "batch_cached_usd": proj.batch_cached_usd,
+        "batch_usd": proj["batch_usd"],
+        "batch_cached_usd": proj["batch_cached_usd"],
     }
 
 

@@ -128,6 +128,7 @@ def run_wave(
     api_key: str | None = None,
     base_url: str | None = None,
     structured_output: str | None = None,
+    batch_api: Callable[[], Any] | None = None,
 ) -> RunResult:
     """Steps 1-3 for one wave, ``panelsynth run --wave W``: cluster descriptions, formatted
     metadata, then validated synthetic rows in ``Final_gen_data/<model_dir>/`` with a manifest.
@@ -142,6 +143,8 @@ def run_wave(
         config: Settings (default: the workspace's ``panelsynth.toml``).
         progress: Called with progress events (``{"stage": ...}``, ``{"rows": ..., ...}``).
         api_key, base_url, structured_output: See :func:`open_model` (labels only).
+        batch_api: With ``options.batch``: builds the provider's batch API (default: the
+            label's, with ``api_key`` or the provider's environment variable).
 
     Returns:
         The :class:`~panelsynth.run.wave.RunResult`: output CSV, manifest path and content.
@@ -164,8 +167,20 @@ def run_wave(
         else model
     )
     md = check_model_dir(model_dir or default_model_dir(client.label, cfg))
+    if batch_api is None and options is not None and options.batch:
+        from panelsynth.run.batch import batch_factory
+
+        batch_api = batch_factory(client.label, api_key)
     return _outside_event_loop(
-        pipeline.run_wave, ws.root, wave, client, md, options, config=cfg, progress=progress
+        pipeline.run_wave,
+        ws.root,
+        wave,
+        client,
+        md,
+        options,
+        config=cfg,
+        progress=progress,
+        batch_api=batch_api,
     )
 
 
