@@ -1,0 +1,174 @@
+"""Issue 19 must-shows on the demo panel, generated with the OpenAI-compatible stub.
+
+The host's structure (who is present, re-entry, cluster paths, ``prev_cluster``) is checked on
+the written files against the real demo panel, with the evaluation's own functions
+(:mod:`panelsynth.evaluate.longitudinal`); the answers are the stub's (random), so only the
+structure is judged here — the answers' persistence is judged by ``panelsynth evaluate``
+(``test_evaluate_prints_the_unlinked_baselines_stability_error_on_the_demo``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from panelstub import panel_responder, run_cli
+from servers.openai_stub import OpenAIStub
+
+from panelsynth import run_panel
+from panelsynth.config import load_config
+from panelsynth.data import id_text
+from panelsynth.demo import build_demo
+from panelsynth.demo.persistence import IDENTITY_ITEMS
+from panelsynth.evaluate.longitudinal import (
+    retention,
+    split_respondents,
+    stability_table,
+    transitions,
+)
+from panelsynth.panel.setup import panel_draw
+from panelsynth.run.plan import RunOptions
+from panelsynth.runner import open_client
+from panelsynth.workspace import Workspace
+
+ID = "respondent_id"
+N = 2000
+WAVES = ["1", "2", "3", "4"]
+
+
+def _frames(ws: Workspace, waves: list[str], model_dir: str | None = None) -> dict:
+    out = {}
+    for w in waves:
+        path = ws.output_csv(model_dir, w) if model_dir else ws.original_data(w)
+        f = pd.read_csv(path, dtype={ID: str})
+        out[w] = f.assign(**{ID: f[ID].map(id_text)})
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_panel_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, object]:
+    """The demo workspace (seed 2024) and a 2,000-respondent stub panel over waves 1-4."""
+    root = build_demo(tmp_path_factory.mktemp("demopanel") / "ws", seed=2024).workspace.root
+    with OpenAIStub(panel_responder()) as stub:
+        client = open_client("openai/stub-model", base_url=stub.base_url)
+        res = run_panel(
+            root,
+            WAVES,
+            client,
+            "panel",
+            RunOptions(n_outputs=100, concurrency=4),
+            respondents=N,
+        )
+    return Workspace(root), res
+
+
+def test_nobody_enters_after_the_first_generated_wave(demo_panel_run) -> None:
+    ws, res = demo_panel_run
+    syn = _frames(ws, WAVES, "panel")
+    first = set(syn["1"][ID])
+    assert len(first) == len(syn["1"]) == res.rows["1"] > 0.7 * N
+    for w in WAVES[1:]:
+        assert set(syn[w][ID]) <= first
+        assert syn[w][ID].is_unique
+
+
+def test_reentry_happens_at_the_real_rate(demo_panel_run) -> None:
+    """Absent from wave 2, present in wave 3: the synthetic share among wave-1 respondents who
+    missed wave 2 is the real one within sampling noise (3 standard errors of both samples)."""
+    ws, _ = demo_panel_run
+    rates, sizes = [], []
+    for frames in (_frames(ws, WAVES), _frames(ws, WAVES, "panel")):
+        w1, w2, w3 = (set(frames[w][ID]) for w in ("1", "2", "3"))
+        missed = w1 - w2
+        rates.append(len(missed & w3) / len(missed))
+        sizes.append(len(missed))
+    real, syn = rates
+    assert real > 0.05  # the demo panel has re-entry (wave 3 respondents who skipped wave 2)
+    pooled = (real * sizes[0] + syn * sizes[1]) / sum(sizes)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / sizes[0] + 1 / sizes[1]))
+    assert abs(real - syn) <= 3 * se, (real, syn, sizes)
+    assert syn > 0
+
+
+def test_prev_cluster_is_the_cluster_in_the_studys_previous_wave(demo_panel_run) -> None:
+    ws, _ = demo_panel_run
+    syn = _frames(ws, WAVES, "panel")
+    for a, b in zip(WAVES, WAVES[1:], strict=False):
+        before = syn[a].set_index(ID)["cluster"]
+        rows = syn[b]
+        expected = rows[ID].map(before)  # NaN: absent from the previous wave
+        got = pd.to_numeric(rows["prev_cluster"], errors="coerce")
+        assert (got.isna() == expected.isna()).all()
+        assert (got.dropna() == expected.dropna()).all()  # 100% of the rows
+
+
+def test_prev_cluster_of_skipped_waves_is_the_drawn_cluster(tmp_path: Path) -> None:
+    """Waves 1,3 requested: a wave-3 row's prev_cluster is the wave-2 cluster the host drew."""
+    root = build_demo(tmp_path / "ws", seed=7, n_respondents=300).workspace.root
+    ws = Workspace(root)
+    with OpenAIStub(panel_responder()) as stub:
+        client = open_client("openai/stub-model", base_url=stub.base_url)
+        run_panel(root, ["1", "3"], client, "p13", RunOptions(n_outputs=50), respondents=200)
+    cfg = load_config(ws.config_path)
+    setup = panel_draw(ws, cfg, ["1", "3"], 200, cfg.generation.seed)
+    d = setup.draw
+    t2 = d.waves.index("2")
+    drawn = {
+        str(i): (int(d.clusters[k, t2]) if d.present[k, t2] else None) for k, i in enumerate(d.ids)
+    }
+    rows = _frames(ws, ["3"], "p13")["3"]
+    got = pd.to_numeric(rows["prev_cluster"], errors="coerce")
+    want = rows[ID].map(drawn)
+    assert (got.isna() == want.isna()).all()
+    assert (got.dropna() == want.dropna().astype(float)).all()
+    assert want.notna().sum() > 0.5 * len(rows)
+
+
+def test_transitions_and_retention_are_within_the_real_noise(demo_panel_run) -> None:
+    ws, _ = demo_panel_run
+    real, syn = _frames(ws, WAVES), _frames(ws, WAVES, "panel")
+    score, _ = transitions(real, syn, WAVES, id_column=ID)
+    halves = [
+        transitions(*split_respondents(real, ID, np.random.default_rng([42, 19, i])), WAVES,
+                    id_column=ID)[0]
+        for i in range(5)
+    ]  # fmt: skip
+    floor = float(np.mean(halves))
+    assert score >= floor - 0.05, (score, halves)
+    ret = retention(real, syn, WAVES, id_column=ID)
+    assert len(ret) >= 2 * (len(WAVES) - 1)
+    assert ret["abs_diff"].max() <= 0.05, ret
+
+
+def test_evaluate_prints_the_unlinked_baselines_stability_error_on_the_demo(
+    demo_panel_run,
+) -> None:
+    """The demo's real panel is stable (attitude items' consecutive-wave Spearman 0.4-0.7), so
+    the unlinked baseline (waves paired at random within the cluster path) misses it by at least
+    0.1 — as ``panelsynth evaluate`` prints. (The Bayes-accuracy band of the demo is checked by
+    tests/demo/test_demo_build.py and test_demo_persistence.py.)"""
+    ws, _ = demo_panel_run
+    with OpenAIStub(panel_responder()) as stub:  # a smaller panel: a quicker evaluation
+        client = open_client("openai/stub-model", base_url=stub.base_url)
+        run_panel(ws.root, ["1", "2"], client, "small", RunOptions(n_outputs=100), respondents=300)
+    r = run_cli(["evaluate", "-w", str(ws.root), "--model-dir", "small"])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if "stability error" in x)
+    print(line)
+    nums = dict(
+        re.findall(r"(synthetic|unlinked baseline|CART panel|real half) ([0-9.]+) \| ([0-9.]+)",
+                   line)[i][0::2]
+        for i in range(4)
+    )  # fmt: skip
+    assert float(nums["unlinked baseline"]) >= 0.1, line
+    assert float(nums["real half"]) < 0.1, line
+    real = _frames(ws, ["1", "2"])
+    skip = {ID, "cluster", "prev_cluster", "age", "sex", "already_vaccinated", *IDENTITY_ITEMS}
+    attitude = [c for c in real["1"].columns if c in real["2"].columns and c not in skip]
+    assert len(attitude) >= 6
+    table = stability_table(real, ["1", "2"], id_column=ID, items=attitude)
+    assert table["spearman"].between(0.4, 0.7).all(), table
