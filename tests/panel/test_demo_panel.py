@@ -208,3 +208,52 @@ def test_the_demo_panel_takes_steps_1_2_from_the_per_wave_runs_cache(tmp_path: P
     first = [json.dumps(b["messages"]) for b in per_wave]
     assert any("Wave 1" in t or "wave 1" in t for t in first)  # the check can see a wave-1 call
     assert not any("Wave 5" in t or "wave 5" in t for t in first)
+
+
+def test_the_demo_command_reports_its_panel(tmp_path: Path, monkeypatch) -> None:
+    """``panelsynth demo`` announces the panel and prints where it went and what it cost (the
+    local model replaced by the stub, the runs made small)."""
+    from fakes import varied_rows
+
+    import panelsynth.demo.pipeline as pipeline
+    from panelsynth.cli.workspace_cmds import _panel_line
+    from panelsynth.evaluate.panel_eval import PanelOutcome
+
+    real_run_demo = pipeline.run_demo
+    panel = panel_responder()
+    with OpenAIStub(lambda body: panel(body) if requested(body) else varied_rows(body)) as stub:
+        client = open_client("openai/stub-model", base_url=stub.base_url)
+
+        def small(directory, **kw):  # noqa: ANN001, ANN003, ANN202
+            return real_run_demo(
+                directory,
+                seed=kw["seed"],
+                n_respondents=kw["n_respondents"],
+                client=client,
+                plan=(pipeline.DemoRun("1", "dense", "smollm2", n_outputs=5, n_batches=1),),
+                run=kw["run"],
+                panel=pipeline.DemoPanel(("1", "3"), "smollm2-panel", respondents=12),
+                evaluate=False,
+            )
+
+        monkeypatch.setattr(pipeline, "run_demo", small)
+        r = run_cli(["demo", str(tmp_path / "d"), "--respondents", "300"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "and a synthetic panel of 60 respondents through waves 1, 3, 5" in out
+    assert "synthetic panel (smollm2-panel; respondents per wave: wave 1 12, wave 3" in out
+    assert "Final_gen_data/smollm2-panel/gen_panel.csv" in out
+    good = PanelOutcome(
+        "smollm2-panel",
+        ["1", "3"],
+        summary={
+            "stability_error_spearman": {"synthetic": 0.2, "_baseline_unlinked": 0.5},
+            "transition_fidelity": {"synthetic": 0.9},
+        },
+    )
+    assert _panel_line(good) == (
+        "  panel smollm2-panel, waves 1, 3: stability error (Spearman) 0.200 (unlinked baseline "
+        "0.500, real half —); transition fidelity 0.900"
+    )
+    bad = PanelOutcome("smollm2-panel", [], error="no linked waves")
+    assert _panel_line(bad) == "  panel smollm2-panel: not evaluated — no linked waves"

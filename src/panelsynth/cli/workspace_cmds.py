@@ -108,8 +108,10 @@ def demo(
     if outcome.panel is not None:
         pr = outcome.panel
         rows = ", ".join(f"wave {w} {pr.rows[w]}" for w in pr.waves)
+        secs = pr.manifest_data.get("wall_seconds")
+        took = f", {secs:.0f} s" if isinstance(secs, int | float) else ""
         echo(
-            f"  synthetic panel ({pr.model_dir}; respondents per wave: {rows}): "
+            f"  synthetic panel ({pr.model_dir}; respondents per wave: {rows}{took}): "
             f"{ws.rel(pr.long_output)}"
         )
     if outcome.evaluation is not None:
