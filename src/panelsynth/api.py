@@ -7,6 +7,7 @@ Everything here is importable from the package itself::
     ws = open_workspace("my-study")
     prepare(ws)                                   # = panelsynth prepare
     result = run_wave(ws, "1", "local/smollm2", options=RunOptions(n_batches=2))  # = panelsynth run
+    panel = run_panel(ws, ["1", "3", "5"], "local/smollm2", respondents=60)  # = run --panel
     summary = evaluate(ws, model_dirs=["smollm2"])  # = panelsynth evaluate
     metrics = read_metrics(ws, "smollm2", "1")
 
@@ -181,6 +182,71 @@ def run_wave(
         config=cfg,
         progress=progress,
         batch_api=batch_api,
+    )
+
+
+def run_panel(
+    workspace: WorkspaceLike,
+    waves: Sequence[str],
+    model: str | LLMClient = "local/smollm2",
+    model_dir: str | None = None,
+    options: RunOptions | None = None,
+    *,
+    respondents: int | None = None,
+    config: PanelsynthConfig | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    structured_output: str | None = None,
+) -> Any:
+    """A synthetic panel, ``panelsynth run --panel --waves 1,3,5``: ``respondents`` synthetic
+    respondents (default ``generation.respondents``, else the first wave's real row count) with
+    stable ids, their cluster paths and presence drawn from the real panel, each later wave
+    written conditioned on their previous answers.
+
+    Args:
+        workspace: The workspace (object or folder); its waves need ``study.id_column``.
+        waves: At least two wave ids of the study (any order; generated in study order).
+        model, model_dir, options, config, progress, api_key, base_url, structured_output:
+            As for :func:`run_wave` (``options.resume`` continues a panel after a stop).
+
+    Returns:
+        A :class:`~panelsynth.panel.run.PanelRunResult`: per-wave CSVs, ``gen_panel.csv`` (long
+        format), the panel manifest and the rows per wave.
+
+    Raises:
+        PanelsynthError: One wave, no id column, ids that link nobody, options a panel does not
+            support (``--calibrate``, ``--holdout``), an existing panel without resume/restart.
+    """
+    from panelsynth.panel.run import run_panel as generate_panel
+    from panelsynth.runner import default_model_dir
+    from panelsynth.workspace import check_model_dir
+
+    ws = open_workspace(workspace)
+    cfg = config if config is not None else load_config(ws.config_path)
+    client = (
+        open_model(
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            structured_output=structured_output,
+            config=cfg,
+        )
+        if isinstance(model, str)
+        else model
+    )
+    md = check_model_dir(model_dir or default_model_dir(client.label, cfg))
+    n = respondents if respondents is not None else cfg.generation.respondents
+    return _outside_event_loop(
+        generate_panel,
+        ws.root,
+        list(waves),
+        client,
+        md,
+        options,
+        respondents=n,
+        config=cfg,
+        progress=progress,
     )
 
 
