@@ -151,23 +151,10 @@ def run_wave(
         The :class:`~panelsynth.run.wave.RunResult`: output CSV, manifest path and content.
     """
     from panelsynth.run import wave as pipeline
-    from panelsynth.runner import default_model_dir
-    from panelsynth.workspace import check_model_dir
 
-    ws = open_workspace(workspace)
-    cfg = config if config is not None else load_config(ws.config_path)
-    client = (
-        open_model(
-            model,
-            api_key=api_key,
-            base_url=base_url,
-            structured_output=structured_output,
-            config=cfg,
-        )
-        if isinstance(model, str)
-        else model
+    ws, cfg, client, md = _open_run(
+        workspace, model, model_dir, api_key, base_url, structured_output, config
     )
-    md = check_model_dir(model_dir or default_model_dir(client.label, cfg))
     if batch_api is None and options is not None and options.batch:
         from panelsynth.run.batch import batch_factory
 
@@ -219,23 +206,10 @@ def run_panel(
             support (``--calibrate``, ``--holdout``), an existing panel without resume/restart.
     """
     from panelsynth.panel.run import run_panel as generate_panel
-    from panelsynth.runner import default_model_dir
-    from panelsynth.workspace import check_model_dir
 
-    ws = open_workspace(workspace)
-    cfg = config if config is not None else load_config(ws.config_path)
-    client = (
-        open_model(
-            model,
-            api_key=api_key,
-            base_url=base_url,
-            structured_output=structured_output,
-            config=cfg,
-        )
-        if isinstance(model, str)
-        else model
+    ws, cfg, client, md = _open_run(
+        workspace, model, model_dir, api_key, base_url, structured_output, config
     )
-    md = check_model_dir(model_dir or default_model_dir(client.label, cfg))
     n = respondents if respondents is not None else cfg.generation.respondents
     return _outside_event_loop(
         generate_panel,
@@ -331,3 +305,33 @@ def read_metrics(workspace: WorkspaceLike, model_dir: str, wave: str) -> dict[st
         raise PanelsynthError(
             f"no metrics for {model_dir} wave {wave} ({path}) — run evaluate() first"
         ) from None
+
+
+def _open_run(
+    workspace: WorkspaceLike,
+    model: str | LLMClient,
+    model_dir: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    structured_output: str | None,
+    config: PanelsynthConfig | None,
+) -> tuple[Workspace, PanelsynthConfig, LLMClient, str]:
+    """The workspace, its config, the client (``model`` opened unless it is one) and the
+    checked model folder (default: from the model's label) of a run."""
+    from panelsynth.runner import default_model_dir
+    from panelsynth.workspace import check_model_dir
+
+    ws = open_workspace(workspace)
+    cfg = config if config is not None else load_config(ws.config_path)
+    client = (
+        open_model(
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            structured_output=structured_output,
+            config=cfg,
+        )
+        if isinstance(model, str)
+        else model
+    )
+    return ws, cfg, client, check_model_dir(model_dir or default_model_dir(client.label, cfg))
