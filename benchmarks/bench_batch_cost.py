@@ -6,8 +6,9 @@ are answered once by a scripted client with text of the length a hosted model wr
 answers of ``bench_tokens.py``) and cached, so the dry-run planner
 (``panelsynth.run.dryrun.plan_wave``) builds the real step-3 prompts of every call and counts them
 as a dry run does (characters / 4 for hosted models); outputs are the planner's estimate (JSON rows
-like the examples). The
-shared prefix is the static step-3 prompt (``run.wave.step3_prompt``), counted the same way.
+like the examples). The shared prefix is the static step-3 prompt (``run.wave.step3_prompt``),
+counted the same way. The batch columns are what ``--dry-run --batch`` projects
+(``WavePlan.batch``).
 
 Prices come from the default price table (genai-prices, see ``panelsynth.prices``) through
 ``panelsynth.llm.batch.project_batch``, the function ``--dry-run --batch`` uses:
@@ -44,7 +45,7 @@ MODELS = ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5")
 
 
 def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
-    """Answer and cache steps 1-2 of ``wave`` as ``label`` (scripted text), as a run does."""
+    """Answer and cache steps 1-2 of ``wave`` as ``label`` (scripted text)."""
     from bench_tokens import scripted_answer
 
     from panelsynth.cache import StepCache
@@ -53,66 +54,45 @@ def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
     from panelsynth.llm.base import FakeClient
     from panelsynth.metadata import format_metadata
     from panelsynth.run.dryrun import PlanningClient
-    from panelsynth.run.wave import RunOptions, load_run_wave, resolve_plan
+    from panelsynth.run.wave import RunOptions, load_wave_for_run, resolve_settings
     from panelsynth.workspace import Workspace
 
     ws = Workspace(root)
-    plan = resolve_plan(load_config(ws.config_path), RunOptions(mode="full"), PlanningClient(label))
-    wd, _ = load_run_wave(ws, wave, plan.config, plan.mode)
+    cfg = load_config(ws.config_path)
+    _, n_examples, settings = resolve_settings(cfg, RunOptions(mode="full"), PlanningClient(label))
+    wd = load_wave_for_run(ws, wave, cfg, "full")
     fake = FakeClient(default=scripted_answer(wd.metadata), label=label)
     cache = StepCache(ws.cache_dir())
-    seed = plan.settings.seed
-    s1 = describe_wave(
-        fake, wd, n_examples=plan.n_examples, seed=seed, cache=cache, examples_source=plan.examples
-    )
-    s2 = format_metadata(
-        fake, wd, cache=cache, preferred_target=plan.config.study.outcome, seed=seed
-    )
+    s1 = describe_wave(fake, wd, n_examples=n_examples, seed=settings.seed, cache=cache)
+    s2 = format_metadata(fake, wd, cache=cache, preferred_target=cfg.study.outcome)
     return s1, s2
-
-
-def prefix_tokens(root: Path, wave: str, label: str, s1: Any, s2: Any) -> int:
-    """Tokens of the static step-3 prompt every call of the wave shares."""
-    from panelsynth.config import load_config
-    from panelsynth.pydantic_models.rows import wave_row_specs
-    from panelsynth.run.dryrun import PlanningClient, count_messages
-    from panelsynth.run.wave import (
-        RunOptions,
-        load_run_wave,
-        resolve_plan,
-        step3_prompt,
-        step3_strategy,
-    )
-    from panelsynth.workspace import Workspace
-
-    ws = Workspace(root)
-    client = PlanningClient(label)
-    plan = resolve_plan(load_config(ws.config_path), RunOptions(mode="full"), client)
-    wd, every = load_run_wave(ws, wave, plan.config, plan.mode)
-    specs = wave_row_specs(wd)
-    strategy = step3_strategy(plan, wd, every, specs, client)
-    prompt, _ = step3_prompt(client, wd, s1, s2, strategy, specs)
-    return count_messages(client, prompt.prefix)
 
 
 def measure(root: Path, wave: str, label: str) -> dict[str, Any]:
     from panelsynth.config import load_config
-    from panelsynth.llm.batch import project_batch
     from panelsynth.prices import price_for
     from panelsynth.run.dryrun import PlanningClient, plan_wave
-    from panelsynth.run.wave import RunOptions
+    from panelsynth.run.plan import RunOptions
 
-    s1, s2 = fill_steps_1_2(root, wave, label)
+    fill_steps_1_2(root, wave, label)
     cfg = load_config(root / "panelsynth.toml")
-    plan = plan_wave(
-        root, wave, PlanningClient(label), "bench", RunOptions(mode="full"), config=cfg
-    )
-    st1, st2, st3 = plan.stages
+    plans = {
+        batch: plan_wave(
+            root,
+            wave,
+            PlanningClient(label),
+            "bench",
+            RunOptions(mode="full", batch=batch),
+            config=cfg,
+        )
+        for batch in (False, True)
+    }
+    st1, st2, st3 = plans[False].stages
     assert st1.cached and st2.cached and st3.counted == "exact", "steps 1-2 must be cached"
     price = price_for(label, cfg)
     assert price is not None, f"no default price for {label}"
-    prefix = prefix_tokens(root, wave, label, s1, s2)
-    proj = project_batch(price, st3.calls, st3.input_tokens, st3.output_tokens, prefix)
+    proj = plans[True].batch  # what `--dry-run --batch` projects
+    assert proj is not None
     return {
         "wave": wave,
         "model": label,
@@ -120,11 +100,11 @@ def measure(root: Path, wave: str, label: str) -> dict[str, Any]:
         "calls": st3.calls,
         "input_tokens": st3.input_tokens,
         "output_tokens": st3.output_tokens,
-        "prefix_tokens": prefix,
-        "online_usd": proj.online_usd,
+        "prefix_tokens": int(proj["prefix_tokens"]),
+        "online_usd": proj["online_usd"],
         "online_cached_usd": st3.cost_usd,
-        "batch_usd": proj.batch_usd,
-        "batch_cached_usd": proj.batch_cached_usd,
+        "batch_usd": proj["batch_usd"],
+        "batch_cached_usd": proj["batch_cached_usd"],
     }
 
 

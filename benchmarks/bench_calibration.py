@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-calib-"))
     t0 = time.perf_counter()
     client = open_client(args.model)
-    outcome = run_demo(root, plan=(), client=client, evaluate=False)  # build + latent classes
+    outcome = run_demo(root, plan=(), client=client, evaluate=False, panel=None)  # build + LCA
     ws = outcome.demo.workspace
     print(f"demo workspace {ws.root} built in {time.perf_counter() - t0:.1f}s", flush=True)
     n_batches = max(1, -(-args.rows // args.n_outputs))

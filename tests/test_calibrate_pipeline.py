@@ -432,7 +432,13 @@ def test_demo_passes_calibrate_to_the_run(tmp_path: Path) -> None:
     )
     client = FakeClient(default=profile_keeper())
     out = run_demo(
-        tmp_path / "demo", n_respondents=120, client=client, plan=plan, run=hook, evaluate=False
+        tmp_path / "demo",
+        n_respondents=120,
+        client=client,
+        plan=plan,
+        run=hook,
+        evaluate=False,
+        panel=None,
     )
     assert [o.calibrate for o in seen] == [None, True]
     assert [r.rows for r in out.runs] == [6, 6]

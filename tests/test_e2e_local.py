@@ -49,7 +49,7 @@ def test_tiny_demo_with_embedded_model(tmp_path: Path) -> None:
 
     plan = (DemoRun("3", "dense", "smollm2", n_outputs=3, n_batches=2),
             DemoRun("1", "full", "smollm2-full", n_outputs=2, n_batches=2, n_examples=3))
-    out = run_demo(tmp_path / "demo", n_respondents=300, plan=plan)
+    out = run_demo(tmp_path / "demo", n_respondents=300, plan=plan, panel=None)
     ws = out.demo.workspace
     df = _check_against_codebook(ws, "3", "smollm2", "dense")
     assert len(df) == 6 and {"already_vaccinated", "prev_cluster"} <= set(df.columns)

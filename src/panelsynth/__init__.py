@@ -3,6 +3,7 @@
 The library API (the functions the ``panelsynth`` commands call; see :mod:`panelsynth.api`)::
 
     from panelsynth import build_demo, open_workspace, prepare, run_wave, evaluate, read_metrics
+    from panelsynth import run_panel  # a synthetic panel (run --panel)
 
 Names are imported on first use, so ``import panelsynth`` stays fast.
 """
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         open_workspace,
         prepare,
         read_metrics,
+        run_panel,
         run_wave,
         workspace_config,
     )
@@ -39,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "prepare": "panelsynth.api",
     "open_model": "panelsynth.api",
     "run_wave": "panelsynth.api",
+    "run_panel": "panelsynth.api",
     "dry_run": "panelsynth.api",
     "evaluate": "panelsynth.api",
     "metrics_path": "panelsynth.api",
@@ -66,6 +69,7 @@ __all__ = [
     "open_workspace",
     "prepare",
     "read_metrics",
+    "run_panel",
     "run_wave",
     "workspace_config",
 ]

@@ -7,6 +7,7 @@ Everything here is importable from the package itself::
     ws = open_workspace("my-study")
     prepare(ws)                                   # = panelsynth prepare
     result = run_wave(ws, "1", "local/smollm2", options=RunOptions(n_batches=2))  # = panelsynth run
+    panel = run_panel(ws, ["1", "3", "5"], "local/smollm2", respondents=60)  # = run --panel
     summary = evaluate(ws, model_dirs=["smollm2"])  # = panelsynth evaluate
     metrics = read_metrics(ws, "smollm2", "1")
 
@@ -128,6 +129,7 @@ def run_wave(
     api_key: str | None = None,
     base_url: str | None = None,
     structured_output: str | None = None,
+    batch_api: Callable[[], Any] | None = None,
 ) -> RunResult:
     """Steps 1-3 for one wave, ``panelsynth run --wave W``: cluster descriptions, formatted
     metadata, then validated synthetic rows in ``Final_gen_data/<model_dir>/`` with a manifest.
@@ -142,30 +144,83 @@ def run_wave(
         config: Settings (default: the workspace's ``panelsynth.toml``).
         progress: Called with progress events (``{"stage": ...}``, ``{"rows": ..., ...}``).
         api_key, base_url, structured_output: See :func:`open_model` (labels only).
+        batch_api: With ``options.batch``: builds the provider's batch API (default: the
+            label's, with ``api_key`` or the provider's environment variable).
 
     Returns:
         The :class:`~panelsynth.run.wave.RunResult`: output CSV, manifest path and content.
     """
     from panelsynth.run import wave as pipeline
-    from panelsynth.runner import default_model_dir
-    from panelsynth.workspace import check_model_dir
 
-    ws = open_workspace(workspace)
-    cfg = config if config is not None else load_config(ws.config_path)
-    client = (
-        open_model(
-            model,
-            api_key=api_key,
-            base_url=base_url,
-            structured_output=structured_output,
-            config=cfg,
-        )
-        if isinstance(model, str)
-        else model
+    ws, cfg, client, md = _open_run(
+        workspace, model, model_dir, api_key, base_url, structured_output, config
     )
-    md = check_model_dir(model_dir or default_model_dir(client.label, cfg))
+    if batch_api is None and options is not None and options.batch:
+        from panelsynth.run.batch import batch_factory
+
+        batch_api = batch_factory(client.label, api_key)
     return _outside_event_loop(
-        pipeline.run_wave, ws.root, wave, client, md, options, config=cfg, progress=progress
+        pipeline.run_wave,
+        ws.root,
+        wave,
+        client,
+        md,
+        options,
+        config=cfg,
+        progress=progress,
+        batch_api=batch_api,
+    )
+
+
+def run_panel(
+    workspace: WorkspaceLike,
+    waves: Sequence[str],
+    model: str | LLMClient = "local/smollm2",
+    model_dir: str | None = None,
+    options: RunOptions | None = None,
+    *,
+    respondents: int | None = None,
+    config: PanelsynthConfig | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    structured_output: str | None = None,
+) -> Any:
+    """A synthetic panel, ``panelsynth run --panel --waves 1,3,5``: ``respondents`` synthetic
+    respondents (default ``generation.respondents``, else the first wave's real row count) with
+    stable ids, their cluster paths and presence drawn from the real panel, each later wave
+    written conditioned on their previous answers.
+
+    Args:
+        workspace: The workspace (object or folder); its waves need ``study.id_column``.
+        waves: At least two wave ids of the study (any order; generated in study order).
+        model, model_dir, options, config, progress, api_key, base_url, structured_output:
+            As for :func:`run_wave` (``options.resume`` continues a panel after a stop).
+
+    Returns:
+        A :class:`~panelsynth.panel.run.PanelRunResult`: per-wave CSVs, ``gen_panel.csv`` (long
+        format), the panel manifest and the rows per wave.
+
+    Raises:
+        PanelsynthError: One wave, no id column, ids that link nobody, options a panel does not
+            support (``--calibrate``, ``--holdout``), an existing panel without resume/restart.
+    """
+    from panelsynth.panel.run import run_panel as generate_panel
+
+    ws, cfg, client, md = _open_run(
+        workspace, model, model_dir, api_key, base_url, structured_output, config
+    )
+    n = respondents if respondents is not None else cfg.generation.respondents
+    return _outside_event_loop(
+        generate_panel,
+        ws.root,
+        list(waves),
+        client,
+        md,
+        options,
+        respondents=n,
+        config=cfg,
+        progress=progress,
     )
 
 
@@ -250,3 +305,33 @@ def read_metrics(workspace: WorkspaceLike, model_dir: str, wave: str) -> dict[st
         raise PanelsynthError(
             f"no metrics for {model_dir} wave {wave} ({path}) — run evaluate() first"
         ) from None
+
+
+def _open_run(
+    workspace: WorkspaceLike,
+    model: str | LLMClient,
+    model_dir: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    structured_output: str | None,
+    config: PanelsynthConfig | None,
+) -> tuple[Workspace, PanelsynthConfig, LLMClient, str]:
+    """The workspace, its config, the client (``model`` opened unless it is one) and the
+    checked model folder (default: from the model's label) of a run."""
+    from panelsynth.runner import default_model_dir
+    from panelsynth.workspace import check_model_dir
+
+    ws = open_workspace(workspace)
+    cfg = config if config is not None else load_config(ws.config_path)
+    client = (
+        open_model(
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            structured_output=structured_output,
+            config=cfg,
+        )
+        if isinstance(model, str)
+        else model
+    )
+    return ws, cfg, client, check_model_dir(model_dir or default_model_dir(client.label, cfg))

@@ -32,7 +32,7 @@ def run_panel_command(
     ``respondents`` None: ``generation.respondents`` of the config, else the first requested
     wave's real row count.
     """
-    from panelsynth.api import dry_run
+    from panelsynth.api import dry_run as plan_one_wave
     from panelsynth.errors import PanelsynthError
     from panelsynth.llm.keys import key_from_argument
     from panelsynth.panel import _runpath as rp
@@ -55,7 +55,7 @@ def run_panel_command(
         for w in setup.structure.requested:
             present = int(setup.draw.present[:, setup.draw.waves.index(w)].sum())
             opts = _with(options, n_outputs=n_out, n_batches=max(1, math.ceil(present / n_out)))
-            plans.append(dry_run(ws.root, w, model, model_dir, opts, config=config))
+            plans.append(plan_one_wave(ws.root, w, model, model_dir, opts, config=config))
         echo(rp.format_plans(plans))
         for line in _request_tokens(ws, config, options, setup, model):
             echo(line)

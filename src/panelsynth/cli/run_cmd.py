@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -232,6 +233,23 @@ def run(
             "models are used.",
         ),
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Send step 3 through the provider's batch API (OpenAI, Anthropic): half the "
+            "price, done within 24 hours; steps 1-2 stay online. The batch ids go to the "
+            "checkpoint at once: --resume (or `panelsynth batch collect`) picks them up.",
+        ),
+    ] = False,
+    top_up: Annotated[
+        str | None,
+        typer.Option(
+            "--top-up",
+            help="With --batch: invalid or missing rows are topped up by a follow-up batch "
+            "(batch, default) or by online calls (online).",
+        ),
+    ] = None,
     holdout: Annotated[
         float | None,
         typer.Option(
@@ -274,7 +292,13 @@ def run(
     ws = Workspace(workspace)
     ws.must_exist()
     config = load_config(ws.config_path)
-    choices = RunOptions(mode=mode, examples=examples, structured_output=structured_output)
+    choices = RunOptions(
+        mode=mode,
+        examples=examples,
+        structured_output=structured_output,
+        batch=batch,
+        top_up=top_up,
+    )
     if all_waves:
         waves = config.study.waves or ws.waves_with_data()
     else:
@@ -335,6 +359,15 @@ def run(
         structured_output=options.structured_output,
     )
     plan = resolve_plan(config, options, client)
+    batch_api = None
+    if plan.batch:
+        from panelsynth.run.batch import batch_factory, check_batch
+
+        check_batch(client)  # one line, exit 2, before anything is asked or called
+        entry = config.model_entry(model)
+        if key is None and entry is not None and entry.api_key_env:
+            key = os.environ.get(entry.api_key_env) or None
+        batch_api = batch_factory(model, key)
     total_calls = plan.total_calls(len(waves))  # a calibrated pool: oversample x the rows
     warning = privacy_warning(client, plan.examples)
     if warning:
@@ -346,4 +379,13 @@ def run(
             echo("Nothing was run.")
             raise typer.Exit(1)
     hint = resume_command(ctx, ws.root, waves, model, md, api_key)
-    run_waves_with_progress(ws.root, waves, client, md, options, config=config, resume_hint=hint)
+    run_waves_with_progress(
+        ws.root,
+        waves,
+        client,
+        md,
+        options,
+        config=config,
+        resume_hint=hint,
+        batch_api=batch_api,
+    )

@@ -24,6 +24,7 @@ def run_waves_with_progress(
     config: Any,
     show_progress: bool = True,
     resume_hint: Callable[[str], str] | None = None,
+    batch_api: Callable[[], Any] | None = None,
 ) -> list[Any]:
     """Run waves one after the other with a rich progress bar (rows, ETA, tokens).
 
@@ -69,6 +70,13 @@ def run_waves_with_progress(
                         "step3": "step 3: rows",
                     }.get(ev["stage"], ev["stage"])
                     _bar.update(_task, stage=stage, total=ev.get("wanted"))
+                if ev.get("event") == "batch-poll":  # --batch: the provider batch's state
+                    done = ev["succeeded"] + ev["failed"]
+                    _bar.update(
+                        _task,
+                        stage=f"step 3: batch {ev['state']} {done}/{ev['requests']} requests, "
+                        f"up to ${ev['expected_cost_usd']:.4f}",
+                    )
                 if "rows" in ev:
                     _bar.update(
                         _task,
@@ -79,7 +87,14 @@ def run_waves_with_progress(
 
             try:
                 res = run_wave(
-                    ws.root, wave, client, model_dir, options, config=config, progress=progress
+                    ws.root,
+                    wave,
+                    client,
+                    model_dir,
+                    options,
+                    config=config,
+                    progress=progress,
+                    batch_api=batch_api,
                 )
             except PanelsynthError:
                 bar.update(task, visible=False)  # the error line says it all
@@ -114,6 +129,9 @@ def run_waves_with_progress(
                     )
                 )
                 echo(f"Interrupted. {_saved_calls(ws, model_dir, wave)} Resume with: {hint}")
+                left = _running_batches(ws, model_dir, wave, hint)
+                if left:
+                    echo(left)
                 raise typer.Exit(130) from None
         m = res.manifest_data
         echo(
@@ -140,3 +158,12 @@ def _saved_calls(ws: Any, model_dir: str, wave: str) -> str:
         return f"The checkpoint {ws.rel(ckpt.path)} could not be read back."
     done = sum(1 for r in records if not r.get("failed"))
     return f"Every finished call is saved in {ws.rel(ckpt.path)} ({done} calls with rows)."
+
+
+def _running_batches(ws: Any, model_dir: str, wave: str, hint: str) -> str:
+    """``--batch``: the provider batches of the wave that may still run, and what to do."""
+    from panelsynth.checkpoint import Checkpoint
+    from panelsynth.run.batch import interrupt_message
+
+    ckpt = Checkpoint(ws.checkpoint(model_dir, wave))
+    return interrupt_message(ckpt, str(ws.root), model_dir, wave, hint)

@@ -65,7 +65,7 @@ def demo(
 
     from panelsynth.cli.waves import run_waves_with_progress
     from panelsynth.config import load_config
-    from panelsynth.demo.pipeline import DEMO_PLAN, run_demo
+    from panelsynth.demo.pipeline import DEMO_PANEL, DEMO_PLAN, run_demo
 
     # the demo resumes its own runs: after Ctrl-C, the same command continues it
     again = shlex.join(
@@ -91,6 +91,11 @@ def demo(
         f"({p.n_outputs * p.n_batches} rows)"
         for p in DEMO_PLAN
     )
+    p = DEMO_PANEL
+    plan += (
+        f", and a synthetic panel of {p.respondents} respondents through waves "
+        f"{', '.join(p.waves)} ({p.mode}, {p.model_dir})"
+    )
     echo(f"Building the demo panel in {directory} and generating {plan} with local/smollm2 ...")
     outcome = run_demo(directory, seed=seed, n_respondents=respondents, run=hook)
     ws = outcome.demo.workspace
@@ -100,11 +105,39 @@ def demo(
     echo(f"Demo workspace: {ws.root}")
     for r in outcome.runs:
         echo(f"  synthetic wave {r.wave} ({r.model_dir}): {ws.rel(r.output)}")
+    if outcome.panel is not None:
+        pr = outcome.panel
+        rows = ", ".join(f"wave {w} {pr.rows[w]}" for w in pr.waves)
+        secs = pr.manifest_data.get("wall_seconds")
+        took = f", {secs:.0f} s" if isinstance(secs, int | float) else ""
+        echo(
+            f"  synthetic panel ({pr.model_dir}; respondents per wave: {rows}{took}): "
+            f"{ws.rel(pr.long_output)}"
+        )
     if outcome.evaluation is not None:
         report = ws.report_html()
         echo(f"  evaluation tables: {ws.rel(ws.eval_table('density_overall').parent)}")
         if report.exists():
             echo(f"  report: {report}")
+        for p in getattr(outcome.evaluation, "panels", []):
+            echo(_panel_line(p))
+
+
+def _panel_line(p) -> str:  # noqa: ANN001 - a panelsynth.evaluate.panel_eval.PanelOutcome
+    """One line of the panel's longitudinal figures (as ``panelsynth evaluate`` prints them)."""
+    if p.error:
+        return f"  panel {p.model_dir}: not evaluated — {p.error}"
+    sp = p.summary.get("stability_error_spearman", {})
+    tf = p.summary.get("transition_fidelity", {})
+
+    def f(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    return (
+        f"  panel {p.model_dir}, waves {', '.join(p.waves)}: stability error (Spearman) "
+        f"{f(sp.get('synthetic'))} (unlinked baseline {f(sp.get('_baseline_unlinked'))}, real "
+        f"half {f(sp.get('_real_holdout'))}); transition fidelity {f(tf.get('synthetic'))}"
+    )
 
 
 @metadata_app.command("from-csv")

@@ -2,19 +2,23 @@
 
 Sized to finish in a few minutes on 2 CPU cores with SmolLM2-135M: the dense mode for waves 1
 and 3 and the full mode for wave 1, plus wave 1 dense in the calibrated mode (model dir
-``smollm2-calibrated``, same size as the plain run) so the report shows both side by side.
+``smollm2-calibrated``, same size as the plain run) so the report shows both side by side, and a
+small synthetic panel (:data:`DEMO_PANEL`: the same synthetic respondents through waves 1, 3 and
+5, dense mode, model dir ``smollm2-panel``; issue 19). The panel's waves 1 and 3 take their
+steps 1-2 from the step cache the per-wave runs filled (same prompts), so only wave 5's are new.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from panelsynth.demo.build import DemoResult, build_demo
 from panelsynth.llm.base import LLMClient
+from panelsynth.panel.run import PanelRunResult, run_panel
 from panelsynth.run.plan import RunOptions
 from panelsynth.run.wave import RunResult, run_wave
 
@@ -45,14 +49,33 @@ DEMO_PLAN: tuple[DemoRun, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class DemoPanel:
+    """The demo's synthetic panel (``panelsynth run --panel``): who, which waves, how."""
+
+    waves: tuple[str, ...]
+    model_dir: str
+    respondents: int
+    mode: str = "dense"
+    n_outputs: int = 10
+
+
+#: The demo's panel: 60 synthetic respondents followed through waves 1, 3 and 5 (the host draws
+#: their cluster paths and presence through waves 2 and 4 as well).
+DEMO_PANEL = DemoPanel(("1", "3", "5"), "smollm2-panel", respondents=60)
+
+
 @dataclass
 class DemoOutcome:
     demo: DemoResult
     runs: list[RunResult] = field(default_factory=list)
+    panel: PanelRunResult | None = None
     evaluation: Any = None
 
 
 RunHook = Callable[[Path, str, LLMClient, str, RunOptions], RunResult]
+#: (workspace root, waves, client, model dir, options, respondents) -> the panel's result.
+PanelHook = Callable[[Path, Sequence[str], LLMClient, str, RunOptions, int], PanelRunResult]
 
 
 def run_demo(
@@ -64,8 +87,11 @@ def run_demo(
     plan: tuple[DemoRun, ...] = DEMO_PLAN,
     run: RunHook | None = None,
     evaluate: bool = True,
+    panel: DemoPanel | None = DEMO_PANEL,
+    run_panel_hook: PanelHook | None = None,
 ) -> DemoOutcome:
-    """Build the demo, generate the waves of ``plan`` and evaluate them.
+    """Build the demo, generate the waves of ``plan`` and the synthetic ``panel`` (None: no
+    panel), and evaluate them.
 
     A demo folder can be run again: finished waves are re-written from their checkpoints, and a
     checkpoint made with other settings is set aside and generated anew.
@@ -98,9 +124,37 @@ def run_demo(
                 ws.root, item.wave, client, item.model_dir, RunOptions(**base, restart=True)
             )
         outcome.runs.append(res)
+    if panel is not None:
+        outcome.panel = _run_demo_panel(ws.root, client, panel, run_panel_hook)
     if evaluate:
         outcome.evaluation = _evaluate(ws.root)
     return outcome
+
+
+def _run_demo_panel(
+    root: Path, client: LLMClient, panel: DemoPanel, hook: PanelHook | None
+) -> PanelRunResult:
+    """The demo's panel, resumed when its checkpoints match, else generated anew."""
+    from panelsynth.errors import CheckpointMismatchError
+
+    runner = hook or (
+        lambda r, waves, c, md, opts, n: run_panel(r, waves, c, md, opts, respondents=n)
+    )
+    base = dict(mode=panel.mode, n_outputs=panel.n_outputs)
+    waves = list(panel.waves)
+    try:
+        return runner(
+            root, waves, client, panel.model_dir, RunOptions(**base, resume=True), panel.respondents
+        )
+    except CheckpointMismatchError:
+        return runner(
+            root,
+            waves,
+            client,
+            panel.model_dir,
+            RunOptions(**base, restart=True),
+            panel.respondents,
+        )
 
 
 def _prepare_labels(root: Path) -> None:

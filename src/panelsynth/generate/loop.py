@@ -46,6 +46,8 @@ class CallRecord:
     usage: Usage
     ok: bool
     kind: str | None = None
+    #: The provider batch that answered the call (``None``: an online call).
+    via: str | None = None
 
 
 @dataclass
@@ -77,7 +79,14 @@ class _Breaker(Exception):
 
 
 class Transport(Protocol):
-    """How the step-3 loop sends one call (see :mod:`panelsynth.generate.strategy`)."""
+    """How the step-3 loop sends one call (see :mod:`panelsynth.generate.strategy`).
+
+    A transport that queues calls (a provider batch) may also have ``adopt(records) ->
+    call_records`` (take over the checkpoint's lines before the loop restores its calls),
+    ``pending_calls() -> [batch]`` (calls it already holds answers for: made first),
+    ``queues_next_round() -> bool`` (the next round is queued: no concurrency cap, no RPM/TPM
+    pacing) and ``expect(n)`` (the next ``n`` calls form one round); ``aclose()`` ends it.
+    """
 
     async def call(
         self,
@@ -155,6 +164,9 @@ class _Runner:
             settings.concurrency, adaptive=settings.adaptive_concurrency
         )
         self.pacer = RatePacer(settings.requests_per_minute, settings.tokens_per_minute)
+        #: The current round is queued by the transport (a provider batch): no cap, no pacing.
+        self.queued = False
+        self._open: AdaptiveConcurrency | None = None  # no cap: made for the first such round
         self._call_tokens: int | None = None
         # checkpoint lines are fsync'ed in one worker thread, in order, off the event loop
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="panelsynth-checkpoint")
@@ -168,17 +180,18 @@ class _Runner:
             )
             b = int(r["batch"])
             self.next_batch = max(self.next_batch, b + 1)
+            via = r.get("via")
             if r.get("failed"):
                 self.failed += 1
                 self._count_faults(usage.faults or {r["failed"]: 1})
-                self.calls.append(CallRecord("generate", b, usage, False, r["failed"]))
+                self.calls.append(CallRecord("generate", b, usage, False, r["failed"], via))
                 continue
             self.done[b] = r["rows"]
             self.prompt.restore(r)
             self.invalid += int(r.get("invalid", 0))
             self.copies += int(r.get("copies", 0))
             self.returned += int(r.get("returned", len(r["rows"])))
-            self.calls.append(CallRecord("generate", b, usage, True))
+            self.calls.append(CallRecord("generate", b, usage, True, via=via))
             restored += 1
             self._count_faults(usage.faults)
             if r.get("copies"):
@@ -212,7 +225,7 @@ class _Runner:
     # -- calls -------------------------------------------------------------------------------
     async def _pace(self) -> int:
         """Wait for the RPM/TPM limits; returns the tokens reserved for this call."""
-        if not self.pacer.active:
+        if not self.pacer.active or self.queued:
             return 0
         if self._call_tokens is None:
             probe = self.prompt.for_batch(0, self.s.n_outputs)
@@ -221,20 +234,23 @@ class _Runner:
         return await self.pacer.wait(self._call_tokens)
 
     async def _one(self, batch: int) -> None:
-        async with call_slot(self.limiter) as slot:
+        limiter = self._open if self.queued and self._open is not None else self.limiter
+        async with call_slot(limiter) as slot:
             finished = await self._call(batch, slot)
         if finished is None:
             return
         # The checkpoint write (fsync, in order in one thread) happens after the call's slot is
         # released: the next call need not wait for the disk.
         await self._save(finished.record)
+        via = finished.record.get("via")
         if finished.error is not None:
-            self.calls.append(CallRecord("generate", batch, finished.usage, False, finished.error))
+            call = CallRecord("generate", batch, finished.usage, False, finished.error, via)
+            self.calls.append(call)
         else:
             self.done[batch] = finished.record["rows"]
             self.invalid += finished.record["invalid"]
             self.returned += finished.record["returned"]
-            self.calls.append(CallRecord("generate", batch, finished.usage, True))
+            self.calls.append(CallRecord("generate", batch, finished.usage, True, via=via))
         self._emit()
 
     async def _call(self, batch: int, slot: Slot) -> _Finished | None:
@@ -267,6 +283,7 @@ class _Runner:
             self._count_faults(err.usage.faults or {err.kind: 1})
             log.warning("wave %s: call %d failed (%s): %s", self.wave, batch + 1, err.kind, err)
             record = {"batch": batch, "failed": err.kind, "usage": err.usage.to_dict()}
+            _add_via(record, err)
             return _Finished(record, err.usage, err.kind)
         observe(self.limiter, slot, kind=None, faults=comp.usage.faults)
         self.pacer.settle(reserved, comp.usage.input_tokens + comp.usage.output_tokens)
@@ -304,6 +321,7 @@ class _Runner:
             "finish_reason": comp.finish_reason,
             **book,
         }
+        _add_via(record, comp)
         return _Finished(record, comp.usage, None)
 
     async def _save(self, record: dict[str, Any]) -> None:
@@ -324,20 +342,44 @@ class _Runner:
             if closer is not None:
                 await closer()
 
+    def _round(self, n: int | None = None) -> int:
+        """Start a round: whether the transport queues it, and its size (``n``: given)."""
+        queues = getattr(self.transport, "queues_next_round", None)
+        self.queued = bool(queues()) if queues is not None else False
+        if self.queued and self._open is None:
+            self._open = AdaptiveConcurrency(1 << 30, adaptive=False)
+        if n is None:
+            deficit = math.ceil((self.s.wanted - self.accepted) / self.s.n_outputs)
+            remaining = self.s.max_calls - (len(self.calls) - self.calls_before)
+            n = (
+                min(remaining, deficit)
+                if self.queued
+                else min(remaining, deficit, self.s.concurrency)
+            )
+            n = max(0, n)
+        expect = getattr(self.transport, "expect", None)
+        if expect is not None and n:
+            expect(n)
+        return n
+
     async def _run(self) -> None:
         planned = [b for b in range(self.s.n_batches) if b not in self.done]
+        # calls a resumed provider batch already holds (top-ups of an earlier process too)
+        pending = getattr(self.transport, "pending_calls", None)
+        held = [b for b in (pending() if pending is not None else []) if b not in self.done]
+        later = sorted(b for b in held if b >= self.s.n_batches)
+        if later:
+            self.prompt.plan(later)
+        planned = sorted(set(planned) | set(held))
+        self._round(len(planned))
         await self._gather([self._one(b) for b in planned])
-        self.next_batch = max(self.next_batch, self.s.n_batches)
+        self.next_batch = max(self.next_batch, self.s.n_batches, *(b + 1 for b in planned))
         while self.accepted < self.s.wanted and not self.stopped:
             if self.consecutive_failures >= self.s.breaker_threshold:
                 raise _Breaker()
-            remaining_calls = self.s.max_calls - (len(self.calls) - self.calls_before)
-            if remaining_calls <= 0:
+            n = self._round()
+            if n <= 0:
                 return
-            deficit = self.s.wanted - self.accepted
-            n = min(
-                remaining_calls, math.ceil(deficit / self.s.n_outputs), max(1, self.s.concurrency)
-            )
             batches = list(range(self.next_batch, self.next_batch + n))
             self.prompt.plan(batches)
             self.next_batch += n
@@ -353,6 +395,9 @@ class _Runner:
         except BaseException:
             for t in tasks:
                 t.cancel()
+            # every call task ends here (Ctrl-C included), so none hands a line to the
+            # checkpoint writer after :meth:`run` has shut it down
+            await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
 
@@ -399,6 +444,8 @@ def generate_rows(
     resumed = 0
     if resume and checkpoint.exists():
         records = load_for_resume(checkpoint, header, accept_headerless=accept_headerless)
+        adopt = getattr(runner.transport, "adopt", None)
+        records = adopt(records) if adopt is not None else _calls_only(records, wave)
         resumed = runner.restore(records)
         log.info(
             "wave %s: resuming with %d finished calls (%d rows)", wave, resumed, runner.accepted
@@ -464,6 +511,13 @@ def generate_rows(
     return result
 
 
+def _add_via(record: dict[str, Any], answer: object) -> None:
+    """The provider batch that answered (a resume never takes the same answer twice)."""
+    via = getattr(answer, "via", None)
+    if via:
+        record["via"] = via
+
+
 def _run_loop(coro: Any) -> None:
     """``asyncio.run`` with the objects that exist already frozen out of the garbage collector.
 
@@ -475,6 +529,18 @@ def _run_loop(coro: Any) -> None:
         asyncio.run(coro)
     finally:
         gc.unfreeze()
+
+
+def _calls_only(records: list[dict[str, Any]], wave: str) -> list[dict[str, Any]]:
+    """The call records, without the provider batches a ``--batch`` run recorded."""
+    calls = [r for r in records if "batch_job" not in r]
+    if len(calls) < len(records):
+        log.warning(
+            "wave %s: the checkpoint holds provider batches of a --batch run; this run is online "
+            "and does not collect them (rerun with --batch --resume to take their results over)",
+            wave,
+        )
+    return calls
 
 
 def _persistent_cause(runner: _Runner) -> str | None:

@@ -79,17 +79,12 @@ def with_request(prefix: Sequence[Message], request: str) -> PromptMessages:
     return PromptMessages(msgs, shared)
 
 
-def build_prompt(
-    wave: WaveData,
-    metadata_text: str,
-    descriptions_text: str,
-    examples: pd.DataFrame,
-    specs: Sequence[RowSpec],
-) -> list[Message]:
-    """Messages of the static prefix of step 3."""
-    shares = wave.cluster_shares()
-    full = wave.mode == "full"
-    parts = [
+def context_lines(
+    metadata_text: str, descriptions_text: str, shares: dict[int, float]
+) -> list[str]:
+    """The opening of every step-3 prefix (plain, calibrated, panel): the wave's formatted
+    metadata, the cluster descriptions and the clusters' shares."""
+    return [
         metadata_text,
         "",
         "Clusters of respondents (labels mean the same group in every wave):",
@@ -99,6 +94,18 @@ def build_prompt(
         + ", ".join(f"cluster {c}: {s:.0%}" for c, s in shares.items())
         + ".",
     ]
+
+
+def build_prompt(
+    wave: WaveData,
+    metadata_text: str,
+    descriptions_text: str,
+    examples: pd.DataFrame,
+    specs: Sequence[RowSpec],
+) -> list[Message]:
+    """Messages of the static prefix of step 3."""
+    full = wave.mode == "full"
+    parts = context_lines(metadata_text, descriptions_text, wave.cluster_shares())
     if wave.prev_cluster_column:
         parts.append(
             f"`{wave.prev_cluster_column}` is the respondent's cluster in the previous wave; most "

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field, create_model
 
+from panelsynth.generate.prompt import context_lines
 from panelsynth.panel._runpath import (
     SYSTEM_GENERATE,
     GenerationPrompt,
@@ -86,14 +87,7 @@ def panel_prefix(
 ) -> list[Message]:
     """Messages of the static prefix of a panel wave."""
     parts = [
-        metadata_text,
-        "",
-        "Clusters of respondents (labels mean the same group in every wave):",
-        descriptions_text,
-        "",
-        "Share of respondents in each cluster: "
-        + ", ".join(f"cluster {c}: {s:.0%}" for c, s in shares.items())
-        + ".",
+        *context_lines(metadata_text, descriptions_text, shares),
         "",
         f"This is a panel: the same people answer wave after wave. Each respondent keeps their "
         f"`{id_column}` in every wave.",

@@ -99,6 +99,9 @@ class WavePlan:
     cache_saving_usd: float | None = None
     #: How the prompt-cache projection was made.
     cache_note: str = ""
+    #: ``--batch``: step 3 ``online_usd``, ``batch_usd``, ``batch_cached_usd`` (``project_batch``)
+    #: and the shared ``prefix_tokens`` it assumed; ``None`` otherwise or without a price.
+    batch: dict[str, float] | None = None
 
     @property
     def calls(self) -> int:
@@ -350,6 +353,10 @@ def plan_wave(
     ws = Workspace(workspace)
     ws.must_exist()
     plan = resolve_plan(config or load_config(ws.config_path), options, client)
+    if plan.batch:
+        from panelsynth.run.batch import check_batch
+
+        check_batch(client)  # what the run would refuse
     config, mode, settings = plan.config, plan.mode, plan.settings
     wd, every = load_run_wave(ws, wave, config, mode)
     cache = _ReadOnlyCache(ws.cache_dir(), enabled=plan.use_cache)
@@ -447,6 +454,11 @@ def plan_wave(
     cost, basis, price, saving, cache_note = _cost(
         config, client, stages, prefix_tokens, settings.concurrency
     )
+    projection = None
+    if plan.batch:
+        cost, saving, projection = _batch_cost(
+            config, client, stages, prefix_tokens, notes, cost, saving
+        )
     return WavePlan(
         wave=wd.wave,
         model=client.label,
@@ -460,6 +472,7 @@ def plan_wave(
         price=price,
         cache_saving_usd=saving,
         cache_note=cache_note,
+        batch=projection,
     )
 
 
@@ -491,6 +504,41 @@ def _cost(
     if price.cached_input_per_mtok is None and cached:
         note += "; no cached-input price is known, so no saving is counted"
     return total, price.cited, price.to_dict(), saving, note
+
+
+def _batch_cost(
+    config: PanelsynthConfig,
+    client: LLMClient,
+    stages: list[StagePlan],
+    prefix_tokens: int,
+    notes: list[str],
+    cost: float | None,
+    saving: float | None,
+) -> tuple[float | None, float | None, dict[str, float] | None]:
+    """``--batch``: step 3 at the provider's batch price (steps 1-2 stay online), with the
+    online and the batch + prompt-caching costs in a note; (total, prefix-cache saving,
+    projection)."""
+    from panelsynth.llm.batch import project_batch
+    from panelsynth.prices import price_for
+
+    price = price_for(client.label, config)
+    st3 = stages[-1]
+    if price is None or cost is None:
+        notes.append("--batch: step 3 would go through the provider's batch API (no price known)")
+        return cost, saving, None
+    proj = project_batch(price, st3.calls, st3.input_tokens, st3.output_tokens, prefix_tokens)
+    st3.cost_usd = proj.batch_usd
+    notes.append(
+        f"--batch: step 3 at batch prices ${proj.batch_usd:.4f} (online ${proj.online_usd:.4f}; "
+        f"with prompt caching as low as ${proj.batch_cached_usd:.4f}); steps 1-2 stay online"
+    )
+    projection = {
+        "online_usd": proj.online_usd,
+        "batch_usd": proj.batch_usd,
+        "batch_cached_usd": proj.batch_cached_usd,
+        "prefix_tokens": prefix_tokens,
+    }
+    return sum(s.cost_usd or 0.0 for s in stages), None, projection
 
 
 def format_plans(plans: list[WavePlan]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,6 +19,9 @@ from panelsynth.llm.keys import scrub, scrub_data
 from panelsynth.metadata import Step2Result, format_wave_description
 from panelsynth.tables import encode_table
 from panelsynth.workspace import Workspace
+
+if TYPE_CHECKING:
+    from panelsynth.run.batch import BatchBooks
 
 
 def reproducibility(client: LLMClient, concurrency: int) -> dict[str, Any]:
@@ -145,7 +148,11 @@ def write_manifest(
     config: PanelsynthConfig,
     client: LLMClient,
     started: float,
+    *,
+    batch: BatchBooks | None = None,
 ) -> dict[str, Any]:
+    """Write the wave's manifest; with ``batch`` (a ``--batch`` run) its ``batch`` section and
+    step 3 priced as billed."""
     calls = []
     if s1.calls:
         calls.append({"stage": "step1", "batch": None, "ok": True, **s1.usage.to_dict()})
@@ -172,6 +179,9 @@ def write_manifest(
     total_in = sum(c["input_tokens"] for c in calls)
     total_out = sum(c["output_tokens"] for c in calls)
     cost = run_cost(config, client, stages)
+    if batch is not None:
+        cost = batch.apply(cost, gen.calls if gen else [])
+        base = {**base, "batch": batch.section()}
     data = {
         **base,
         "rows": int(len(gen.rows)) if gen else None,

@@ -65,6 +65,10 @@ class RunOptions(BaseModel):
     holdout: float | None = None
     #: How an OpenAI-compatible server is asked for JSON (:mod:`panelsynth.llm.modes`).
     structured_output: StructuredOutput | None = None
+    #: Step 3 through the provider's batch API (half price, within 24 h; ``docs/batch.md``).
+    batch: bool = False
+    #: With ``batch``: invalid or missing rows topped up by a follow-up batch, or online.
+    top_up: Literal["batch", "online"] | None = None
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -125,6 +129,9 @@ class RunPlan:
     trust_workspace_models: bool
     formats: list[str]
     structured_output: str | None
+    #: Step 3 through the provider's batch API, and how its top-up rounds go.
+    batch: bool = False
+    top_up: str = "batch"
 
     @property
     def pool_batches(self) -> int:
@@ -156,6 +163,8 @@ def resolve_plan(config: PanelsynthConfig, options: RunOptions | None, client: A
     from panelsynth.export import parse_formats
 
     opts = options or RunOptions()
+    if opts.top_up is not None and not opts.batch:
+        raise ConfigError("--top-up applies to --batch runs — add --batch or drop --top-up")
     g = config.generation
     kind = "local" if client.is_local else "hosted"
     mode: Mode = opts.mode or g.mode
@@ -197,6 +206,8 @@ def resolve_plan(config: PanelsynthConfig, options: RunOptions | None, client: A
         trust_workspace_models=opts.trust_workspace_models,
         formats=parse_formats(opts.formats),
         structured_output=structured if isinstance(structured, str) else opts.structured_output,
+        batch=opts.batch,
+        top_up=opts.top_up or "batch",
     )
 
 

@@ -59,6 +59,7 @@ from panelsynth.pydantic_models.rows import (
     trusted_models_dir,
     wave_row_specs,
 )
+from panelsynth.run.batch import BatchApiFactory, BatchBooks, check_batch, step3_batch
 from panelsynth.run.failures import step_failed as _step_failed
 from panelsynth.run.files import WaveFiles, open_wave_run
 from panelsynth.run.manifest import (
@@ -224,8 +225,13 @@ def run_wave(
     *,
     config: PanelsynthConfig | None = None,
     progress: Progress | None = None,
+    batch_api: BatchApiFactory | None = None,
 ) -> RunResult:
     """Run steps 1-3 for one wave and write the outputs of SPEC §2.
+
+    With ``--batch`` (``RunPlan.batch``) step 3 goes through the provider's batch API
+    (:mod:`panelsynth.run.batch`; ``batch_api`` builds it, default: the label's, key from the
+    environment).
 
     Raises:
         PanelsynthError: any user-fixable problem (data, metadata, lock, exhausted budget).
@@ -235,6 +241,8 @@ def run_wave(
     finish_interrupted_prepare(ws)  # never read a half-switched set of prepare's outputs
     plan = resolve_plan(config or load_config(ws.config_path), options, client)
     client = with_budget(client, plan.config, plan.max_cost_usd)
+    if plan.batch:
+        check_batch(client)  # before any call
     wd, every = load_run_wave(ws, wave, plan.config, plan.mode)
     specs = wave_row_specs(wd)
     strategy = step3_strategy(plan, wd, every, specs, client)  # checked before any model call
@@ -247,6 +255,7 @@ def run_wave(
         s1, s2 = run_steps_1_2(client, files, wd, plan, cache, progress)
         step3 = prepare_step3(client, files, wd, specs, s1, s2, plan, strategy)
         emit(progress, {"stage": "step3", "wanted": strategy.loop_settings.wanted})
+        transport, books = step3_batch(plan, client, ckpt, wd.wave, progress, batch_api)
         try:
             gen = generate_rows(
                 client,
@@ -262,14 +271,19 @@ def run_wave(
                 max_tokens=step3.max_tokens,
                 exclude_rows=step3.exclude,
                 accept_headerless=plan.accept_headerless_checkpoint,
+                transport=transport,
             )
         except GenerationExhaustedError as err:
-            books = err.result if isinstance(err.result, GenerationResult) else None
+            so_far = err.result if isinstance(err.result, GenerationResult) else None
             base = {**step3.base, "status": "incomplete", "error": str(err)}
-            write_manifest(files.manifest, base, s1, s2, books, plan.config, client, started)
+            write_manifest(
+                files.manifest, base, s1, s2, so_far, plan.config, client, started, batch=books
+            )
             raise
         gen, step3.base["calibration"] = strategy.select(gen, step3.hooks, examples=s1.examples)
-        data = write_outputs(client, files, wd, gen, step3.base, s1, s2, plan, strategy, started)
+        data = write_outputs(
+            client, files, wd, gen, step3.base, s1, s2, plan, strategy, started, batch=books
+        )
     wanted = strategy.settings.wanted
     return RunResult(wd.wave, model_dir, files.out_csv, files.manifest, len(gen.rows), wanted, data)
 
@@ -473,6 +487,7 @@ def write_outputs(
     plan: RunPlan,
     strategy: Step3Strategy,
     started: float,
+    batch: BatchBooks | None = None,
 ) -> dict[str, Any]:
     """The CSV (a kill after it: the next run rebuilds the manifest), exports and manifest."""
     ws, out_csv = files.ws, files.out_csv
@@ -498,7 +513,7 @@ def write_outputs(
     if exports:
         done["exports"] = [ws.rel(p) for p in exports]
     return write_manifest(
-        files.manifest, {**base, **done}, s1, s2, gen, plan.config, client, started
+        files.manifest, {**base, **done}, s1, s2, gen, plan.config, client, started, batch=batch
     )
 
 

@@ -191,12 +191,15 @@ class BatchTransport:
         self._timer: asyncio.TimerHandle | None = None
         self._lock: asyncio.Lock | None = None
         self._cancelling = False
+        self._restored: set[str] = set()  # jobs of the checkpoint (submitted by another process)
+        self._stale: set[str] = set()  # restored jobs already cancelled when first polled
         #: Counts of this process: requests submitted and resubmitted, results by kind.
         self.counts: dict[str, int] = {"submitted": 0, "resubmitted": 0}
         self.cost_usd = 0.0
         self.cache_write_tokens = 0
         for job in jobs:
             self._register(job)
+            self._restored.add(job.batch_id)
 
     @classmethod
     def from_records(
@@ -466,6 +469,8 @@ class BatchTransport:
         try:
             while True:
                 status = await asyncio.to_thread(self.api.poll, job)
+                if last is None and job.batch_id in self._restored and status.terminal:
+                    self._stale.add(job.batch_id)  # ended before this process: rerun the rest
                 c = status.counts
                 emit(
                     self.progress,
@@ -537,7 +542,7 @@ class BatchTransport:
             p.future.set_result(BatchCompletion(r.value, r.usage, r.finish_reason, job.batch_id))
             return
         if r.kind == UNFINISHED:
-            if job.status == "cancelled" or self._cancelling:
+            if (job.status == "cancelled" or self._cancelling) and job.batch_id not in self._stale:
                 p.future.set_exception(
                     BatchCancelledError(
                         f"{job.provider} batch {job.batch_id} was cancelled before it ran call "
