@@ -42,10 +42,10 @@ class DemoRun:
 
 #: What the demo generates (rows = n_outputs * n_batches).
 DEMO_PLAN: tuple[DemoRun, ...] = (
-    DemoRun("1", "dense", "smollm2", n_outputs=10, n_batches=10),
-    DemoRun("3", "dense", "smollm2", n_outputs=10, n_batches=10),
-    DemoRun("1", "full", "smollm2-full", n_outputs=5, n_batches=10, n_examples=10),
-    DemoRun("1", "dense", "smollm2-calibrated", n_outputs=10, n_batches=10, calibrate=True),
+    DemoRun("1", "dense", "smollm2", n_outputs=10, n_batches=6),
+    DemoRun("3", "dense", "smollm2", n_outputs=10, n_batches=6),
+    DemoRun("1", "full", "smollm2-full", n_outputs=5, n_batches=6, n_examples=10),
+    DemoRun("1", "dense", "smollm2-calibrated", n_outputs=10, n_batches=6, calibrate=True),
 )
 
 
