@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,27 +123,29 @@ def poll_all(
     found: Sequence[WaveJobs], api_key: str | None, base_url: str | None
 ) -> list[tuple[WaveJobs, BatchJob, BatchStatus | None, str]]:
     """The current status of every job (``None`` and the reason when it cannot be polled)."""
-    out = []
-    for wj in found:
-        for job in wj.jobs:
-            try:
-                with open_api(job, api_key, base_url) as api:
-                    out.append((wj, job, api.poll(job), ""))
-            except BatchError as err:
-                out.append((wj, job, None, str(err)))
-    return out
+    return _each_job(found, api_key, base_url, lambda api, job: api.poll(job))
 
 
 def cancel_all(
     found: Sequence[WaveJobs], api_key: str | None, base_url: str | None
 ) -> list[tuple[WaveJobs, BatchJob, BatchStatus | None, str]]:
     """Cancel every job that has not ended; the status of each job after it."""
+    return _each_job(found, api_key, base_url, lambda api, job: api.cancel(job))
+
+
+def _each_job(
+    found: Sequence[WaveJobs],
+    api_key: str | None,
+    base_url: str | None,
+    act: Callable[[BatchApi, BatchJob], BatchStatus],
+) -> list[tuple[WaveJobs, BatchJob, BatchStatus | None, str]]:
+    """``act(api, job)`` for every job; ``None`` and the reason where the provider refused."""
     out = []
     for wj in found:
         for job in wj.jobs:
             try:
                 with open_api(job, api_key, base_url) as api:
-                    out.append((wj, job, api.cancel(job), ""))
+                    out.append((wj, job, act(api, job), ""))
             except BatchError as err:
                 out.append((wj, job, None, str(err)))
     return out
