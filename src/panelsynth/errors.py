@@ -63,6 +63,11 @@ class BudgetExceededError(PanelsynthError):
     """The next LLM call would take the run's spending past ``generation.max_cost_usd``."""
 
 
+class BlockedCallError(PanelsynthError):
+    """A call cannot be written: the rows its request depends on will not come (a panel wave
+    whose previous wave stopped early)."""
+
+
 #: Longest quoted value an error message shows in full.
 QUOTE_LIMIT = 80
 

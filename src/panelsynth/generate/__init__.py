@@ -8,12 +8,17 @@ checkpoint at once; rows are ordered by batch index, so the CSV does not depend 
 
 from __future__ import annotations
 
+from panelsynth.generate.generation import (
+    Generation,
+    generate_rows,
+    run_together,
+    shared_throttle,
+)
 from panelsynth.generate.loop import (
     CallRecord,
     GenerationResult,
     OnlineTransport,
     Transport,
-    generate_rows,
 )
 from panelsynth.generate.prompt import (
     SYSTEM_GENERATE,
@@ -38,6 +43,7 @@ from panelsynth.generate.settings import (
 
 __all__ = [
     "CallRecord",
+    "Generation",
     "GenerationPrompt",
     "GenerationResult",
     "GenerationSettings",
@@ -52,6 +58,8 @@ __all__ = [
     "load_for_resume",
     "row_key",
     "row_keys",
+    "run_together",
+    "shared_throttle",
     "with_request",
     "write_csv_atomic",
 ]

@@ -4,10 +4,8 @@ checkpointed at once, invalid rows topped up, the books kept."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import math
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,11 +16,11 @@ from pydantic import BaseModel
 
 from panelsynth.checkpoint import Checkpoint
 from panelsynth.errors import (
+    BlockedCallError,
     BudgetExceededError,
-    GenerationExhaustedError,
+    PanelsynthError,
 )
 from panelsynth.generate.prompt import GenerationPrompt, estimate_output_tokens
-from panelsynth.generate.resume import load_for_resume
 from panelsynth.generate.rows import row_key
 from panelsynth.generate.settings import GenerationSettings
 from panelsynth.generate.throttle import AdaptiveConcurrency, RatePacer, Slot, call_slot, observe
@@ -134,6 +132,7 @@ class _Runner:
         progress: Progress | None,
         wave: str,
         transport: Transport | None = None,
+        throttle: tuple[AdaptiveConcurrency, RatePacer] | None = None,
     ) -> None:
         self.client = client
         self.transport = transport or OnlineTransport(client)
@@ -158,15 +157,19 @@ class _Runner:
         self.next_batch = 0
         self.exclude: set[tuple[Any, ...]] = set()  # keys of rows a synthetic row must not copy
         self.copies = 0
-        self.stopped: BudgetExceededError | None = None
+        #: Why no more calls start: the spending limit, or the rows a request needs never came.
+        self.stopped: PanelsynthError | None = None
         self.calls_before = 0  # calls restored from the checkpoint (the budget is per invocation)
-        self.limiter = AdaptiveConcurrency(
-            settings.concurrency, adaptive=settings.adaptive_concurrency
+        # shared by several waves' loops run together (a panel): one limit on calls in flight
+        self.limiter, self.pacer = throttle or (
+            AdaptiveConcurrency(settings.concurrency, adaptive=settings.adaptive_concurrency),
+            RatePacer(settings.requests_per_minute, settings.tokens_per_minute),
         )
-        self.pacer = RatePacer(settings.requests_per_minute, settings.tokens_per_minute)
         #: The current round is queued by the transport (a provider batch): no cap, no pacing.
         self.queued = False
         self._open: AdaptiveConcurrency | None = None  # no cap: made for the first such round
+        #: Close the transport when the loop ends (not when loops sharing it run together).
+        self.close_transport = True
         self._call_tokens: int | None = None
         # checkpoint lines are fsync'ed in one worker thread, in order, off the event loop
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="panelsynth-checkpoint")
@@ -234,6 +237,11 @@ class _Runner:
         return await self.pacer.wait(self._call_tokens)
 
     async def _one(self, batch: int) -> None:
+        try:  # before taking a place: a call waiting for its inputs holds none
+            await self.prompt.ready(batch)
+        except BlockedCallError as err:
+            self.stopped = self.stopped or err
+            return
         limiter = self._open if self.queued and self._open is not None else self.limiter
         async with call_slot(limiter) as slot:
             finished = await self._call(batch, slot)
@@ -251,6 +259,7 @@ class _Runner:
             self.invalid += finished.record["invalid"]
             self.returned += finished.record["returned"]
             self.calls.append(CallRecord("generate", batch, finished.usage, True, via=via))
+            self.prompt.saved(finished.record)
         self._emit()
 
     async def _call(self, batch: int, slot: Slot) -> _Finished | None:
@@ -339,7 +348,7 @@ class _Runner:
         finally:
             self._io.shutdown(wait=True)  # every submitted checkpoint line is on disk
             closer = getattr(self.transport, "aclose", None)  # e.g. the SDK's pool
-            if closer is not None:
+            if closer is not None and self.close_transport:
                 await closer()
 
     def _round(self, n: int | None = None) -> int:
@@ -401,169 +410,8 @@ class _Runner:
             raise
 
 
-def generate_rows(
-    client: LLMClient,
-    prompt: GenerationPrompt,
-    row_model: type[BaseModel],
-    columns: Sequence[str],
-    settings: GenerationSettings,
-    checkpoint: Checkpoint,
-    *,
-    header: dict[str, Any],
-    resume: bool,
-    wave: str,
-    progress: Progress | None = None,
-    max_tokens: int | None = None,
-    exclude_rows: set[tuple[Any, ...]] | None = None,
-    accept_headerless: bool = False,
-    transport: Transport | None = None,
-) -> GenerationResult:
-    """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
-
-    Every call goes through ``transport`` (default: :class:`OnlineTransport` over ``client``).
-
-    With ``resume``, the checkpoint's readable calls are taken over (:func:`load_for_resume`);
-    ``accept_headerless`` resumes a checkpoint whose header is missing or unreadable.
-
-    ``exclude_rows`` holds :func:`row_key` keys (over ``columns``) of rows that must not be
-    copied (real respondents, few-shot examples): a synthetic row equal to one is dropped,
-    counted as ``copied_rows``, and topped up like an invalid row.
-
-    Raises:
-        GenerationExhaustedError: the call budget or the spending limit ran out, or failures
-            persisted (circuit breaker); the checkpoint keeps every finished call and
-            ``--resume`` continues.
-    """
-    started = time.monotonic()
-    runner = _Runner(
-        client, prompt, row_model, columns, settings, checkpoint, progress, wave, transport
-    )
-    if max_tokens:
-        runner.max_tokens = max_tokens
-    runner.exclude = set(exclude_rows or ())
-    resumed = 0
-    if resume and checkpoint.exists():
-        records = load_for_resume(checkpoint, header, accept_headerless=accept_headerless)
-        adopt = getattr(runner.transport, "adopt", None)
-        records = adopt(records) if adopt is not None else _calls_only(records, wave)
-        resumed = runner.restore(records)
-        log.info(
-            "wave %s: resuming with %d finished calls (%d rows)", wave, resumed, runner.accepted
-        )
-    else:
-        checkpoint.start(header)
-    runner._emit()
-    error: GenerationExhaustedError | None = None
-    try:
-        _run_loop(runner.run())
-    except _Breaker:
-        error = GenerationExhaustedError(
-            wave=wave,
-            wanted=settings.wanted,
-            accepted=min(runner.accepted, settings.wanted),
-            attempts=len(runner.calls),
-            hint=_persistent_cause(runner)
-            or (
-                f"{runner.consecutive_failures} calls in a row failed or gave no valid row "
-                f"(faults: {_faults_text(runner.faults)}); stopped early — fix the cause and "
-                f"rerun with --resume"
-            ),
-        )
-    if error is None and runner.stopped is not None and runner.accepted < settings.wanted:
-        error = GenerationExhaustedError(
-            wave=wave,
-            wanted=settings.wanted,
-            accepted=runner.accepted,
-            attempts=len(runner.calls),
-            hint=str(runner.stopped),
-        )
-    if error is None and runner.accepted < settings.wanted:
-        error = GenerationExhaustedError(
-            wave=wave,
-            wanted=settings.wanted,
-            accepted=runner.accepted,
-            attempts=len(runner.calls),
-            hint=_persistent_cause(runner)
-            or (
-                f"the call budget ({settings.max_calls} calls) is used up (faults: "
-                f"{_faults_text(runner.faults)}); rerun with --resume, or raise "
-                f"generation.max_attempts_factor"
-            ),
-        )
-    ordered = [row for b in sorted(runner.done) for row in runner.done[b]][: settings.wanted]
-    frame = pd.DataFrame(ordered, columns=list(columns))
-    result = GenerationResult(
-        rows=frame,
-        calls=runner.calls,
-        invalid_rows=runner.invalid,
-        returned_rows=runner.returned,
-        failed_calls=runner.failed,
-        faults=runner.faults,
-        resumed_batches=resumed,
-        wall_seconds=time.monotonic() - started,
-        batches_used=len(runner.done),
-        copies_dropped=runner.copies,
-        throttle={**runner.limiter.summary(), "rate_wait_seconds": round(runner.pacer.waited, 3)},
-    )
-    if error is not None:
-        error.result = result  # the books so far, for the manifest of an incomplete run
-        raise error
-    return result
-
-
 def _add_via(record: dict[str, Any], answer: object) -> None:
     """The provider batch that answered (a resume never takes the same answer twice)."""
     via = getattr(answer, "via", None)
     if via:
         record["via"] = via
-
-
-def _run_loop(coro: Any) -> None:
-    """``asyncio.run`` with the objects that exist already frozen out of the garbage collector.
-
-    They (pandas, the SDKs, the loaded model) live for the whole run; a full collection walking
-    them takes ~0.1 s and stalls every call in flight. New garbage is still collected.
-    """
-    gc.freeze()
-    try:
-        asyncio.run(coro)
-    finally:
-        gc.unfreeze()
-
-
-def _calls_only(records: list[dict[str, Any]], wave: str) -> list[dict[str, Any]]:
-    """The call records, without the provider batches a ``--batch`` run recorded."""
-    calls = [r for r in records if "batch_job" not in r]
-    if len(calls) < len(records):
-        log.warning(
-            "wave %s: the checkpoint holds provider batches of a --batch run; this run is online "
-            "and does not collect them (rerun with --batch --resume to take their results over)",
-            wave,
-        )
-    return calls
-
-
-def _persistent_cause(runner: _Runner) -> str | None:
-    """The fix for failures that more calls cannot cure, whatever the call budget: a rejected
-    key (401/403), or a server that never answers in time. ``None`` for anything else."""
-    mine = runner.calls[runner.calls_before :]  # this invocation's calls, in finishing order
-    last_ok = max((i for i, c in enumerate(mine) if c.ok), default=-1)
-    failed = [c.kind for c in mine[last_ok + 1 :] if not c.ok]
-    if not failed:
-        return None
-    faults = _faults_text(runner.faults)
-    if "auth" in failed:
-        return (
-            f"the provider refused the request (401/403: auth; faults: {faults}) — check the key "
-            f"/ permissions (that this key may use this model), then rerun with --resume"
-        )
-    if last_ok < 0 and set(failed) == {"timeout"}:
-        return (
-            f"no call was answered in time (faults: {faults}) — check the server, or raise "
-            f"generation.timeout in panelsynth.toml, then rerun with --resume"
-        )
-    return None
-
-
-def _faults_text(faults: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none"

@@ -69,6 +69,15 @@ class GenerationPrompt:
     def restore(self, record: dict[str, Any]) -> None:
         """Take the books of a checkpointed successful call."""
 
+    async def ready(self, batch: int) -> None:
+        """Wait until the call of ``batch`` can be written (before it takes a place among the
+        concurrent calls); at once unless its request depends on other calls' rows (a panel
+        wave's on the previous wave's). Raises :class:`~panelsynth.errors.BlockedCallError` when
+        it never can."""
+
+    def saved(self, record: dict[str, Any]) -> None:
+        """Called once a successful call's checkpoint line is on disk."""
+
 
 def with_request(prefix: Sequence[Message], request: str) -> PromptMessages:
     """A copy of the static ``prefix`` with ``request`` appended to its last message; the

@@ -90,6 +90,14 @@ class BatchHooks(Protocol):
         """Take the books of a checkpointed successful call."""
         ...
 
+    async def ready(self, batch: int) -> None:
+        """Wait until the call of ``batch`` can be written (its inputs exist)."""
+        ...
+
+    def saved(self, record: dict[str, Any]) -> None:
+        """A successful call's checkpoint line is on disk."""
+        ...
+
 
 class Step3Strategy(ABC):
     """A method of step 3 (see the module docstring for the life cycle)."""

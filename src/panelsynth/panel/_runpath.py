@@ -14,12 +14,15 @@ from panelsynth.data import read_csv_any
 from panelsynth.describe import Step1Result, describe_wave, encode_table, format_descriptions
 from panelsynth.generate import (
     SYSTEM_GENERATE,
+    Generation,
     GenerationPrompt,
     GenerationResult,
     GenerationSettings,
     estimate_output_tokens,
     generate_rows,
     headerless_error,
+    run_together,
+    shared_throttle,
     with_request,
     write_csv_atomic,
 )
@@ -52,6 +55,7 @@ def format_plans(plans):  # noqa: ANN001, ANN201
 __all__ = [
     "SYSTEM_GENERATE",
     "Checkpoint",
+    "Generation",
     "GenerationPrompt",
     "GenerationResult",
     "GenerationSettings",
@@ -80,6 +84,8 @@ __all__ = [
     "read_csv_any",
     "reproducibility",
     "resolve_settings",
+    "run_together",
+    "shared_throttle",
     "set_aside",
     "wave_row_specs",
     "with_budget",

@@ -1,28 +1,28 @@
 """``panelsynth run --panel``: a synthetic panel through the requested waves (issue 19).
 
 The host draws every synthetic respondent's cluster path and presence from the real panel
-(:func:`panel_draw`); then each requested wave, in study order, goes through steps 1-2 (cached, as
-a per-wave run) and a step 3 whose calls each write a slice of the wave's present respondents
-(:class:`panelsynth.panel.strategy.PanelPrompt`), conditioned, after the first generated wave, on
-each respondent's answers in the last generated wave they answered. Every call is checkpointed
-per wave; ``--resume`` takes over every finished call of every wave (a finished wave costs
-nothing again and gives the same rows, so later waves' prompts are the same).
+(:func:`panel_draw`). Each requested wave, in study order, goes through steps 1-2 (cached) and
+gets its prompt; then every wave's step-3 calls run together in one event loop: a call writes a
+slice of a wave's present respondents (:class:`~panelsynth.panel.strategy.PanelPrompt`), after
+the first generated wave conditioned on their answers in the last generated wave they answered,
+and starts as soon as those rows are saved (:class:`~panelsynth.panel.board.AnswerBoard`). Every
+call is checkpointed per wave; ``--resume`` takes over every finished call of every wave.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 
 from panelsynth import faultpoint
 from panelsynth.config import PanelsynthConfig, load_config
@@ -32,6 +32,8 @@ from panelsynth.io import atomic_write_text
 from panelsynth.llm.base import LLMCallError, LLMClient
 from panelsynth.llm.keys import scrub, scrub_data
 from panelsynth.panel import _runpath as rp
+from panelsynth.panel.board import AnswerBoard
+from panelsynth.panel.checkpoints import PanelCheckpoint, panel_header, refuse_existing
 from panelsynth.panel.output import (
     panel_files,
     write_long_panel,
@@ -49,7 +51,7 @@ from panelsynth.panel.strategy import (
 )
 from panelsynth.panel.trajectories import (
     Trajectory,
-    format_requested_row,
+    cell_text,
     format_trajectory,
     sample_trajectories,
 )
@@ -75,6 +77,20 @@ class PanelRunResult:
     manifest: Path
     rows: dict[str, int]
     manifest_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Wave:
+    """One wave of a panel run, set up: its real data, steps 1-2, prompt and loop of calls."""
+
+    wd: WaveData
+    s1: rp.Step1Result
+    s2: rp.Step2Result
+    prompt: PanelPrompt
+    base: dict[str, Any]
+    gen: rp.Generation
+    started: float
+    examples_note: str
 
 
 def run_panel(
@@ -114,12 +130,19 @@ def run_panel(
         for w in requested:
             rp.set_aside(ws, rp.Checkpoint(ws.checkpoint(model_dir, w)), ws.manifest(model_dir, w))
     elif not opts.resume:
-        _refuse_existing(ws, model_dir, requested)
+        refuse_existing(ws, model_dir, requested)
     run = _PanelRun(ws, config, client, model_dir, opts, mode, n_examples, settings, setup)
     run.progress = progress
     summaries: dict[str, dict[str, Any]] = {}
-    for j, w in enumerate(requested):
-        summaries[w] = run.wave(j, w)
+    with contextlib.ExitStack() as locks:
+        for w in requested:
+            locks.enter_context(
+                rp.RunLock(ws.lock(model_dir, w), f"wave {w} of {model_dir} (panel)")
+            )
+        waves_ = [run.prepare(j, w) for j, w in enumerate(requested)]
+        run.generate(waves_)
+        for pw in waves_:  # in study order: the first wave that stopped early raises
+            summaries[pw.wd.wave] = run.finish(pw)
     long_path = write_long_panel(ws, model_dir, run.generated, setup.structure.requested)
     manifest = write_panel_manifest(
         ws, model_dir, setup, summaries, run.trajectories, client, started, mode
@@ -133,32 +156,6 @@ def run_panel(
         rows={w: int(len(run.generated[w])) for w in requested},
         manifest_data=manifest,
     )
-
-
-def _refuse_existing(ws: Workspace, model_dir: str, waves: Sequence[str]) -> None:
-    for w in waves:
-        out, ckpt = ws.output_csv(model_dir, w), rp.Checkpoint(ws.checkpoint(model_dir, w))
-        if out.exists() or ckpt.exists():
-            what = ws.rel(out) if out.exists() else ws.rel(ckpt.path)
-            raise PanelsynthError(
-                f"{what} already exists (wave {w} of {model_dir}) — pass --resume to continue the "
-                f"panel, --restart to generate it again (old checkpoints kept aside), or use "
-                f"another --model-dir"
-            )
-
-
-class _PanelCheckpoint(rp.Checkpoint):
-    """A wave's checkpoint with a fault point after each appended call (kill-timing tests)."""
-
-    def __init__(self, path: Path, wave: str) -> None:
-        super().__init__(path)
-        self.wave = wave
-        self.appended = 0
-
-    def append(self, record: dict[str, Any]) -> None:
-        super().append(record)
-        self.appended += 1
-        faultpoint.reach(f"panel-call:{self.wave}:{self.appended}")
 
 
 class _PanelRun:
@@ -181,13 +178,16 @@ class _PanelRun:
         self.setup = setup
         self.id_column = config.study.id_column
         self.generated: dict[str, pd.DataFrame] = {}
-        #: id -> (wave, answers) of the last generated wave each respondent answered
-        self.last: dict[str, tuple[str, dict[str, Any]]] = {}
+        #: Each respondent's kept rows per wave, published as their calls are saved.
+        self.board = AnswerBoard()
+        self._widest_cache: dict[str, dict[str, Any]] = {}
         self.real: dict[str, WaveData] = {}
         self.trajectories: dict[str, list[Trajectory]] = {}
         self.prev_wave: dict[str, str | None] = {}
         self.progress: Callable[[dict[str, Any]], None] | None = None
         self.cache = rp.StepCache(ws.cache_dir(), enabled=opts.use_cache)
+        #: One limit on calls in flight (and one rate pacer) for every wave's calls.
+        self.throttle = rp.shared_throttle(settings)
 
     # -- real data ---------------------------------------------------------------------------
     def load(self, wave: str) -> WaveData:
@@ -208,17 +208,25 @@ class _PanelRun:
         return wd
 
     # -- one wave ----------------------------------------------------------------------------
-    def wave(self, j: int, wave: str) -> dict[str, Any]:
-        ws, md = self.ws, self.model_dir
+    def prepare(self, j: int, wave: str) -> _Wave:
+        """Steps 1-2, the requests, the fitted prompt and the wave's loop of calls, set up (its
+        checkpoint started or taken over; ``--resume`` restores the earlier waves first)."""
         wd = self.load(wave)
-        requested = self.setup.structure.requested
-        prev_wave = requested[j - 1] if j else None
-        self.prev_wave[wave] = prev_wave
-        with rp.RunLock(ws.lock(md, wave), f"wave {wave} of {md} (panel)"):
-            s1, s2 = self._steps_1_2(wd)
-            rows = self._requests(wd, wave)
-            prompt, max_tokens, examples_note = self._prompt(wd, s1, s2, rows, prev_wave)
-            return self._generate(wd, s1, s2, prompt, max_tokens, examples_note)
+        self.prev_wave[wave] = self.setup.structure.requested[j - 1] if j else None
+        s1, s2 = self._steps_1_2(wd)
+        rows = self._requests(wd, wave)
+        prompt, max_tokens, examples_note = self._prompt(wd, s1, s2, rows, self.prev_wave[wave])
+        return self._loop(wd, s1, s2, prompt, max_tokens, examples_note)
+
+    def generate(self, waves: list[_Wave]) -> None:
+        """Every wave's calls in one event loop, sharing the concurrency: a call of a later
+        wave starts once its respondents' previous rows are saved."""
+        why = "that wave stopped before every respondent had a row"
+        rp.run_together(
+            [pw.gen for pw in waves],
+            finished=lambda i: self.board.close(waves[i].wd.wave, why),
+            client=self.client,
+        )
 
     def _steps_1_2(self, wd: WaveData) -> tuple[rp.Step1Result, rp.Step2Result]:
         real = wd.frame.drop(columns=[self.id_column])
@@ -248,28 +256,26 @@ class _PanelRun:
         return s1, s2
 
     def _requests(self, wd: WaveData, wave: str) -> list[Requested]:
-        """The wave's present respondents, each with their path and last generated answers."""
+        """The wave's present respondents, each with their path and last generated wave."""
         d = self.setup.draw
         t = d.waves.index(wave)
-        present = np.flatnonzero(d.present[:, t])
-        clusters, prevs = d.clusters, d.prev_clusters
+        earlier = [d.waves.index(w) for w in self.setup.structure.requested if d.waves.index(w) < t]
+        present, clusters, prevs = d.present, d.clusters, d.prev_clusters  # computed once
+        # per respondent, the last earlier requested wave they answered (-1: none)
+        last = np.full(len(d.ids), -1)
+        for s in earlier:
+            last[present[:, s]] = s
         out = []
-        for i in present:
-            rid = str(d.ids[i])
-            path = [(d.waves[s], int(clusters[i, s]) or None) for s in range(t + 1)]
-            last = self.last.get(rid)
-            prev = int(prevs[i, t]) or None if wd.prev_cluster_column else None
-            text = format_requested_row(
-                rid,
-                path=path,
-                wave=wave,
-                cluster=int(clusters[i, t]),
-                previous=last[1] if last else None,
-                previous_wave=last[0] if last else None,
-                id_column=self.id_column,
-                cluster_column=wd.cluster_column,
+        for i in np.flatnonzero(present[:, t]):
+            out.append(
+                Requested(
+                    str(d.ids[i]),
+                    int(clusters[i, t]),
+                    int(prevs[i, t]) or None if wd.prev_cluster_column else None,
+                    path=tuple((d.waves[s], int(clusters[i, s]) or None) for s in range(t + 1)),
+                    previous_wave=d.waves[last[i]] if last[i] >= 0 else None,
+                )
             )
-            out.append(Requested(rid, int(clusters[i, t]), prev, text))
         return out
 
     def _examples(
@@ -353,15 +359,12 @@ class _PanelRun:
                 id_column=self.id_column,
                 cluster_column=wd.cluster_column,
                 prev_cluster_column=wd.prev_cluster_column,
+                board=self.board,
+                variables=list(wd.variables),
             )
             if not window:
                 return prompt, max_tokens, note
-            longest = sorted(range(len(rows)), key=lambda i: -len(rows[i].text))[:n_out]
-            probe = PanelPrompt(
-                prefix=prefix, n_examples_used=per, requests=[rows[i] for i in longest]
-            )
-            probe.n_outputs = n_out
-            msgs = probe.for_batch(0, n_out)
+            msgs = self._probe(prompt, rows, n_out).for_batch(0, n_out)
             used = self.client.count_tokens("\n".join(m["content"] for m in msgs)) + 32
             if used + max_tokens <= window:
                 return prompt, max_tokens, note
@@ -385,7 +388,31 @@ class _PanelRun:
                 n_out,
             )
 
-    def _generate(
+    def _probe(self, prompt: PanelPrompt, rows: list[Requested], n_out: int) -> PanelPrompt:
+        """The wave's largest call as far as the host can tell before the previous answers
+        exist: the ``n_out`` longest cluster paths, each with the widest real answers of the
+        wave their request shows."""
+        longest = sorted(rows, key=lambda r: -len(str(r.path)))[:n_out]
+        board = AnswerBoard()
+        for r in longest:
+            if r.previous_wave is not None:
+                board.publish(r.previous_wave, r.respondent, self._widest(r.previous_wave))
+        return replace(prompt, requests=longest, board=board, assigned={}, fulfilled=set())
+
+    def _widest(self, wave: str) -> dict[str, Any]:
+        """Per variable of ``wave``, its real value written longest (a bound on a row's text)."""
+        if wave not in self._widest_cache:
+            wd = self.real[wave]
+            out: dict[str, Any] = {}
+            for v in wd.variables:
+                texts = wd.frame[v].map(cell_text)
+                out[v] = (
+                    texts.iloc[int(texts.str.len().to_numpy().argmax())] if len(texts) else "NA"
+                )
+            self._widest_cache[wave] = out
+        return self._widest_cache[wave]
+
+    def _loop(
         self,
         wd: WaveData,
         s1: rp.Step1Result,
@@ -393,7 +420,7 @@ class _PanelRun:
         prompt: PanelPrompt,
         max_tokens: int,
         examples_note: str,
-    ) -> dict[str, Any]:
+    ) -> _Wave:
         ws, md, wave = self.ws, self.model_dir, wd.wave
         specs = [
             rp.RowSpec(**{**s.__dict__, "nullable": True})
@@ -412,8 +439,8 @@ class _PanelRun:
             rows=n,
         )
         settings.n_batches = max(1, math.ceil(n / prompt.n_outputs))
-        header = self._header(wd, settings, prompt, shared)
-        ckpt = _PanelCheckpoint(ws.checkpoint(md, wave), wave)
+        header = panel_header(self.client, self.setup, wd, settings, prompt, shared)
+        ckpt = PanelCheckpoint(ws.checkpoint(md, wave), wave)
         resume = bool(self.opts.resume and ckpt.exists())
         if self.opts.resume and not resume and ws.output_csv(md, wave).exists():
             raise PanelsynthError(
@@ -426,36 +453,45 @@ class _PanelRun:
             if old is None:
                 raise rp.headerless_error(ckpt, records)
         base = self._manifest_base(wd, s1, s2, settings, prompt, max_tokens, examples_note)
-        started = time.time()
         if self.progress:
             self.progress({"stage": "step3", "wave": wave, "wanted": n})
+        progress = self.progress
+        gen = rp.Generation(
+            self.client,
+            prompt,
+            shared,
+            columns,
+            settings,
+            ckpt,
+            header=header,
+            resume=resume,
+            wave=wave,
+            progress=(lambda ev: progress({**ev, "wave": wave})) if progress else None,
+            max_tokens=max_tokens,
+            accept_headerless=self.opts.accept_headerless_checkpoint,
+            throttle=self.throttle,
+        )
+        return _Wave(wd, s1, s2, prompt, base, gen, time.time(), examples_note)
+
+    def finish(self, pw: _Wave) -> dict[str, Any]:
+        """Write the wave's CSV, manifest and trajectory log (or, when it stopped early, its
+        incomplete manifest, and raise)."""
+        ws, md, wd, prompt, base = self.ws, self.model_dir, pw.wd, pw.prompt, pw.base
+        wave, n = wd.wave, len(pw.prompt.requests)
         try:
-            gen = rp.generate_rows(
-                self.client,
-                prompt,
-                shared,
-                columns,
-                settings,
-                ckpt,
-                header=header,
-                resume=resume,
-                wave=wave,
-                progress=self.progress,
-                max_tokens=max_tokens,
-                accept_headerless=self.opts.accept_headerless_checkpoint,
-            )
+            gen = pw.gen.result()
         except GenerationExhaustedError as err:
             res = err.result if isinstance(err.result, rp.GenerationResult) else None
             base.update(status="incomplete", error=str(err))
-            rp.write_manifest(ws.manifest(md, wave), base, s1, s2, res, self.config,
-                              self.client, started)  # fmt: skip
+            rp.write_manifest(ws.manifest(md, wave), base, pw.s1, pw.s2, res, self.config,
+                              self.client, pw.started)  # fmt: skip
             raise
         rows = self._ordered(gen.rows, prompt, wd)
         rp.write_csv_atomic(rows, ws.output_csv(md, wave))
         faultpoint.reach("panel-after-csv")
         base.update(status="complete", output=ws.rel(ws.output_csv(md, wave)))
         data = rp.write_manifest(
-            ws.manifest(md, wave), base, s1, s2, gen, self.config, self.client, started
+            ws.manifest(md, wave), base, pw.s1, pw.s2, gen, self.config, self.client, pw.started
         )
         data["wanted"] = n  # one row per present respondent (not calls x rows per call)
         atomic_write_text(
@@ -465,9 +501,6 @@ class _PanelRun:
             ws, md, wave, self.trajectories.get(wave), self.id_column, self.prev_wave.get(wave)
         )
         self.generated[wave] = rows
-        for rec in rows.to_dict("records"):
-            answers = {v: rec[v] for v in wd.variables}
-            self.last[str(rec[self.id_column])] = (wave, answers)
         return {
             "rows": int(len(rows)),
             "wanted": n,
@@ -478,7 +511,7 @@ class _PanelRun:
             "input_tokens": data["tokens"]["input"],
             "output_tokens": data["tokens"]["output"],
             "cost_usd": data["cost"].get("usd"),
-            "examples": examples_note,
+            "examples": pw.examples_note,
         }
 
     def _ordered(self, rows: pd.DataFrame, prompt: PanelPrompt, wd: WaveData) -> pd.DataFrame:
@@ -496,38 +529,6 @@ class _PanelRun:
                 [prev[i] for i in rows[self.id_column]], dtype="Int64"
             )
         return rows.reset_index(drop=True)
-
-    def _header(
-        self,
-        wd: WaveData,
-        settings: PanelSettings,
-        prompt: PanelPrompt,
-        row_model: type[BaseModel],
-    ) -> dict[str, Any]:
-        header: dict[str, Any] = {
-            "wave": wd.wave,
-            "mode": wd.mode,
-            "model": self.client.label,
-            "n_outputs": settings.n_outputs,
-            "n_batches": settings.n_batches,
-            "seed": settings.seed,
-            "panel": {
-                "waves": list(self.setup.structure.requested),
-                "respondents": self.setup.respondents,
-                "rows": settings.rows,
-            },
-        }
-        if settings.temperature != rp.GenerationSettings.temperature:
-            header["temperature"] = settings.temperature
-        if getattr(self.client, "endpoint_host", None):
-            header["endpoint"] = self.client.endpoint_host
-        header["fingerprint"] = rp.fingerprint(
-            header,
-            prompt.prefix,
-            row_model.model_json_schema(),
-            [r.text for r in prompt.requests],
-        )
-        return header
 
     def _manifest_base(
         self,

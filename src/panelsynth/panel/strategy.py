@@ -16,6 +16,7 @@ checkpoint record, so ``--resume`` continues with the same books.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field, create_model
 
+from panelsynth.errors import PanelsynthError
 from panelsynth.generate.prompt import context_lines
 from panelsynth.panel._runpath import (
     SYSTEM_GENERATE,
@@ -33,6 +35,8 @@ from panelsynth.panel._runpath import (
     profiled_batch_model,
     with_request,
 )
+from panelsynth.panel.board import AnswerBoard
+from panelsynth.panel.trajectories import format_requested_row
 from panelsynth.pydantic_models.rows import batch_model
 
 Message = dict[str, str]
@@ -40,13 +44,23 @@ Message = dict[str, str]
 
 @dataclass(frozen=True)
 class Requested:
-    """One synthetic respondent to write in a wave: the host's id and clusters, and the prompt
-    text (:func:`panelsynth.panel.format_requested_row`)."""
+    """One synthetic respondent to write in a wave: the host's id, clusters and cluster path, and
+    the generated wave whose answers the request shows (their last one answered; ``None``: none).
+
+    The request's text (:func:`panelsynth.panel.format_requested_row`) is written when the call
+    is made, from those answers on the panel's :class:`AnswerBoard`.
+    """
 
     respondent: str
     cluster: int
     prev_cluster: int | None
-    text: str
+    path: tuple[tuple[str, int | None], ...] = ()
+    previous_wave: str | None = None
+
+    def key(self) -> str:
+        """What the host decided for this row (the checkpoint header's fingerprint covers it)."""
+        parts = (self.respondent, self.cluster, self.prev_cluster, self.path, self.previous_wave)
+        return "|".join(map(str, parts))
 
 
 @dataclass
@@ -147,6 +161,10 @@ class PanelPrompt(GenerationPrompt):
     #: decoders); ``None``: the shared schema (hosted models keep their prompt cache).
     fixed_row_model: type[BaseModel] | None = None
     shared_row_model: type[BaseModel] | None = None
+    #: Where the previous answers come from and this wave's kept rows go (once saved).
+    board: AnswerBoard = field(default_factory=AnswerBoard)
+    #: This wave's answers (what a later wave's request shows).
+    variables: list[str] = field(default_factory=list)
     assigned: dict[int, list[int]] = field(default_factory=dict)
     fulfilled: set[int] = field(default_factory=set)
     rejected_rows: int = 0
@@ -184,8 +202,61 @@ class PanelPrompt(GenerationPrompt):
         b = int(record["batch"])
         if "panel_requested" in record:
             self.assigned[b] = [int(i) for i in record["panel_requested"]]
+            self._check_context(b, record)
         self.fulfilled.update(int(i) for i in record.get("panel_fulfilled", []))
         self.rejected_rows += int(record.get("panel_rejected", 0))
+        self.saved(record)
+
+    def _check_context(self, batch: int, record: dict[str, Any]) -> None:
+        """A restored call was written for the previous answers the board holds now."""
+        want = record.get("panel_context")
+        if want is None:
+            return
+        ids = self.assigned[batch]
+        missing = [
+            self.requests[i].respondent
+            for i in ids
+            if self.requests[i].previous_wave is not None
+            and self.board.get(self.requests[i].previous_wave, self.requests[i].respondent) is None
+        ]
+        if missing or self._digest(ids) != want:
+            raise PanelsynthError(
+                f"wave {self.wave}: checkpointed call {batch + 1} was written for earlier-wave "
+                f"answers that the earlier waves' checkpoints no longer hold"
+                + (f" (respondent {missing[0]})" if missing else "")
+                + " — pass --restart to generate the panel again (old checkpoints kept aside)"
+            )
+
+    # -- the answers the calls show and publish ----------------------------------------------
+    def text(self, i: int) -> str:
+        """The request text of respondent ``i`` (their previous answers must be published)."""
+        r = self.requests[i]
+        previous = self.board.get(r.previous_wave, r.respondent) if r.previous_wave else None
+        if r.previous_wave is not None and previous is None:  # pragma: no cover - ready() first
+            raise PanelsynthError(f"respondent {r.respondent} has no wave {r.previous_wave} row")
+        return format_requested_row(
+            r.respondent,
+            path=r.path,
+            wave=self.wave,
+            cluster=r.cluster,
+            previous=previous,
+            previous_wave=r.previous_wave,
+            id_column=self.id_column,
+            cluster_column=self.cluster_column,
+        )
+
+    def _digest(self, ids: Sequence[int]) -> str:
+        body = "\n\n".join(self.text(i) for i in ids)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    async def ready(self, batch: int) -> None:
+        reqs = [self.requests[i] for i in self.request_ids(batch)]
+        await self.board.wait((r.previous_wave, r.respondent) for r in reqs if r.previous_wave)
+
+    def saved(self, record: dict[str, Any]) -> None:
+        for row in record.get("rows", []):
+            answers = {v: row.get(v) for v in self.variables}
+            self.board.publish(self.wave, str(row.get(self.id_column)), answers)
 
     # -- per call ----------------------------------------------------------------------------
     def for_batch(self, batch: int, n_rows: int) -> list[Message]:
@@ -195,7 +266,7 @@ class PanelPrompt(GenerationPrompt):
             f'respondents below as {{"rows": [...]}}, one row per respondent in this order; keep '
             f"each one's {self.id_column} and {self.cluster_column} exactly."
         )
-        body = "\n\n".join(self.requests[i].text for i in ids)
+        body = "\n\n".join(self.text(i) for i in ids)
         return with_request(self.prefix, f"{head}\n\n{body}")
 
     def response_model(self, batch: int, default: type[BaseModel]) -> type[BaseModel]:
@@ -256,5 +327,10 @@ class PanelPrompt(GenerationPrompt):
             got.append(i)
             kept.append(row)
         self.rejected_rows += len(errors)
-        book = {"panel_requested": ids, "panel_fulfilled": got, "panel_rejected": len(errors)}
+        book = {
+            "panel_requested": ids,
+            "panel_fulfilled": got,
+            "panel_rejected": len(errors),
+            "panel_context": self._digest(ids),
+        }
         return kept, errors, book

@@ -190,10 +190,11 @@ def format_requested_row(
 def encode_row(values: Mapping[str, Any]) -> str:
     """One row as :func:`panelsynth.describe.encode_table` writes it (a header and one line,
     ``NA`` = no answer), without building a frame (a later wave formats one per respondent)."""
-    return ",".join(values) + "\n" + ",".join(_cell_text(v) for v in values.values())
+    return ",".join(values) + "\n" + ",".join(cell_text(v) for v in values.values())
 
 
-def _cell_text(v: Any) -> str:
+def cell_text(v: Any) -> str:
+    """A cell as the prompt tables write it (`NA` = no answer, whole numbers without `.0`)."""
     if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return "NA"
     try:
