@@ -225,6 +225,32 @@ def test_dry_run_plans_every_wave_and_writes_nothing(no_reentry: Path) -> None:
     assert "synthetic respondents drawn" in r.output and "nothing was written" in r.output
     assert "wave 1" in r.output and "wave 3" in r.output
     assert not ws.output_dir("panel").exists() or not any(ws.output_dir("panel").iterdir())
+    # each wave's step 3 is one call per 4 present respondents, with the panel's own prefix
+    drawn = r.output.split("present ", 1)[1].split("\n")[0]
+    present = dict(re.findall(r"wave (\d+): (\d+)", drawn))
+    step3 = re.findall(r"^  step3\s+(\d+)", r.output, re.MULTILINE)
+    assert [int(c) for c in step3] == [-(-int(present[w]) // 4) for w in ("1", "3")]
+    assert "real example rows" in r.output and "real trajectories" in r.output
+    assert "counted at the widest real answers" in r.output
+
+
+def test_dry_run_with_resume_counts_only_the_calls_left(no_reentry: Path) -> None:
+    ws = Workspace(no_reentry)
+    with OpenAIStub(panel_responder()) as stub:
+        env = subprocess_env(PANELSYNTH_FAULT_AT="panel-call:1:3")  # after wave 1's 3rd call
+        proc = subprocess.run(
+            [PANELSYNTH, *_args(no_reentry, stub.base_url, "1,3")],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    full = run_cli(_args(no_reentry, "http://127.0.0.1:9/v1", "1,3", "--dry-run"))
+    left = run_cli(_args(no_reentry, "http://127.0.0.1:9/v1", "1,3", "--dry-run", "--resume"))
+    assert full.exit_code == 0 and left.exit_code == 0, left.output
+    calls = [int(c) for c in re.findall(r"^  step3\s+(\d+)", full.output, re.MULTILINE)]
+    calls_left = [int(c) for c in re.findall(r"^  step3\s+(\d+)", left.output, re.MULTILINE)]
+    done = len(ws.checkpoint("panel", "1").read_text().splitlines()) - 1
+    assert done >= 3 and calls_left[0] == calls[0] - done
+    assert "--resume: " in left.output
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ def run_panel_command(
     ``respondents`` None: ``generation.respondents`` of the config, else the first requested
     wave's real row count.
     """
-    from panelsynth.api import dry_run as plan_one_wave
     from panelsynth.errors import PanelsynthError
     from panelsynth.llm.keys import key_from_argument
     from panelsynth.panel import _runpath as rp
@@ -48,21 +46,13 @@ def run_panel_command(
     seed = g.seed if options.seed is None else options.seed
     setup = panel_draw(ws, config, waves, n, seed)  # a bad request fails before any key or call
     if dry_run:
+        from panelsynth.panel.dryrun import plan_panel
+
+        # hosted models: no key, no SDK, no network
+        setup, plans = plan_panel(ws, config, waves, model, model_dir, options, respondents=n)
         echo(_draw_line(setup))
-        local = model.startswith("local/")
-        n_out = options.n_outputs or g.n_outputs or (10 if local else 20)
-        plans = []
-        for w in setup.structure.requested:
-            present = int(setup.draw.present[:, setup.draw.waves.index(w)].sum())
-            opts = _with(options, n_outputs=n_out, n_batches=max(1, math.ceil(present / n_out)))
-            plans.append(plan_one_wave(ws.root, w, model, model_dir, opts, config=config))
         echo(rp.format_plans(plans))
-        for line in _request_tokens(ws, config, options, setup, model):
-            echo(line)
-        echo(
-            "Panel dry run: calls per wave = present respondents / rows per call. No model was "
-            "called and nothing was written."
-        )
+        echo("Panel dry run: no model was called and nothing was written.")
         return
     key, key_warning = key_from_argument(api_key)
     if key_warning:
@@ -105,39 +95,6 @@ def run_panel_command(
         f"panel: {m['respondents']} respondents over waves {', '.join(res.waves)} -> "
         f"{ws.rel(res.long_output)}; manifest {ws.rel(res.manifest)}"
     )
-
-
-def _request_tokens(ws: Any, config: Any, options: Any, setup: Any, model: str) -> list[str]:
-    """Per later wave, the input tokens of the requested respondents' lines (id, cluster path,
-    previous answers) that the per-wave projection above does not count (estimated from one real
-    respondent's answers)."""
-    from panelsynth.panel import _runpath as rp
-    from panelsynth.panel.trajectories import format_requested_row
-
-    client = rp.planning_client(model)
-    mode = options.mode or config.generation.mode
-    draw, requested = setup.draw, list(setup.structure.requested)
-    out = []
-    for prev, wave in zip(requested, requested[1:], strict=False):
-        wd = rp.load_wave_for_run(ws, prev, config, mode)
-        answers = wd.frame.iloc[0][wd.variables].to_dict() if len(wd.frame) else {}
-        t = draw.waves.index(wave)
-        path = [(w, 1) for w in draw.waves[: t + 1]]
-        text = format_requested_row(
-            str(draw.ids[-1]), path=path, wave=wave, cluster=1, previous=answers,
-            previous_wave=prev, id_column=config.study.id_column,
-        )  # fmt: skip
-        present = int(draw.present[:, t].sum())
-        tokens = present * (client.count_tokens(text) + 2)
-        out.append(
-            f"wave {wave}: plus about {tokens} input tokens for its {present} requested "
-            f"respondents' ids, cluster paths and previous answers (not in the table above)"
-        )
-    return out
-
-
-def _with(options: Any, **changes: Any) -> Any:
-    return options.model_copy(update=changes)
 
 
 def _draw_line(setup: Any) -> str:

@@ -28,6 +28,17 @@ from panelsynth.generate import (
 )
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.pydantic_models.rows import RowSpec, build_row_model, wave_row_specs
+from panelsynth.run.dryrun import (
+    StagePlan,
+    WavePlan,
+    count_messages,
+    stage_plan,
+)
+from panelsynth.run.dryrun import _cost as project_cost
+from panelsynth.run.dryrun import _finished_batches as finished_batches
+from panelsynth.run.dryrun import _Projector as Projector
+from panelsynth.run.dryrun import _ReadOnlyCache as ReadOnlyCache
+from panelsynth.run.dryrun import _rows_output as rows_output
 from panelsynth.run.files import set_aside
 from panelsynth.run.manifest import (
     reproducibility,
@@ -60,16 +71,22 @@ __all__ = [
     "GenerationResult",
     "GenerationSettings",
     "Profile",
+    "Projector",
+    "ReadOnlyCache",
     "RowSpec",
     "RunLock",
     "RunOptions",
+    "StagePlan",
     "Step1Result",
     "Step2Result",
     "StepCache",
+    "WavePlan",
     "build_row_model",
+    "count_messages",
     "describe_wave",
     "encode_table",
     "estimate_output_tokens",
+    "finished_batches",
     "fingerprint",
     "format_descriptions",
     "format_metadata",
@@ -81,11 +98,14 @@ __all__ = [
     "load_wave_for_run",
     "planning_client",
     "profiled_batch_model",
+    "project_cost",
     "read_csv_any",
     "reproducibility",
+    "rows_output",
     "resolve_settings",
     "run_together",
     "shared_throttle",
+    "stage_plan",
     "set_aside",
     "wave_row_specs",
     "with_budget",

@@ -228,9 +228,12 @@ class _PanelRun:
             client=self.client,
         )
 
+    def plain(self, wd: WaveData) -> WaveData:
+        """The wave as steps 1-2 see it: without the id column."""
+        return WaveData(**{**wd.__dict__, "frame": wd.frame.drop(columns=[self.id_column])})
+
     def _steps_1_2(self, wd: WaveData) -> tuple[rp.Step1Result, rp.Step2Result]:
-        real = wd.frame.drop(columns=[self.id_column])
-        plain = WaveData(**{**wd.__dict__, "frame": real})
+        plain = self.plain(wd)
         client = self.client
         rp.fresh_context(client)
         try:

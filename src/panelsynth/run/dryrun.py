@@ -377,28 +377,7 @@ def plan_wave(
     notes += s1.warnings + s2.notes
     window = getattr(client, "context_window", None)
 
-    def stage(name: str, reqs: list[Any]) -> StagePlan:
-        if not reqs:
-            return StagePlan(name, 0, True, 0, 0, "exact", context_window=window)
-        n_in = n_out = peak = 0
-        for msgs, model, kwargs in reqs:
-            out = placeholder(model.model_json_schema())
-            tokens = count_messages(client, msgs)
-            n_in += tokens
-            n_out += int(client.count_tokens(_output_text(client, out)))
-            peak = max(peak, tokens + int(kwargs.get("max_tokens") or 0))
-        return StagePlan(
-            name,
-            len(reqs),
-            False,
-            n_in,
-            n_out,
-            "estimate",
-            peak_tokens=peak,
-            context_window=window,
-        )
-
-    st1, st2 = stage("step1", step1_req), stage("step2", step2_req)
+    st1, st2 = stage_plan(client, "step1", step1_req), stage_plan(client, "step2", step2_req)
 
     specs = wave_row_specs(wd)
     strategy = step3_strategy(plan, wd, every, specs, client)
@@ -473,6 +452,23 @@ def plan_wave(
         cache_saving_usd=saving,
         cache_note=cache_note,
         batch=projection,
+    )
+
+
+def stage_plan(client: LLMClient, name: str, reqs: list[Any]) -> StagePlan:
+    """The projection of a step's would-be calls (``_Projector.requests``; none: cached)."""
+    window = getattr(client, "context_window", None)
+    if not reqs:
+        return StagePlan(name, 0, True, 0, 0, "exact", context_window=window)
+    n_in = n_out = peak = 0
+    for msgs, model, kwargs in reqs:
+        out = placeholder(model.model_json_schema())
+        tokens = count_messages(client, msgs)
+        n_in += tokens
+        n_out += int(client.count_tokens(_output_text(client, out)))
+        peak = max(peak, tokens + int(kwargs.get("max_tokens") or 0))
+    return StagePlan(
+        name, len(reqs), False, n_in, n_out, "estimate", peak_tokens=peak, context_window=window
     )
 
 
