@@ -186,8 +186,10 @@ class _PanelRun:
         self.prev_wave: dict[str, str | None] = {}
         self.progress: Callable[[dict[str, Any]], None] | None = None
         self.cache = rp.StepCache(ws.cache_dir(), enabled=opts.use_cache)
-        #: One limit on calls in flight (and one rate pacer) for every wave's calls.
-        self.throttle = rp.shared_throttle(settings)
+        #: The waves' calls run together (see :meth:`generate`), under one limit on calls in
+        #: flight and one rate pacer.
+        self.together = settings.concurrency > 1 and not client.is_local
+        self.throttle = rp.shared_throttle(settings) if self.together else None
 
     # -- real data ---------------------------------------------------------------------------
     def load(self, wave: str) -> WaveData:
@@ -220,13 +222,20 @@ class _PanelRun:
 
     def generate(self, waves: list[_Wave]) -> None:
         """Every wave's calls in one event loop, sharing the concurrency: a call of a later
-        wave starts once its respondents' previous rows are saved."""
+        wave starts once its respondents' previous rows are saved.
+
+        With one call at a time (an in-process model) nothing is gained by mixing the waves, and
+        each switch between two waves' prefixes would make llama.cpp evaluate the prefix again:
+        the waves then run one after another, each from a fresh context.
+        """
         why = "that wave stopped before every respondent had a row"
-        rp.run_together(
-            [pw.gen for pw in waves],
-            finished=lambda i: self.board.close(waves[i].wd.wave, why),
-            client=self.client,
-        )
+        for group in [waves] if self.together else [[pw] for pw in waves]:
+            rp.fresh_context(self.client)
+            rp.run_together(
+                [pw.gen for pw in group],
+                finished=lambda i, g=group: self.board.close(g[i].wd.wave, why),
+                client=self.client,
+            )
 
     def plain(self, wd: WaveData) -> WaveData:
         """The wave as steps 1-2 see it: without the id column."""
