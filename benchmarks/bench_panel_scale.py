@@ -9,9 +9,11 @@ row per requested respondent). Steps 1-2 are cached by a small warm-up panel fir
 run makes step-3 calls only.
 
 Prints the wall time, the latency bound ``calls / concurrency x latency`` (and the rounds bound
-``sum over waves of ceil(calls / concurrency) x latency``, which equal-latency calls cannot beat),
-their ratio to the wall time (1 = as fast as the bound), and the peak resident memory of the
-process running the panel (the stub's process is not counted).
+``ceil(calls / concurrency) x latency``, which equal-latency calls cannot beat: the last round is
+partial), their ratio to the wall time (1 = as fast as the bound), and the peak resident memory
+of the process running the panel (the stub's process is not counted). The waves' calls run
+together (a later wave's call starts once its respondents' previous rows are saved), so the
+bounds are over all calls, not per wave.
 
 Usage::
 
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - t0
             per = res.manifest_data["per_wave"]
             calls = sum(int(p["calls"]) for p in per.values())
-            rounds = sum(math.ceil(int(p["calls"]) / args.concurrency) for p in per.values())
+            rounds = math.ceil(calls / args.concurrency)
             bound = calls / args.concurrency * args.latency
             rounds_bound = rounds * args.latency
             rows = sum(res.rows.values())
