@@ -69,7 +69,11 @@ def run_panel_command(
             echo("Nothing was run.")
             raise typer.Exit(1)
     try:
-        res = run_panel(ws.root, waves, client, model_dir, options, respondents=n, config=config)
+        with _PanelBar() as bar:
+            res = run_panel(
+                ws.root, waves, client, model_dir, options, respondents=n, config=config,
+                progress=bar.event,
+            )  # fmt: skip
     except KeyboardInterrupt:
         cmd = [
             "panelsynth", "run", "--panel", "--workspace", str(ws.root), "--waves",
@@ -95,6 +99,55 @@ def run_panel_command(
         f"panel: {m['respondents']} respondents over waves {', '.join(res.waves)} -> "
         f"{ws.rel(res.long_output)}; manifest {ws.rel(res.manifest)}"
     )
+
+
+class _PanelBar:
+    """One progress bar per wave (they advance together: a later wave's calls start once its
+    respondents' previous rows exist): respondents written, elapsed, remaining, tokens."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]wave {task.fields[wave]}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("respondents"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[tokens]} tokens"),
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _PanelBar:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def event(self, ev: dict[str, Any]) -> None:
+        wave = ev.get("wave")
+        if wave is None:
+            return
+        if wave not in self.tasks:
+            self.tasks[wave] = self.bar.add_task(
+                "panel", total=ev.get("wanted"), wave=wave, tokens=0
+            )
+        if "rows" in ev:
+            self.bar.update(
+                self.tasks[wave],
+                completed=ev["rows"],
+                total=ev["wanted"],
+                tokens=ev["input_tokens"] + ev["output_tokens"],
+            )
 
 
 def _draw_line(setup: Any) -> str:
