@@ -64,7 +64,9 @@ def fill_steps_1_2(root: Path, wave: str, label: str) -> tuple[Any, Any]:
     fake = FakeClient(default=scripted_answer(wd.metadata), label=label)
     cache = StepCache(ws.cache_dir())
     s1 = describe_wave(fake, wd, n_examples=n_examples, seed=settings.seed, cache=cache)
-    s2 = format_metadata(fake, wd, cache=cache, preferred_target=cfg.study.outcome)
+    s2 = format_metadata(
+        fake, wd, cache=cache, preferred_target=cfg.study.outcome, seed=settings.seed
+    )
     return s1, s2
 
 

@@ -191,7 +191,7 @@ def measure_wave(root: Path, wave: str, local: Any, ours_outputs: int) -> dict[s
 
     # ours, steps 1-2: first run, then a re-run (the cache)
     s1 = describe_wave(fake, wd, n_examples=N_EXAMPLES, seed=42, cache=cache)
-    s2 = format_metadata(fake, wd, cache=cache, preferred_target=cfg.study.outcome)
+    s2 = format_metadata(fake, wd, cache=cache, preferred_target=cfg.study.outcome, seed=42)
     ours_calls_12 = len(fake.calls)
     step12_in = sum(count_messages(local, c["messages"]) for c in fake.calls)
     step12_out = sum(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from panelsynth.llm.base import Completion, FakeClient, Message
 from panelsynth.scaffold import init_workspace
 
 ITEMS = {
@@ -126,3 +127,25 @@ def varied_rows(body: dict[str, Any]) -> Any:
                 row[name] = rng.randint(int(main["minimum"]), int(main["maximum"]))
         out.append(row)
     return {"rows": out}
+
+
+class SamplingRecorder(FakeClient):
+    """A :class:`FakeClient` that also records the ``(seed, temperature)`` of every call."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sampling: list[tuple[int | None, float]] = []
+
+    def create(  # type: ignore[override]
+        self,
+        messages: list[Message],
+        response_model: type[Any],
+        *,
+        max_tokens: int | None = None,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> Completion[Any]:
+        self.sampling.append((seed, temperature))
+        return super().create(
+            messages, response_model, max_tokens=max_tokens, temperature=temperature, seed=seed
+        )

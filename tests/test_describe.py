@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fakes import fake_answer
+from fakes import SamplingRecorder, fake_answer
 
-from panelsynth.cache import StepCache
+from panelsynth.cache import StepCache, fingerprint
 from panelsynth.config import load_config
 from panelsynth.describe import (
     cluster_statistics,
     describe_messages,
+    describe_response_model,
     describe_wave,
     sample_examples,
 )
@@ -75,6 +76,44 @@ def test_one_call_per_wave_and_none_when_cached(tiny_workspace: Path) -> None:
     assert all(vd.na_frequency for d in r1.descriptions for vd in d.variables)
     r2 = describe_wave(client, wd, n_examples=3, seed=1, cache=cache)
     assert r2.cached and r2.calls == 0 and len(client.calls) == 1
+
+
+def test_the_seed_is_in_the_cache_key(tiny_workspace: Path) -> None:
+    """Same seed: the cached descriptions; another seed: a new call with that seed (issue: a
+    run with --seed 7 after one with --seed 1 reused seed 1's descriptions)."""
+    wd = _wave(tiny_workspace, "full")
+    cache = StepCache(Workspace(tiny_workspace).cache_dir())
+    client = SamplingRecorder(default=fake_answer)
+    describe_wave(client, wd, n_examples=3, seed=1, cache=cache)
+    again = describe_wave(client, wd, n_examples=3, seed=1, cache=cache)
+    assert again.cached and client.sampling == [(1, 0.2)]
+    other = describe_wave(client, wd, n_examples=3, seed=7, cache=cache)
+    assert not other.cached and other.calls == 1 and client.sampling == [(1, 0.2), (7, 0.2)]
+    # the examples are never cached: a hit still draws them with the run's own seed
+    seven = describe_wave(client, wd, n_examples=3, seed=7, cache=cache)
+    assert seven.cached and len(client.sampling) == 2
+    pd.testing.assert_frame_equal(seven.examples, sample_examples(wd, 3, seed=7)[0])
+    assert not seven.examples.equals(again.examples)
+    # another temperature is another reply too
+    hotter = describe_wave(client, wd, n_examples=3, seed=7, cache=cache, temperature=0.9)
+    assert not hotter.cached and client.sampling[-1] == (7, 0.9)
+
+
+def test_an_entry_under_the_old_key_without_the_seed_is_never_used(tiny_workspace: Path) -> None:
+    wd = _wave(tiny_workspace)
+    cache = StepCache(Workspace(tiny_workspace).cache_dir())
+    messages = describe_messages(wd, cluster_statistics(wd))
+    model = describe_response_model(wd.variables, wd.clusters, full=False)
+    old_key = fingerprint("step1", "fake/fake", messages, model.model_json_schema())
+    stale = {
+        f"cluster_{c}": {v: {"skew": "OLD", "spread": "OLD", "shape": "OLD"} for v in wd.variables}
+        for c in wd.clusters
+    }
+    cache.put("step1", old_key, stale)
+    client = SamplingRecorder(default=fake_answer)
+    res = describe_wave(client, wd, n_examples=3, seed=42, cache=cache)
+    assert not res.cached and client.sampling == [(42, 0.2)]
+    assert all(vd.skew != "OLD" for d in res.descriptions for vd in d.variables)
 
 
 def test_category_shares_spell_codes_alike_with_or_without_a_codebook() -> None:

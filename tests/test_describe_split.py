@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from battery import write_battery_workspace
-from fakes import fake_answer
+from fakes import SamplingRecorder, fake_answer
 
 from panelsynth.cache import StepCache
 from panelsynth.config import load_config
@@ -19,10 +19,11 @@ from panelsynth.workspace import Workspace
 WINDOW = 8192
 
 
-def small_context_client(**kw: object) -> FakeClient:
+def small_context_client(**kw: object) -> SamplingRecorder:
     """A fake with SmolLM2's context and a tokenizer about as dense as its BPE on statistics."""
-    client = FakeClient(default=fake_answer, label="local/fake", is_local=True,
-                        tokens_per_char=0.4, **kw)  # type: ignore[arg-type]
+    client = SamplingRecorder(
+        default=fake_answer, label="local/fake", is_local=True, tokens_per_char=0.4, **kw
+    )  # type: ignore[arg-type]
     client.context_window = WINDOW  # type: ignore[attr-defined]
     return client
 
@@ -91,10 +92,32 @@ def test_split_step1_is_cached_whole_and_per_part(battery: Path) -> None:
     assert len(retry.calls) == 1
 
 
+def test_split_step1_with_another_seed_calls_every_part_again(battery: Path) -> None:
+    """Each part is keyed by the seed it is sent with (``seed + i``): a run with another seed
+    finds neither the wave's entry nor a part's, and makes every call again."""
+    wd = _wave(battery)
+    cache = StepCache(Workspace(battery).cache_dir())
+    first = small_context_client()
+    describe_wave(first, wd, n_examples=5, seed=3, cache=cache)
+    n = len(first.sampling)
+    assert n > 2 and [s for s, _ in first.sampling] == list(range(3, 3 + n))
+    other = small_context_client()
+    s1 = describe_wave(other, wd, n_examples=5, seed=11, cache=cache)
+    assert not s1.cached and [s for s, _ in other.sampling] == list(range(11, 11 + n))
+    again = small_context_client()
+    assert describe_wave(again, wd, n_examples=5, seed=11, cache=cache).cached
+    assert again.sampling == []
+
+
 def test_full_run_of_28_items_logs_every_variable_and_says_it_split(battery: Path) -> None:
     client = small_context_client()
-    res = run_wave(battery, "1", client, "fake", RunOptions(mode="full", n_outputs=2, n_batches=2,
-                                                             n_examples=4))
+    res = run_wave(
+        battery,
+        "1",
+        client,
+        "fake",
+        RunOptions(mode="full", n_outputs=2, n_batches=2, n_examples=4),
+    )
     m = json.loads(res.manifest.read_text())
     assert len(m["step1_calls"]) > 2
     assert any("step 1 descriptions" in w and "split into" in w for w in m["warnings"])
@@ -115,10 +138,12 @@ def test_step_1_and_2_errors_give_a_hint_that_fits_the_step_and_the_model() -> N
     msg = str(_step_failed("1", "step 1 (cluster descriptions)", cut, local))
     assert "rows per call" not in msg and "key, model name, server" not in msg
     assert "descriptions" in msg and "8192-token context" in msg and "fewer variables" in msg
-    other = str(_step_failed("1", "step 1 (cluster descriptions)",
-                             LLMCallError("other", "boom"), local))
+    other = str(
+        _step_failed("1", "step 1 (cluster descriptions)", LLMCallError("other", "boom"), local)
+    )
     assert "key" not in other and "server" not in other
     hosted = FakeClient(label="openai/gpt-x")
-    auth = str(_step_failed("1", "step 2 (formatted metadata)",
-                            LLMCallError("auth", "denied"), hosted))
+    auth = str(
+        _step_failed("1", "step 2 (formatted metadata)", LLMCallError("auth", "denied"), hosted)
+    )
     assert "API key" in auth

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fakes import fake_answer
+from fakes import SamplingRecorder, fake_answer
 
-from panelsynth.cache import StepCache
+from panelsynth.cache import StepCache, fingerprint
 from panelsynth.config import load_config
 from panelsynth.llm.base import FakeClient
-from panelsynth.metadata import format_metadata, metadata_messages, target_from_context
+from panelsynth.metadata import (
+    format_metadata,
+    metadata_messages,
+    metadata_response_model,
+    target_from_context,
+)
 from panelsynth.run.wave import load_wave_for_run
 from panelsynth.workspace import Workspace
 
@@ -51,6 +56,37 @@ def test_cached_rerun_makes_no_call(tiny_workspace: Path) -> None:
     format_metadata(client, wd, cache=cache)
     again = format_metadata(client, wd, cache=cache)
     assert again.cached and len(client.calls) == 1
+
+
+def test_the_seed_is_in_the_cache_key(tiny_workspace: Path) -> None:
+    ws = Workspace(tiny_workspace)
+    wd = load_wave_for_run(ws, "1", load_config(ws.config_path), "dense")
+    cache = StepCache(ws.cache_dir())
+    client = SamplingRecorder(default=fake_answer)
+    format_metadata(client, wd, cache=cache, seed=1)
+    assert format_metadata(client, wd, cache=cache, seed=1).cached
+    assert client.sampling == [(1, 0.2)]
+    other = format_metadata(client, wd, cache=cache, seed=7)
+    assert not other.cached and other.calls == 1 and client.sampling[-1] == (7, 0.2)
+    assert format_metadata(client, wd, cache=cache, seed=7).cached
+    # no seed (unseeded sampling) and another temperature are other entries too
+    assert not format_metadata(client, wd, cache=cache).cached
+    assert not format_metadata(client, wd, cache=cache, seed=7, temperature=0.5).cached
+    assert client.sampling[-2:] == [(None, 0.2), (7, 0.5)]
+
+
+def test_an_entry_under_the_old_key_without_the_seed_is_never_used(tiny_workspace: Path) -> None:
+    ws = Workspace(tiny_workspace)
+    wd = load_wave_for_run(ws, "1", load_config(ws.config_path), "dense")
+    cache = StepCache(ws.cache_dir())
+    schema = metadata_response_model(wd.variables).model_json_schema()
+    old_key = fingerprint("step2", "fake/fake", metadata_messages(wd), schema)
+    stale = fake_answer(metadata_messages(wd), metadata_response_model(wd.variables))
+    cache.put("step2", old_key, {**stale, "description": "OLD"})
+    client = SamplingRecorder(default=fake_answer)
+    res = format_metadata(client, wd, cache=cache, seed=42)
+    assert not res.cached and client.sampling == [(42, 0.2)]
+    assert res.description.description != "OLD"
 
 
 def test_reply_budget_leaves_room_for_every_string_at_its_maximum_length() -> None:

@@ -53,6 +53,27 @@ def test_projection_after_steps_1_2_are_cached_is_the_real_prompt(tiny_workspace
     assert 0.5 * real["output_tokens"] < st3.output_tokens < 2 * real["output_tokens"]
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_dry_run_reports_steps_1_2_cached_exactly_when_the_run_finds_them(
+    tiny_workspace: Path, use_cache: bool
+) -> None:
+    """The dry run looks the cache up with the run's key (its seed included): a step is
+    projected as cached, 0 calls, exactly when the run with the same options makes no call."""
+    first = RunOptions(seed=1, **OPTS)
+    run_wave(tiny_workspace, "2", FakeClient(default=fake_answer), "fake", first)
+    # seed 1 is cached; seed 7 is new on its first run, cached on its second
+    for i, (seed, hit) in enumerate([(1, True), (7, False), (7, True)]):
+        opts = RunOptions(seed=seed, use_cache=use_cache, **OPTS)
+        plan = plan_wave(tiny_workspace, "2", FakeClient(default=fake_answer), "plan", opts)
+        client = FakeClient(default=fake_answer)
+        res = run_wave(tiny_workspace, "2", client, f"run{i}", opts)
+        ran = res.manifest_data["tokens"]["per_stage"]
+        for stage in ("step1", "step2"):
+            assert _stages(plan)[stage] == (ran[stage]["calls"], ran[stage]["cached"])
+            assert _stages(plan)[stage] == ((0, True) if hit and use_cache else (1, False))
+        assert res.manifest_data["settings"]["seed"] == seed
+
+
 def test_plan_estimate_before_caching_is_close_to_the_real_prompt(tiny_workspace: Path) -> None:
     client = FakeClient(default=fake_answer)
     before = plan_wave(tiny_workspace, "2", client, "fake", RunOptions(**OPTS))

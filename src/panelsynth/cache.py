@@ -23,6 +23,35 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
+def step_key(
+    stage: str,
+    label: str,
+    messages: Any,
+    schema: dict[str, Any],
+    *,
+    seed: int | None,
+    temperature: float,
+    context_window: int | None = None,
+) -> str:
+    """The cache key of one step-1/2 result: everything the model's reply depends on.
+
+    The model (``label``), the prompt (``messages``), the response schema (its length caps
+    included) and the sampling: ``temperature`` and the ``seed`` sent with the call. The seed is
+    in the key even for a provider that takes none: a run with another ``--seed`` is another
+    replicate and gets its own step-1/2 replies, as its manifest says, instead of reusing those
+    of another seed. ``context_window``, where step 1 may be split to fit it, fixes the split
+    and so the seed of every part. The output budget (``max_tokens``) is not in the key: it
+    follows from the model, the prompt and the schema.
+
+    Keys made before the sampling was part of them (``fingerprint(stage, label, messages,
+    schema)``) hash other parts, so their entries are never found: a miss, never a wrong hit.
+    """
+    sampling: dict[str, Any] = {"seed": seed, "temperature": temperature}
+    if context_window is not None:
+        sampling["context_window"] = context_window
+    return fingerprint(stage, label, messages, schema, sampling)
+
+
 class StepCache:
     """Stores one JSON document per key under ``<workspace>/.panelsynth/cache/``."""
 

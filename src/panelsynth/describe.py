@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from panelsynth.cache import StepCache, fingerprint
+from panelsynth.cache import StepCache, step_key
 from panelsynth.config import STEP1_TEMPERATURE
 from panelsynth.data import WaveData
 from panelsynth.dictionaries import CODED_TYPES
@@ -382,7 +382,17 @@ def describe_wave(
     messages = describe_messages(wave, stats)
     full = wave.mode == "full"
     model = describe_response_model(wave.variables, wave.clusters, full)
-    key = fingerprint("step1", client.label, messages, model.model_json_schema())
+    # the descriptions depend on the seed (sent with every call) and the temperature; the
+    # examples do not come from the cache: they are drawn above with this run's seed
+    key = step_key(
+        "step1",
+        client.label,
+        messages,
+        model.model_json_schema(),
+        seed=seed,
+        temperature=temperature,
+        context_window=getattr(client, "context_window", None),
+    )
     cached = cache.get("step1", key, model) if cache else None
     usage = Usage(attempts=0)
     calls = 0
@@ -403,8 +413,13 @@ def describe_wave(
             else:
                 part_msgs = describe_messages(wave, _subset(stats, cs, vs))
                 part_model = describe_response_model(vs, cs, full)
-                part_key = fingerprint(
-                    "step1-part", client.label, part_msgs, part_model.model_json_schema()
+                part_key = step_key(
+                    "step1-part",
+                    client.label,
+                    part_msgs,
+                    part_model.model_json_schema(),
+                    seed=seed + i,
+                    temperature=temperature,
                 )
             got = cache.get("step1", part_key, part_model) if cache and part_key else None
             if got is None:

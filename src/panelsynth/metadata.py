@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from panelsynth.cache import StepCache, fingerprint
+from panelsynth.cache import StepCache, step_key
 from panelsynth.data import WaveData
 from panelsynth.llm.base import LLMClient, Message, Usage, reply_budget
 from panelsynth.llm.keys import scrub_data
@@ -140,7 +140,14 @@ def format_metadata(
         )
         log.warning("wave %s: %s", wave.wave, notes[-1])
     model = metadata_response_model(wave.variables, gloss_chars)
-    key = fingerprint("step2", client.label, messages, model.model_json_schema())
+    key = step_key(
+        "step2",
+        client.label,
+        messages,
+        model.model_json_schema(),
+        seed=seed,
+        temperature=temperature,
+    )
     cached = cache.get("step2", key, model) if cache else None
     usage = Usage(attempts=0)
     calls = 0

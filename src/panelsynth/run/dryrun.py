@@ -372,7 +372,13 @@ def plan_wave(
         examples_source=plan.examples,
     )
     step1_req = list(proj.requests)
-    s2 = format_metadata(proj, wd, cache=cache, preferred_target=config.study.outcome)  # type: ignore[arg-type]
+    s2 = format_metadata(
+        proj,  # type: ignore[arg-type]
+        wd,
+        cache=cache,  # type: ignore[arg-type]
+        preferred_target=config.study.outcome,
+        seed=settings.seed,  # the run's cache key has it
+    )
     step2_req = proj.requests[len(step1_req) :]
     notes += s1.warnings + s2.notes
     window = getattr(client, "context_window", None)
