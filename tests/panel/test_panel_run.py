@@ -232,6 +232,17 @@ def test_dry_run_plans_every_wave_and_writes_nothing(no_reentry: Path) -> None:
     assert [int(c) for c in step3] == [-(-int(present[w]) // 4) for w in ("1", "3")]
     assert "real example rows" in r.output and "real trajectories" in r.output
     assert "counted at the widest real answers" in r.output
+    # the projection's placeholder step-2 answers are not checked against the codebook
+    assert "disagrees with the codebook" not in r.output
+
+
+def test_a_per_wave_dry_run_does_not_warn_about_its_own_placeholders(no_reentry: Path) -> None:
+    r = run_cli(
+        ["run", "-w", str(no_reentry), "--wave", "1", "--model", "openai/gpt-4o-mini",
+         "--dry-run"]
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "step3" in r.output and "disagrees with the codebook" not in r.output
 
 
 def test_dry_run_with_resume_counts_only_the_calls_left(no_reentry: Path) -> None:

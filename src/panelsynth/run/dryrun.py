@@ -238,6 +238,9 @@ def planning_client(label: str) -> LLMClient:
 class _Projector:
     """Answers would-be calls with placeholders of the response model and records them."""
 
+    #: Steps that check a model's answer (step 2 against the codebook) say nothing about these.
+    projecting = True
+
     def __init__(self, client: LLMClient) -> None:
         self.inner = client
         self.label = client.label
