@@ -12,6 +12,7 @@ import pytest
 from panelsynth.dictionaries import (
     VariableMeta,
     check_metadata_covers,
+    labelled_measures,
     load_context,
     load_metadata,
     load_var_types,
@@ -19,8 +20,10 @@ from panelsynth.dictionaries import (
     metadata_from_labelled,
     metadata_to_json,
     parse_responses,
+    read_csv_dictionary,
 )
 from panelsynth.errors import MetadataError
+from panelsynth.readers import read_labelled
 
 DICT_ROWS = [
     (
@@ -280,6 +283,36 @@ def test_labelled_file_without_labels_uses_names(tmp_path: Path) -> None:
     meta = metadata_from_labelled(path)
     assert meta["age"].question == "age"
     assert meta["sex"].responses is None
+
+
+def test_measurement_levels_of_an_spss_file_and_none_of_a_stata_file(tmp_path: Path) -> None:
+    sav, dta = tmp_path / "w.sav", tmp_path / "w.dta"
+    levels = {"vaccimportant": "ordinal", "sex": "nominal", "age": "scale"}
+    pyreadstat.write_sav(LABELLED, str(sav), variable_measure=levels)
+    assert labelled_measures(read_labelled(sav)[1]) == levels
+    pyreadstat.write_sav(LABELLED, str(sav), variable_measure={"sex": "nominal"})
+    assert labelled_measures(read_labelled(sav)[1]) == {"sex": "nominal"}  # others: unknown
+    pyreadstat.write_dta(LABELLED, str(dta), variable_value_labels=VALUE_LABELS)
+    assert labelled_measures(read_labelled(dta)[1]) == {}
+
+
+def test_type_column_takes_spss_words_and_rows_may_only_declare_a_type(tmp_path: Path) -> None:
+    p = tmp_path / "dict.csv"
+    p.write_text(
+        "variable,question,responses,type\n"
+        "income,Household income,,scale\n"
+        "party,,,nominal\n"
+        'trust,,"1=None; 2=Some; 3=A lot",ordinal\n'
+        "id,,,\n"
+    )
+    read = read_csv_dictionary(p)
+    assert read.declared == {
+        "income": "a continuous",
+        "party": "a categorical",
+        "trust": "an ordinal",
+    }
+    assert read.bare == {"party", "id"}  # nothing but a name (and a type)
+    assert read.meta["party"].question == "party"  # the JSON converter still lists them
 
 
 # ----- load_metadata / load_var_types / load_context ---------------------------------------------

@@ -201,6 +201,7 @@ DECLARED_TYPE_WORDS: dict[str, str] = {
     "category": "a categorical",
     "continuous": "a continuous",
     "numeric": "a continuous",
+    "scale": "a continuous",
     "interval": "a continuous",
     "ratio": "a continuous",
     "binary": "a binary",
@@ -216,10 +217,13 @@ class CsvDictionary:
     Attributes:
         meta: Variable -> question text and responses.
         declared: Variable -> type phrase, from the optional ``type`` column.
+        bare: Variables whose row gives neither a question nor responses (a row that only
+            declares a type): a labelled data file's own texts are kept for them.
     """
 
     meta: dict[str, VariableMeta]
     declared: dict[str, str]
+    bare: frozenset[str] = frozenset()
 
 
 def read_csv_dictionary(path: str | Path) -> CsvDictionary:
@@ -250,6 +254,7 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
     errors: list[str] = []
     meta: dict[str, VariableMeta] = {}
     declared: dict[str, str] = {}
+    bare: set[str] = set()
     seen: set[str] = set()
     for i, row in enumerate(rows, start=2):
         name = (row.get(cols["variable"]) or "").strip()
@@ -269,9 +274,13 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
             )
             continue
         seen.add(name)
-        question = (row.get(cols["question"]) or "").strip() or name
+        question = (row.get(cols["question"]) or "").strip()
+        cell = (row.get(cols["responses"]) or "").strip()
+        if not question and not cell:
+            bare.add(name)
+        question = question or name
         try:
-            extra = parse_responses(row.get(cols["responses"]) or "", variable=name, source=p.name)
+            extra = parse_responses(cell, variable=name, source=p.name)
             meta[name] = VariableMeta(question=question, **extra)
         except MetadataError as err:
             errors.append(str(err))
@@ -294,7 +303,7 @@ def read_csv_dictionary(path: str | Path) -> CsvDictionary:
     if errors:
         raise MetadataError("\n".join(errors))
     warn_long_texts(meta, p.name)
-    return CsvDictionary(meta, declared)
+    return CsvDictionary(meta, declared, frozenset(bare))
 
 
 def metadata_from_csv(path: str | Path) -> dict[str, VariableMeta]:
@@ -323,6 +332,26 @@ def labelled_metadata(meta: Any) -> dict[str, VariableMeta]:
         else:
             out[name] = VariableMeta(question=question or name)
     return out
+
+
+#: SPSS measurement levels (pyreadstat's ``variable_measure``) -> type phrases. Stata files and
+#: variables saved without a level read as ``unknown``: they are typed by their codes.
+MEASURE_TYPES: dict[str, str] = {
+    "nominal": "a categorical",
+    "ordinal": "an ordinal",
+    "scale": "a continuous",
+}
+
+
+def labelled_measures(meta: Any) -> dict[str, str]:
+    """Variable -> measurement level (``nominal``, ``ordinal``, ``scale``) of a file read by
+    pyreadstat, for the variables that have one (an SPSS file's; a Stata file has none)."""
+    levels = getattr(meta, "variable_measure", None) or {}
+    return {
+        str(name): level.lower()
+        for name, level in levels.items()
+        if isinstance(level, str) and level.lower() in MEASURE_TYPES
+    }
 
 
 def metadata_to_json(meta: dict[str, VariableMeta]) -> str:

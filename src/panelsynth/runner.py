@@ -148,8 +148,10 @@ def privacy_warning(
     """
     if stays_on_this_machine(client) or examples != "real":
         return None
+    host = getattr(client, "endpoint_host", None)  # a server other than the provider's own API
+    where = f"{client.label} at {host}" if host else client.label
     return (
-        f"Warning: real survey rows are sent to {client.label} as few-shot examples (a hosted or "
+        f"Warning: real survey rows are sent to {where} as few-shot examples (a hosted or "
         f"remote model, not local/) — {fix} to send rows drawn from the cluster statistics instead"
     )
 

@@ -188,3 +188,47 @@ def test_a_clustering_the_data_cannot_support_exits_2_with_one_line(tmp_path):
         'clustering.k to at most 8, or use clustering.method = "lca"\n'
     )
     assert not (root / "Original data" / "wave1.csv").exists()
+
+
+def test_prepare_names_the_numeric_codes_it_took_as_ordered(tmp_path):
+    from labelled import labelled_survey
+
+    root = labelled_survey(tmp_path / "ws", ".dta")  # Stata: value labels, no levels
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    i = lines.index(
+        "Typed ordinal because their codes are numbers (no type in the dictionary, no "
+        "measurement level in the file): party, agree, trust."
+    )
+    assert lines[i + 1] == (
+        "  If one is unordered (a party, a region), write categorical in its type column in "
+        "Dictionaries/dictionary.csv (columns variable,question,responses,type; a row "
+        "'party,,,categorical' keeps the file's labels)."
+    )
+    (root / "Dictionaries" / "dictionary.csv").write_text(
+        "variable,question,responses,type\nparty,,,categorical\n", encoding="utf-8"
+    )
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 0, res.output
+    assert "measurement level in the file): agree, trust." in res.stdout
+    types = (root / "Dictionaries/var_types/full/types_wave1.json").read_text()
+    assert '"party": "a categorical"' in types
+
+
+def test_prepare_says_nothing_of_order_when_the_file_gives_levels(tmp_path):
+    from labelled import labelled_survey
+
+    root = labelled_survey(tmp_path / "ws", ".sav")
+    res = _invoke("--workspace", str(root))
+    assert res.exit_code == 0, res.output
+    assert "Typed ordinal" not in res.stdout
+
+
+def test_a_long_list_of_assumed_orders_points_to_the_types_report():
+    from panelsynth.cli.prepare_cmd import _assumed_order_lines
+
+    names = [f"q{i}" for i in range(1, 11)]
+    first = _assumed_order_lines(names, "Dictionaries/dictionary.csv")[0]
+    assert first.endswith("q1, q2, q3, q4, q5, q6, q7, q8 and 2 more (Prepare/types.csv).")
+    assert _assumed_order_lines([], "Dictionaries/dictionary.csv") == []

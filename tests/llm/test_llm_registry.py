@@ -223,6 +223,52 @@ def test_is_loopback(url: str, loopback: bool) -> None:
     assert is_loopback(url) is loopback
 
 
+# ----- where the requests go: the effective base URL, whatever its source ----------------------
+@pytest.mark.parametrize(
+    ("env_url", "host", "on_this_machine"),
+    [
+        ("https://llm-gateway.example.org/v1", "llm-gateway.example.org", False),
+        ("http://127.0.0.1:8001/v1/", "127.0.0.1", True),
+        ("https://api.openai.com/v1", None, False),  # the provider's own API, said explicitly
+        (None, None, False),
+    ],
+)
+def test_openai_base_url_from_the_environment_is_the_clients_endpoint(
+    monkeypatch: pytest.MonkeyPatch, env_url: str | None, host: str | None, on_this_machine: bool
+) -> None:
+    if env_url is None:
+        monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_BASE_URL", env_url)
+    client = make_client("openai/gpt-5", api_key="sk-test-not-a-real-key-000")  # no request
+    sdk = client._sync_client().client
+    assert str(sdk.base_url).rstrip("/") == (env_url or "https://api.openai.com/v1").rstrip("/")
+    assert client.endpoint_host == host
+    assert client.on_this_machine is on_this_machine
+
+
+def test_the_base_url_flag_is_the_endpoint_in_every_mode(
+    monkeypatch: pytest.MonkeyPatch, no_key_env: None
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://elsewhere.example.org/v1")  # the flag wins
+    for mode in ("auto", "json"):
+        client = make_client("openai/m", base_url="http://10.0.0.7:8000/v1", mode=mode)
+        assert client.endpoint_host == "10.0.0.7", mode
+        assert client.on_this_machine is False
+
+
+def test_the_privacy_warning_names_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from panelsynth.runner import privacy_warning
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://llm-gateway.example.org/v1")
+    client = make_client("openai/gpt-5", api_key="sk-test-not-a-real-key-000")
+    warning = privacy_warning(client, "real")
+    assert warning is not None
+    assert "real survey rows are sent to openai/gpt-5 at llm-gateway.example.org as" in warning
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8001/v1")  # stays on this machine
+    assert privacy_warning(make_client("openai/gpt-5", api_key="sk-test-000000000"), "real") is None
+
+
 # ----- Anthropic prompt caching: the shared prefix is marked -----------------------------------
 class _RecordingInstructor:
     """Stands in for an Instructor client: records the request, answers one fixed instance."""

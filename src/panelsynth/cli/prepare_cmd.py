@@ -117,6 +117,8 @@ def prepare(
         if used
         else "Demographics: none found — set prepare.demographics to the data's names"
     )
+    for line in _assumed_order_lines(result.assumed_ordinals(), ws.rel(ws.study_dictionary())):
+        echo(line)
     if result.replaced:
         echo(f"Backed up {len(result.replaced)} replaced files to Prepare/replaced/.")
     if result.warnings:
@@ -126,6 +128,29 @@ def prepare(
         f"{ws.rel(ws.prepare_dir())}/ (fit_report.csv, item_ranking.csv, transitions.csv, "
         f"types.csv, missing_codes.csv)."
     )
+
+
+#: Variables named in the report of assumed orders; the rest are in Prepare/types.csv.
+SHOWN_ASSUMED = 8
+
+
+def _assumed_order_lines(names: list[str], dictionary: str) -> list[str]:
+    """The report of the variables typed ordinal only because their codes are numbers, and how
+    to override it."""
+    if not names:
+        return []
+    shown = ", ".join(names[:SHOWN_ASSUMED])
+    more = len(names) - SHOWN_ASSUMED
+    if more > 0:
+        shown += f" and {more} more (Prepare/types.csv)"
+    first = names[0]
+    return [
+        f"Typed ordinal because their codes are numbers (no type in the dictionary, no "
+        f"measurement level in the file): {shown}.",
+        f"  If one is unordered (a party, a region), write categorical in its type column in "
+        f"{dictionary} (columns variable,question,responses,type; a row "
+        f"'{first},,,categorical' keeps the file's labels).",
+    ]
 
 
 def _console():

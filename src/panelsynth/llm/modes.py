@@ -137,6 +137,7 @@ class AutoModeClient:
 
     is_local = False
     context_window: int | None = None
+    endpoint_host: str | None = None  # the server's host (set by the registry)
 
     def __init__(
         self,

@@ -82,6 +82,9 @@ class ProviderSpec:
         install_hint: Command that installs the SDK.
         supports_seed: Whether the API takes a ``seed``.
         key_envs: Environment variables holding the key (empty: no key needed).
+        api_host: Host of the provider's own API, for an SDK that may be sent elsewhere without
+            ``--base-url`` (the OpenAI SDK reads ``OPENAI_BASE_URL``): a client whose SDK talks
+            to another host records it as its ``endpoint_host``.
     """
 
     name: str
@@ -90,6 +93,7 @@ class ProviderSpec:
     install_hint: str | None = None
     supports_seed: bool = True
     key_envs: tuple[str, ...] = field(default=())
+    api_host: str | None = None
 
     def __post_init__(self) -> None:
         if not self.key_envs:
@@ -159,6 +163,7 @@ def _hosted_factory(
     extra: dict[str, Any] = {}
     if spec.name == "openai":  # the OpenAI builder takes these directly
         extra = {"timeout": settings.timeout, "max_retries": 0}
+    sdk_urls: list[str] = []  # the address the SDK itself settled on (flag, env var or default)
 
     def build(async_client: bool) -> Any:
         kwargs = dict(extra)
@@ -174,16 +179,44 @@ def _hosted_factory(
             ) from None
         except Exception as exc:  # noqa: BLE001 - Instructor's ConfigurationError and friends
             raise ProviderError(f"cannot set up {label}: {scrub(str(exc))}") from None
-        _tame_sdk_client(getattr(client, "client", None), settings.timeout)
+        sdk = getattr(client, "client", None)
+        _tame_sdk_client(sdk, settings.timeout)
+        if getattr(sdk, "base_url", None) is not None:
+            sdk_urls.append(str(sdk.base_url))
         return client
 
-    return instructor_client(
+    made = instructor_client(
         label,
         build,
         settings,
         supports_seed=spec.supports_seed,
         cache_markers=spec.name == "anthropic",  # caches marked prefixes only
     )
+    if sdk_urls:  # a provider whose own API is not known here: the SDK's address is taken as it
+        note_endpoint(made, sdk_urls[0], own_host=spec.api_host or url_host(sdk_urls[0]))
+    return made
+
+
+def url_host(url: str) -> str:
+    """The host of ``url``, lower-cased (empty when it has none)."""
+    return (urllib.parse.urlsplit(url).hostname or "").lower()
+
+
+def note_endpoint(client: Any, url: str, *, own_host: str | None = None) -> None:
+    """Record where ``client`` sends its requests, whatever chose the address: ``--base-url``,
+    a ``[[models]]`` entry, or an environment variable the SDK reads itself (``OPENAI_BASE_URL``).
+
+    ``on_this_machine``: the address is a loopback one (the rows stay on this machine).
+    ``endpoint_host``: its host, unless it is ``own_host``, the provider's own API; it enters the
+    checkpoint header (``endpoint``), so a resume cannot silently go to another server, and the
+    privacy warning names it.
+    """
+    host = url_host(url)
+    if not host:
+        return
+    client.on_this_machine = is_loopback(url)
+    if host != own_host:
+        client.endpoint_host = host
 
 
 def instructor_client(
@@ -246,6 +279,7 @@ def _openai_compatible_factory(
             on_this_machine=is_loopback(settings.base_url),
         )
         auto.client_for(auto.mode)  # fail here, before any work, if the SDK is unusable
+        note_endpoint(auto, settings.base_url)
         return auto
     # Only the flag: an OPENAI_API_KEY in the environment is not sent to arbitrary servers.
     key = settings.api_key.strip() if settings.api_key and settings.api_key.strip() else None
@@ -303,14 +337,13 @@ def _openai_compatible_factory(
         mode=mode_name,
         structured_output=mode_name,
     )
-    client.on_this_machine = is_loopback(base_url)
-    client.endpoint_host = (urllib.parse.urlsplit(base_url).hostname or "").lower()
+    note_endpoint(client, base_url)  # a server the user named: always recorded
     return client
 
 
 def is_loopback(url: str) -> bool:
     """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    host = url_host(url)
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -347,8 +380,14 @@ PROVIDERS: dict[str, ProviderSpec] = {
     spec.name: spec
     for spec in (
         _spec("local", factory=_local_factory),
-        _spec("openai", "openai", "pip install openai"),
-        _spec("anthropic", "anthropic", "pip install 'panelsynth[anthropic]'", supports_seed=False),
+        _spec("openai", "openai", "pip install openai", api_host="api.openai.com"),
+        _spec(
+            "anthropic",
+            "anthropic",
+            "pip install 'panelsynth[anthropic]'",
+            supports_seed=False,
+            api_host="api.anthropic.com",
+        ),
         _spec("google", "google.genai", "pip install 'panelsynth[google]'"),
         _spec("gemini", "google.generativeai", "pip install google-generativeai"),
         _spec("ollama", "openai", "pip install openai"),

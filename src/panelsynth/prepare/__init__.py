@@ -46,16 +46,22 @@ Variable selection
 
 Variable types
 --------------
-A ``type`` column of the study dictionary (``ordinal``, ``categorical``, ``continuous``, ``binary``
-or the phrases ``"an ordinal"``, ...) wins. Otherwise the dictionary's codes and the observed
-codes decide together (:mod:`.vartypes`): a range (``18-90``) is ``a continuous``, or
-``an ordinal`` when it has at most 11 whole-number points (a count ``0-7``); codes are ``a
-binary`` when there are two, ``an ordinal`` when there are three or more numbers (``a
-categorical`` for a demographic) and ``a categorical`` when they are text. Without a dictionary
-entry the answers decide: two distinct values → binary, text → categorical, whole numbers with at
-most 11 distinct values → ordinal, anything else → continuous. ``Prepare/types.csv`` lists every
-variable's type and why. Metadata for a variable the dictionary lacks is built from SPSS/Stata
-labels, or from the observed codes/range, with a warning.
+A ``type`` column of the study dictionary (``ordinal``, ``categorical``, ``continuous``, ``binary``,
+SPSS's ``nominal`` and ``scale``, or the phrases ``"an ordinal"``, ...) wins; a row with only a
+name and a type keeps a labelled file's texts. Next, an SPSS file's measurement level:
+``nominal`` → ``a categorical``, ``ordinal`` → ``an ordinal``, ``scale`` → ``a continuous`` (two
+codes: ``a binary``; text: ``a categorical``). Otherwise the dictionary's codes (or the file's
+value labels) and the observed codes decide together (:mod:`.vartypes`): a range (``18-90``) is
+``a continuous``, or ``an ordinal`` when it has at most 11 whole-number points (a count
+``0-7``); codes are ``a binary`` when there are two, ``an ordinal`` when there are three or more
+numbers (``a categorical`` for a demographic) and ``a categorical`` when they are text. Without a
+dictionary entry the answers decide: two distinct values → binary, text → categorical, whole
+numbers with at most 11 distinct values → ordinal, anything else → continuous.
+``Prepare/types.csv`` lists every variable's type and why;
+:meth:`PrepareResult.assumed_ordinals` names the variables whose numeric codes were taken as
+ordered without a type or a level (``panelsynth prepare`` prints them). Metadata for a variable
+the dictionary lacks is built from SPSS/Stata labels, or from the observed codes/range, with a
+warning.
 
 Cross-wave ranking
 ------------------
@@ -173,8 +179,9 @@ def prepare_workspace(
         dictionary = StudyDictionary.load(ws)
         if not dictionary.found:
             warn(
-                f"{dictionary.source} not found — metadata lists only observed codes; write it "
-                f"(variable, question, responses) for question texts"
+                f"{dictionary.source} not found — metadata has the labels of .sav/.dta waves, "
+                f"else only observed codes; write it (variable, question, responses) for "
+                f"question texts"
             )
         settings = FitSettings.resolve(cfg, dictionary, engine, missing, max_fit_rows)
         staging = StagedOutputs(ws)

@@ -91,7 +91,7 @@ def read_and_fit(job: FitJob, s: FitSettings) -> FittedWave:
     """The part of preparing a wave that needs no other wave (label alignment comes after)."""
     st, pr, cc = s.cfg.study, s.cfg.prepare, s.cfg.clustering
     notes: list[str] = []
-    frame, labelled, tally = read_raw_wave(
+    frame, labelled, measures, tally = read_raw_wave(
         job.path, st.id_column, st.missing_codes, source=job.source, dictionary=s.dictionary.meta
     )
     if frame.empty:
@@ -106,6 +106,7 @@ def read_and_fit(job: FitJob, s: FitSettings) -> FittedWave:
             frame[c],
             entry,
             declared=s.dictionary.declared.get(c),
+            measure=measures.get(c),
             demographic=c in demo.used,
             missing_codes=codes_for_variable(entry, st.missing_codes).applied,
         )

@@ -19,7 +19,12 @@ import pandas as pd
 
 from panelsynth.config import PanelsynthConfig
 from panelsynth.data import clean_missing_by_variable, id_text, read_csv_any, read_labelled
-from panelsynth.dictionaries import VariableMeta, labelled_metadata, read_csv_dictionary
+from panelsynth.dictionaries import (
+    VariableMeta,
+    labelled_measures,
+    labelled_metadata,
+    read_csv_dictionary,
+)
 from panelsynth.errors import DataError, WorkspaceError
 from panelsynth.missing import MissingTally
 from panelsynth.workspace import Workspace, check_wave_id, wave_sort_key
@@ -99,7 +104,7 @@ def read_raw_wave(
     *,
     source: str,
     dictionary: dict[str, VariableMeta] | None = None,
-) -> tuple[pd.DataFrame, dict[str, VariableMeta], MissingTally]:
+) -> tuple[pd.DataFrame, dict[str, VariableMeta], dict[str, str], MissingTally]:
     """Read one raw wave, check its id column and clean missing codes.
 
     A missing code that the variable's entry in ``dictionary`` (or in the file's own labels)
@@ -107,15 +112,19 @@ def read_raw_wave(
 
     Returns:
         The cleaned frame (id column first, ids normalised), the metadata carried by a
-        ``.sav``/``.dta`` file (empty for CSV) and what the missing codes did per variable.
+        ``.sav``/``.dta`` file (empty for CSV), the measurement levels of an SPSS file
+        (variable -> ``nominal``/``ordinal``/``scale``; empty for CSV and Stata) and what the
+        missing codes did per variable.
 
     Raises:
         DataError: the id column is missing, or an id appears twice.
     """
     labelled: dict[str, VariableMeta] = {}
+    measures: dict[str, str] = {}
     if path.suffix.lower() in (".sav", ".zsav", ".dta"):
         df, meta = read_labelled(path)
         labelled = labelled_metadata(meta)
+        measures = labelled_measures(meta)
     else:
         df = read_csv_any(path)
     df.columns = [str(c).strip() for c in df.columns]
@@ -144,7 +153,7 @@ def read_raw_wave(
             path=source,
             column=id_column,
         )
-    return frame, labelled, tally
+    return frame, labelled, {str(k).strip(): v for k, v in measures.items()}, tally
 
 
 def normalise_ids(s: pd.Series) -> pd.Series:
@@ -169,12 +178,17 @@ def id_keys(ids: pd.Series) -> np.ndarray:
 
 @dataclass
 class StudyDictionary:
-    """The study dictionary (question text, responses, optional declared type per variable)."""
+    """The study dictionary (question text, responses, optional declared type per variable).
+
+    A row with neither question nor responses (one that only declares a type) has no entry in
+    ``meta``: a labelled file's own texts describe that variable; it is in ``bare``.
+    """
 
     meta: dict[str, VariableMeta]
     declared: dict[str, str]
     source: str
     found: bool = True
+    bare: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, ws: Workspace) -> StudyDictionary:
@@ -182,4 +196,5 @@ class StudyDictionary:
         if not path.exists():
             return cls({}, {}, ws.rel(path), found=False)
         read = read_csv_dictionary(path)  # every error of the file at once
-        return cls(read.meta, read.declared, ws.rel(path))
+        meta = {k: v for k, v in read.meta.items() if k not in read.bare}
+        return cls(meta, read.declared, ws.rel(path), bare=read.bare)

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from panelsynth.prepare.truth import TruthCheck
+from panelsynth.prepare.vartypes import order_assumed
 from panelsynth.workspace import Workspace
 
 
@@ -91,3 +92,14 @@ class PrepareResult:
     @property
     def truth(self) -> list[TruthCheck]:
         return [w.truth for w in self.waves if w.truth is not None]
+
+    def assumed_ordinals(self) -> list[str]:
+        """Variables typed ordinal in some wave only because their codes are numbers: neither
+        the dictionary's ``type`` column nor the file's measurement level said so (a party or
+        region coded 1, 2, 3, ... is then treated as ordered). In first-seen order."""
+        seen: dict[str, None] = {}
+        for w in self.waves:
+            for v in w.full_vars:
+                if order_assumed(w.var_types.get(v, ""), w.type_reasons.get(v, "")):
+                    seen.setdefault(v)
+        return list(seen)

@@ -5,14 +5,19 @@ rules, first match wins:
 
 1. a ``type`` column of the CSV dictionary (``ordinal``, ``categorical``, ``continuous``,
    ``binary``);
-2. a declared numeric range (``18-90``): whole-number bounds spanning at most
+2. the measurement level an SPSS file gives the variable (:func:`measure_type`): ``nominal`` →
+   categorical, ``ordinal`` → ordinal, ``scale`` → continuous; two codes → binary, text answers
+   → categorical whatever the level. Stata files carry no level, nor do SPSS variables saved
+   without one (``unknown``): the rules below decide;
+3. a declared numeric range (``18-90``): whole-number bounds spanning at most
    :data:`MAX_ORDINAL_LEVELS` points (a count ``0-7``, a ``0-10`` scale) make an ordinal (two
    points: a binary) — the same rule as for undocumented answers, so that a count is written with
    its exact codes; anything wider is continuous;
-3. response codes: the dictionary's codes (less the missing codes that apply) together with the
+4. response codes: the dictionary's codes (less the missing codes that apply) together with the
    codes observed in the data: two or fewer → binary, text → categorical, three or more numbers
-   → ordinal (categorical for a demographic such as a region code);
-4. no dictionary entry: the answers alone — two distinct values → binary, text → categorical,
+   → ordinal (categorical for a demographic such as a region code). That order is assumed, not
+   read: :func:`order_assumed` tells these apart, and ``prepare`` lists them;
+5. no dictionary entry: the answers alone — two distinct values → binary, text → categorical,
    whole numbers with at most :data:`MAX_ORDINAL_LEVELS` distinct values → ordinal
    (categorical for a demographic), anything else → continuous.
 
@@ -28,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from panelsynth.dictionaries import VariableMeta
+from panelsynth.dictionaries import MEASURE_TYPES, VariableMeta
 from panelsynth.missing import code_key
 from panelsynth.values import number_text
 
@@ -45,12 +50,16 @@ KIND = {
     "a binary": "binary",
 }
 
+#: The reason given when numeric codes are taken as ordered for want of a type or a level.
+ASSUMED_ORDER = "ordered numeric codes"
+
 
 def explain_var_type(
     values: pd.Series,
     meta: VariableMeta | None = None,
     *,
     declared: str | None = None,
+    measure: str | None = None,
     demographic: bool = False,
     missing_codes: Iterable[int | float | str] = (),
 ) -> tuple[str, str]:
@@ -60,6 +69,8 @@ def explain_var_type(
         values: The variable's cleaned answers.
         meta: Its dictionary entry, if any.
         declared: A type from the dictionary's ``type`` column (wins).
+        measure: The measurement level its SPSS file gives it (``nominal``, ``ordinal``,
+            ``scale``; :func:`panelsynth.dictionaries.labelled_measures`), if any.
         demographic: Coded demographics with 3+ codes are categorical, not ordinal.
         missing_codes: Missing codes that apply to this variable (ignored among its codes).
 
@@ -69,6 +80,8 @@ def explain_var_type(
     if declared:
         return declared, "declared in the dictionary's type column"
     obs = values.dropna()
+    if measure in MEASURE_TYPES:
+        return measure_type(obs, meta, measure, missing_codes)
     if meta is not None and meta.range is not None:
         lo, hi = meta.range
         points = hi - lo + 1
@@ -93,7 +106,7 @@ def explain_var_type(
             return "a categorical", f"{len(codes)} text categories ({where})"
         if demographic:
             return "a categorical", f"demographic with {len(codes)} numeric codes ({where})"
-        return "an ordinal", f"{len(codes)} ordered numeric codes ({where})"
+        return "an ordinal", f"{len(codes)} {ASSUMED_ORDER} ({where})"
     num = pd.to_numeric(obs, errors="coerce")
     distinct = obs.nunique()
     if distinct <= 2:
@@ -105,6 +118,44 @@ def explain_var_type(
             return "a categorical", f"no dictionary codes; demographic, {distinct} whole numbers"
         return "an ordinal", f"no dictionary codes; {distinct} distinct whole numbers"
     return "a continuous", f"no dictionary codes; {distinct} distinct numeric answers"
+
+
+def measure_type(
+    obs: pd.Series,
+    meta: VariableMeta | None,
+    measure: str,
+    missing_codes: Iterable[int | float | str] = (),
+) -> tuple[str, str]:
+    """The type an SPSS measurement level gives a variable, and why.
+
+    ``nominal`` → categorical, ``ordinal`` → ordinal, ``scale`` → continuous; but two codes (the
+    file's labels, less missing codes, with the observed answers) are a binary, and text answers
+    are categorical: SPSS would order text alphabetically, and text has no scale.
+    """
+    level = f"measurement level {measure} in the SPSS file"
+    miss = {code_key(c) for c in missing_codes}
+    labels = (meta.responses or {}) if meta is not None else {}
+    listed = [code_key(c) for c in labels if code_key(c) not in miss]
+    seen = obs.unique()
+    n_codes = len(seen) if len(seen) > 2 else len({*listed, *(code_key(v) for v in seen)})
+    if n_codes <= 2:
+        return "a binary", f"{level}; {n_codes} codes"
+    text = pd.to_numeric(obs, errors="coerce").isna().any()
+    if text or not all(_is_number(c) for c in listed):
+        if measure == "nominal":
+            return "a categorical", level
+        return "a categorical", f"{level}, but the answers are text"
+    labelled = len(seen) <= len(listed) and {code_key(v) for v in seen} <= set(listed)
+    if measure == "scale" and labelled:
+        # SPSS gives new numeric variables this level by default: say what contradicts it
+        return "a continuous", f"{level}, though every answer has a value label — declare its type"
+    return MEASURE_TYPES[measure], level
+
+
+def order_assumed(vtype: str, reason: str) -> bool:
+    """Whether :func:`explain_var_type` typed a variable ordinal only because its codes are
+    numbers (no ``type`` in the dictionary, no measurement level in the file)."""
+    return vtype == "an ordinal" and ASSUMED_ORDER in reason
 
 
 def _whole(num: pd.Series) -> bool:
@@ -156,7 +207,7 @@ def build_metadata(
     """Metadata of one variable for one wave: the dictionary's entry, completed if needed."""
     meta = dictionary.meta.get(name) or labelled.get(name)
     if meta is None:
-        if name not in told and dictionary.found:
+        if name not in told and dictionary.found and name not in dictionary.bare:
             warn(
                 f"{dictionary.source} lacks variable {name!r} — its metadata lists only the "
                 f"observed codes; add a row (variable, question, responses) to describe it"

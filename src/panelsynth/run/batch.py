@@ -67,7 +67,8 @@ def check_batch(client: LLMClient) -> None:
     if host:
         raise ProviderError(
             f"--batch sends step 3 to the provider's own batch API, but {label} is served by "
-            f"{host} (--base-url) — run without --batch, or without --base-url"
+            f"{host} (--base-url or OPENAI_BASE_URL) — run without --batch, or without that "
+            f"address"
         )
     if not supports_batch(label):
         make_batch_api(label)  # raises the one line naming the providers that have one
