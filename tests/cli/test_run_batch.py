@@ -33,6 +33,7 @@ from panelsynth.llm.batch import (  # noqa: E402
     make_batch_api,
     split_job_records,
 )
+from panelsynth.llm.batch.core import CUSTOM_ID_PATTERN  # noqa: E402
 from panelsynth.run import batch as run_batch  # noqa: E402
 from panelsynth.run.wave import RunOptions, run_wave  # noqa: E402
 from panelsynth.workspace import Workspace  # noqa: E402
@@ -191,42 +192,74 @@ from panelsynth.run import batch as rb
 from panelsynth.run.wave import RunOptions, run_wave
 rb.POLL_INTERVAL = rb.MAX_POLL_INTERVAL = 0.02
 label = sys.argv[2] + "/stub-model"
-run_wave(sys.argv[1], "1", FakeClient(default=fake_answer, label=label), "stub",
+run_wave(sys.argv[1], sys.argv[4], FakeClient(default=fake_answer, label=label), "stub",
          RunOptions(n_outputs=3, n_batches=10, batch=True),
          batch_api=lambda: make_batch_api(label, base_url=sys.argv[3]))
 """
 
 
-@pytest.mark.parametrize(("provider", "collect_first"), [("openai", False), ("anthropic", True)])
+#: The longest wave id a workspace accepts (100 characters): too long for a plain custom_id.
+LONG_WAVE = "w" + "x" * 60 + "-" + "9" * 38
+
+
+@pytest.mark.parametrize(
+    ("provider", "collect_first", "wave"),
+    [
+        ("openai", False, "1"),
+        ("anthropic", True, "1"),
+        ("openai", True, LONG_WAVE),
+        ("anthropic", False, LONG_WAVE),
+    ],
+    ids=["openai", "anthropic-collect", "openai-long-wave-collect", "anthropic-long-wave"],
+)
 def test_kill_after_submission_then_resume_collects_the_same_batch(
-    provider: str, collect_first: bool, tiny_workspace: Path, stub: BatchStub
+    provider: str, collect_first: bool, wave: str, tmp_path: Path, stub: BatchStub
 ) -> None:
+    ws = write_tiny_workspace(tmp_path / "ws", waves=(wave,))
     script = _KILLED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
     env = {**os.environ, "PANELSYNTH_FAULT_AT": "after-batch-submitted"}
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(tiny_workspace), provider, stub.base_url],
+        [sys.executable, "-c", script, str(ws), provider, stub.base_url, wave],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
-    jobs, calls = checkpoint(tiny_workspace, "1")
+    jobs, calls = checkpoint(ws, wave)
     assert len(jobs) == 1 and calls == [] and stub.creations() == 1
+    ids = jobs[0].custom_ids
+    assert len(set(ids)) == 10 and all(CUSTOM_ID_PATTERN.match(c) for c in ids)
+    ckpt = Checkpoint(Workspace(ws).checkpoint("stub", wave))
+    assert run_batch.unfinished_jobs(ckpt, wave) == jobs  # its own calls, recognised
     if collect_first:  # `panelsynth batch collect` takes the results over first
-        args = ["-w", str(tiny_workspace), "--model-dir", "stub", "--base-url", stub.base_url]
+        args = ["-w", str(ws), "--model-dir", "stub", "--base-url", stub.base_url]
         r = CliRunner().invoke(app, ["batch", "collect", *args])
         assert r.exit_code == 0 and "not yet" in r.output, r.output  # one poll: in progress
         r = CliRunner().invoke(app, ["batch", "collect", *args])
         assert r.exit_code == 0 and "10 calls with 30 rows" in r.output, r.output
     client = FakeClient(default=fake_answer, label=f"{provider}/stub-model")
-    res = batch_run(tiny_workspace, "1", stub, provider, client, resume=True)
+    res = batch_run(ws, wave, stub, provider, client, resume=True)
     assert res.rows == 30 and res.manifest_data["status"] == "complete"
     assert stub.creations() == 1  # no second submission: the same batch was collected
     assert not [c for c in client.calls if is_step3(c)]
-    _, calls = checkpoint(tiny_workspace, "1")
+    _, calls = checkpoint(ws, wave)
     assert sorted(c["batch"] for c in calls) == list(range(10))  # each answer booked once
     assert {c["via"] for c in calls} == {jobs[0].batch_id}
+
+
+def test_custom_id_prefixes_fit_the_providers_limit_for_every_wave_id() -> None:
+    from panelsynth.llm.batch.transport import call_index_of, id_prefix_for
+
+    assert id_prefix_for("3") == "w3-c"  # short ids: as before (older checkpoints still read)
+    waves = [LONG_WAVE, LONG_WAVE[:-1] + "8", "a" * 55, "a" * 56, "a" * 57, "b" * 100]
+    prefixes = [id_prefix_for(w) for w in waves]
+    assert len(set(prefixes)) == len(waves)  # distinct waves, distinct prefixes
+    for w, p in zip(waves, prefixes, strict=True):
+        assert p == id_prefix_for(w)  # the same in every process
+        cid = p + f"{999_999:05d}"
+        assert CUSTOM_ID_PATTERN.match(cid), (w, cid)
+        assert call_index_of(cid, p) == 999_999 and call_index_of(p + "00007", p) == 7
 
 
 def test_a_cancelled_batch_then_resume_submits_only_what_did_not_run(

@@ -18,6 +18,7 @@ run (it expired) are resubmitted on their own; requests of a cancelled batch rai
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -100,9 +101,29 @@ class _Models(Mapping[str, type[BaseModel]]):
         return len(self.ids)
 
 
+#: Longest ``custom_id`` prefix: 64 characters (Anthropic's ``^[a-zA-Z0-9_-]{1,64}$``, the
+#: stricter provider) less 6 digits of call index (call 999,999 of a wave).
+MAX_ID_PREFIX = 58
+#: Characters of a long wave id kept in its prefix, before the digest of the whole id.
+_WAVE_HEAD = 40
+
+
 def id_prefix_for(wave: str | None) -> str:
-    """The default ``custom_id`` prefix of a wave's calls (``w3-c``: ``w3-c00012``)."""
-    return f"w{wave}-c" if wave else "c"
+    """The default ``custom_id`` prefix of a wave's calls (``w3-c``: ``w3-c00012``).
+
+    A wave id too long for the 64-character ``custom_id`` of the providers keeps its first
+    40 characters and gains 12 hex digits of its SHA-256 (``w<head>-<digest>-c``, 56
+    characters): the same in every process, so a resume and ``panelsynth batch collect``
+    recognise the calls of the batches a run recorded. Short ids keep their plain prefix (the
+    checkpoints of earlier versions stay readable).
+    """
+    if not wave:
+        return "c"
+    plain = f"w{wave}-c"
+    if len(plain) <= MAX_ID_PREFIX:
+        return plain
+    digest = hashlib.sha256(wave.encode()).hexdigest()[:12]
+    return f"w{wave[:_WAVE_HEAD]}-{digest}-c"
 
 
 def call_index_of(custom_id: str, id_prefix: str) -> int | None:
@@ -164,8 +185,10 @@ class BatchTransport:
     ) -> None:
         if id_prefix is None:
             id_prefix = id_prefix_for(wave)
-        if not re.fullmatch(r"[A-Za-z0-9_-]{0,58}", id_prefix):
-            raise ValueError(f"id_prefix {id_prefix!r}: at most 58 letters, digits, '_' or '-'")
+        if not re.fullmatch(rf"[A-Za-z0-9_-]{{0,{MAX_ID_PREFIX}}}", id_prefix):
+            raise ValueError(
+                f"id_prefix {id_prefix!r}: at most {MAX_ID_PREFIX} letters, digits, '_' or '-'"
+            )
         self.api = api
         self.id_prefix = id_prefix
         self.on_submitted = on_submitted
