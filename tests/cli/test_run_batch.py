@@ -216,6 +216,7 @@ def test_kill_after_submission_then_resume_collects_the_same_batch(
     provider: str, collect_first: bool, wave: str, tmp_path: Path, stub: BatchStub
 ) -> None:
     ws = write_tiny_workspace(tmp_path / "ws", waves=(wave,))
+    add_price(ws, provider)
     script = _KILLED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
     env = {**os.environ, "PANELSYNTH_FAULT_AT": "after-batch-submitted"}
     proc = subprocess.run(
@@ -246,6 +247,43 @@ def test_kill_after_submission_then_resume_collects_the_same_batch(
     _, calls = checkpoint(ws, wave)
     assert sorted(c["batch"] for c in calls) == list(range(10))  # each answer booked once
     assert {c["via"] for c in calls} == {jobs[0].batch_id}
+    # the cache writes of the restored calls are in the books (tokens and cost)
+    writes, cost = billed(stub, jobs[0].batch_id, res.manifest_data["cost"]["prices"])
+    assert (writes > 0) == (provider == "anthropic")
+    step3 = res.manifest_data["tokens"]["per_stage"]["step3"]
+    assert step3.get("cache_write_tokens", 0) == writes
+    assert sum(c["usage"].get("cache_write_tokens", 0) for c in calls) == writes
+    assert res.manifest_data["cost"]["batch"]["cache_write_tokens"] == writes
+    assert res.manifest_data["cost"]["per_stage"]["step3"] == pytest.approx(cost, rel=1e-9)
+
+
+def add_price(ws: Path, provider: str) -> None:
+    """A price for the stub model, so that the manifest computes the cost."""
+    with open(Workspace(ws).config_path, "a") as f:
+        f.write(
+            f'\n[prices."{provider}/stub-model"]\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n'
+        )
+
+
+def billed(stub: BatchStub, batch_id: str, prices: dict[str, Any]) -> tuple[int, float]:
+    """Cache-write tokens and batch-price USD of a stub batch, from its own result usage."""
+    from panelsynth.prices import ModelPrice
+
+    batch = stub.batches[batch_id]
+    pricing = BatchPricing.from_price(ModelPrice(**prices))
+    writes, cost = 0, 0.0
+    if batch.provider == "anthropic":
+        for line in stub._anthropic_results(batch).decode().splitlines():
+            u = json.loads(line)["result"]["message"]["usage"]
+            w, r = u["cache_creation_input_tokens"], u["cache_read_input_tokens"]
+            writes += w
+            cost += pricing.cost(u["input_tokens"] + w + r, u["output_tokens"], r, w)
+    else:
+        for line in stub.files[batch.output_file_id or ""].decode().splitlines():
+            u = json.loads(line)["response"]["body"]["usage"]
+            cached = u["prompt_tokens_details"]["cached_tokens"]
+            cost += pricing.cost(u["prompt_tokens"], u["completion_tokens"], cached)
+    return writes, cost
 
 
 def test_custom_id_prefixes_fit_the_providers_limit_for_every_wave_id() -> None:

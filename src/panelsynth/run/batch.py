@@ -253,29 +253,25 @@ class BatchBooks:
 
         online = ModelPrice(**cost["prices"]) if cost.get("prices") else None
         via_batch = via_online = 0.0
+        writes = 0
         for c in calls:
             u = c.usage
-            if getattr(c, "via", None):
-                via_batch += pricing.cost(u.input_tokens, u.output_tokens, u.cached_input_tokens)
+            if getattr(c, "via", None):  # cache writes (Anthropic) priced as written, restored
+                writes += u.cache_write_tokens  # calls included (their records carry them)
+                via_batch += pricing.cost(
+                    u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens
+                )
             elif online is not None:
                 via_online += online.cost(u.input_tokens, u.output_tokens, u.cached_input_tokens)
-        # Anthropic cache writes of this invocation cost more than plain input
-        writes = self.transport.cache_write_tokens
-        surcharge = (
-            writes
-            * pricing.input_per_mtok
-            * pricing.batch_multiplier
-            * (pricing.cache_write_multiplier - 1.0)
-            / 1e6
-        )
-        step3 = via_batch + via_online + surcharge
+        step3 = via_batch + via_online
         per_stage = {**cost["per_stage"], "step3": step3}
         return {
             **cost,
             "usd": sum(per_stage.values()),
             "per_stage": per_stage,
             "batch": {
-                "step3_batch_usd": via_batch + surcharge,
+                "step3_batch_usd": via_batch,
+                "cache_write_tokens": writes,
                 "step3_online_usd": via_online,
                 "batch_multiplier": pricing.batch_multiplier,
                 "note": "step-3 calls from provider batches at batch prices, online top-ups "
