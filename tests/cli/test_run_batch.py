@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -287,7 +288,7 @@ def billed(stub: BatchStub, batch_id: str, prices: dict[str, Any]) -> tuple[int,
 
 
 def test_custom_id_prefixes_fit_the_providers_limit_for_every_wave_id() -> None:
-    from panelsynth.llm.batch.transport import call_index_of, id_prefix_for
+    from panelsynth.llm.batch.ids import call_index_of, id_prefix_for
 
     assert id_prefix_for("3") == "w3-c"  # short ids: as before (older checkpoints still read)
     waves = [LONG_WAVE, LONG_WAVE[:-1] + "8", "a" * 55, "a" * 56, "a" * 57, "b" * 100]
@@ -339,6 +340,91 @@ def test_max_cost_stops_before_a_batch_is_submitted(tiny_workspace: Path, stub: 
     assert stub.creations() == 0
     m = json.loads(Workspace(tiny_workspace).manifest("stub", "1").read_text())
     assert m["status"] == "incomplete" and m["batch"]["submitted"] == 0
+
+
+def kill_after_submission(ws: Path, provider: str, stub: BatchStub, wave: str = "1") -> None:
+    """A ``--batch`` run of ``wave`` killed the moment its first batch is recorded."""
+    script = _KILLED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
+    env = {**os.environ, "PANELSYNTH_FAULT_AT": "after-batch-submitted"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(ws), provider, stub.base_url, wave],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_max_cost_counts_only_what_this_invocation_submits(
+    provider: str, tiny_workspace: Path, stub: BatchStub
+) -> None:
+    add_price(tiny_workspace, provider)
+    stub.fail_share = 0.2  # two of the ten calls fail: a top-up of two calls follows
+    kill_after_submission(tiny_workspace, provider, stub)
+    stub.fail_share = 0.0
+    # the recorded batch was paid by the killed run: a tiny limit does not stop its collection,
+    # only the top-up batch this invocation would submit
+    with pytest.raises(GenerationExhaustedError, match="batch prices") as info:
+        batch_run(tiny_workspace, "1", stub, provider, resume=True, max_cost_usd=1e-6)
+    assert "batch of 2 calls" in str(info.value)
+    assert stub.creations() == 1
+    jobs, calls = checkpoint(tiny_workspace, "1")
+    assert len(calls) == 10 and len([c for c in calls if "rows" in c]) == 8
+    ceiling = float(re.search(r"could cost up to \$([0-9.]+)", str(info.value)).group(1))
+    # enough for the two calls of the top-up, far from enough for the ten already paid for
+    res = batch_run(tiny_workspace, "1", stub, provider, resume=True, max_cost_usd=1.5 * ceiling)
+    assert res.rows == 30 and stub.creations() == 2
+    jobs, _ = checkpoint(tiny_workspace, "1")
+    assert len(jobs[1].custom_ids) == 2 and res.manifest_data["batch"]["submitted"] == 2
+
+
+def test_max_cost_of_an_online_top_up_counts_this_invocations_batches(stub: BatchStub) -> None:
+    import asyncio
+
+    from pydantic import BaseModel
+
+    from panelsynth.errors import BudgetExceededError
+    from panelsynth.generate import OnlineTransport
+    from panelsynth.pydantic_models.rows import batch_model
+
+    class Row(BaseModel):
+        a: int
+
+    model = batch_model(Row, 1)
+    label = "openai/stub-model"
+    online = FakeClient(default=lambda messages, m: {"rows": [{"a": 1}]}, label=label)
+    budget = {"left": 10.0}  # what the client has not spent (steps 1-2 and online calls)
+    transport = run_batch.RunBatchTransport(
+        make_batch_api(label, base_url=stub.base_url),
+        online=OnlineTransport(online),
+        top_up="online",
+        budget_left=lambda: budget["left"],
+        pricing=BatchPricing(2.0, 8.0, 0.5, 1.0, 1.0),
+        poll_interval=0.01,
+        max_poll_interval=0.02,
+    )
+    messages = [{"role": "user", "content": "x" * 4000}]
+    online_ceiling = BatchPricing(2.0, 8.0, 1.0, 1.0, 1.0).cost(1000, 100)
+
+    async def run() -> None:
+        assert transport.queues_next_round()  # the first round: a provider batch
+        transport.expect(2)
+        await asyncio.gather(*(transport.call(b, messages, model, max_tokens=100) for b in (0, 1)))
+        spent = transport.spent_usd
+        assert 0 < spent < online_ceiling  # two results at half price, below their ceiling
+        assert not transport.queues_next_round()  # --top-up online
+        budget["left"] = online_ceiling + spent / 2  # enough online, not with the batch
+        with pytest.raises(BudgetExceededError, match="after this run's provider batches"):
+            await transport.call(2, messages, model, max_tokens=100)
+        assert online.calls == []
+        budget["left"] = online_ceiling + spent * 1.01
+        done = await transport.call(2, messages, model, max_tokens=100)
+        assert done.value.rows == [{"a": 1}] and len(online.calls) == 1
+        await transport.aclose()
+
+    asyncio.run(run())
 
 
 def run_cli(ws: Path, *args: str) -> Any:

@@ -3,7 +3,8 @@
 Steps 1-2 stay online (two calls, cached). Step 3's calls go through a
 :class:`RunBatchTransport` (the :class:`~panelsynth.llm.batch.BatchTransport` seam plus what a
 run adds: the jobs of the wave's checkpoint taken over on ``--resume``, the ``--max-cost`` check
-of each round before anything is queued, and ``--top-up online``). Every job is appended to the
+of each batch before it is submitted and of each online top-up call, counting what this
+invocation spends, and ``--top-up online``). Every job is appended to the
 wave's checkpoint the moment the provider accepts it, so a resume collects the same batch
 instead of paying twice. See ``docs/batch.md``.
 """
@@ -27,13 +28,14 @@ from panelsynth.llm.batch import (
     BatchApi,
     BatchJob,
     BatchPricing,
+    BatchRequest,
     BatchTransport,
     consumed_answers,
     make_batch_api,
     split_job_records,
     supports_batch,
 )
-from panelsynth.llm.batch.transport import call_index_of, id_prefix_for
+from panelsynth.llm.batch.ids import call_index_of, id_prefix_for
 from panelsynth.llm.structured import estimate_tokens
 from panelsynth.progress import Progress
 from panelsynth.run.plan import RunPlan
@@ -96,12 +98,10 @@ class RunBatchTransport(BatchTransport):
         self.online = online
         self.top_up = top_up
         self.budget_left = budget_left
-        self.committed_usd = 0.0  # the ceiling of every round queued so far
         self.online_calls = 0
+        self._online_held = 0.0  # the ceilings of the online top-up calls in flight
         self._rounds = 0
         self._queued = True
-        self._round_size = 0
-        self._round_checked = False
 
     def adopt(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Take over the jobs of the wave's checkpoint; return its call records (for the loop)."""
@@ -120,7 +120,6 @@ class RunBatchTransport(BatchTransport):
         return self._queued
 
     def expect(self, n: int) -> None:
-        self._round_size, self._round_checked = n, False
         if self._queued:
             super().expect(n)
 
@@ -131,28 +130,53 @@ class RunBatchTransport(BatchTransport):
         response_model: type[BaseModel],
         **kwargs: Any,
     ) -> Completion[Any]:
-        if not self._queued:
-            self.online_calls += 1
-            return await self.online.call(batch, list(messages), response_model, **kwargs)
-        self._check_budget(messages, kwargs.get("max_tokens"))
-        return await super().call(batch, messages, response_model, **kwargs)
-
-    def _check_budget(self, messages: Sequence[Message], max_tokens: int | None) -> None:
-        """``--max-cost``: the round's ceiling at batch prices must fit what is left."""
-        if self.budget_left is None or self.pricing is None or self._round_checked:
-            return
-        n = max(1, self._round_size)
-        prompt = estimate_tokens("".join(m["content"] for m in messages))
-        ceiling = n * self.pricing.cost(prompt, max_tokens or self.default_max_tokens)
-        left = self.budget_left() - self.committed_usd
+        if self._queued:
+            return await super().call(batch, messages, response_model, **kwargs)
+        # --top-up online: the client's own limit knows only the online calls; this one also
+        # counts the batches this invocation submitted
+        ceiling = self._online_ceiling(messages, kwargs.get("max_tokens"))
+        left = self._left() - self._online_held
         if ceiling > left:
             raise BudgetExceededError(
-                f"the next provider batch of {n} calls could cost up to ${ceiling:.4f} at batch "
-                f"prices, more than the ${max(0.0, left):.4f} left of --max-cost; nothing was "
-                f"submitted — raise --max-cost and rerun with --resume"
+                f"an online top-up call could cost up to ${ceiling:.4f}, more than the "
+                f"${max(0.0, left):.4f} left of --max-cost after this run's provider batches; "
+                f"nothing was sent — raise --max-cost and rerun with --resume"
             )
-        self.committed_usd += ceiling
-        self._round_checked = True
+        self.online_calls += 1
+        self._online_held += ceiling
+        try:
+            return await self.online.call(batch, list(messages), response_model, **kwargs)
+        finally:
+            self._online_held -= ceiling
+
+    def _left(self) -> float:
+        """USD of ``--max-cost`` this invocation has not spent (its steps 1-2 and online calls,
+        the batches it submitted); infinite without a limit. Batches recorded by an earlier
+        invocation (and their calls, collected now) were paid by it and do not count."""
+        if self.budget_left is None or self.pricing is None:
+            return float("inf")
+        return self.budget_left() - self.spent_usd
+
+    def _online_ceiling(self, messages: Sequence[Message], max_tokens: int | None) -> float:
+        """The most one online call may cost: its prompt (characters / 4) and its whole reply
+        budget at online prices."""
+        if self.pricing is None:
+            return 0.0
+        prompt = estimate_tokens("".join(m["content"] for m in messages))
+        usd = self.pricing.cost(prompt, max_tokens or self.default_max_tokens)
+        return usd / self.pricing.batch_multiplier
+
+    def _admit(self, requests: Sequence[BatchRequest]) -> None:
+        """``--max-cost``: the ceiling of a batch at batch prices must fit what this invocation
+        has left, before it is submitted (only the requests submitted now count)."""
+        ceiling = self._expected_cost(requests)
+        left = self._left() - self._online_held
+        if ceiling > left:
+            raise BudgetExceededError(
+                f"the next provider batch of {len(requests)} calls could cost up to "
+                f"${ceiling:.4f} at batch prices, more than the ${max(0.0, left):.4f} left of "
+                f"--max-cost; nothing was submitted — raise --max-cost and rerun with --resume"
+            )
 
     async def aclose(self) -> None:
         try:

@@ -18,7 +18,6 @@ run (it expired) are resubmitted on their own; requests of a cancelled batch rai
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import time
@@ -38,6 +37,12 @@ from panelsynth.llm.batch.core import (
     BatchResult,
     BatchStatus,
     validate_reply,
+)
+from panelsynth.llm.batch.ids import (
+    MAX_ID_PREFIX,
+    call_index_of,
+    consumed_answers,
+    id_prefix_for,
 )
 from panelsynth.llm.batch.job import BatchJob, split_job_records
 from panelsynth.llm.batch.prices import BatchPricing
@@ -99,46 +104,6 @@ class _Models(Mapping[str, type[BaseModel]]):
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-#: Longest ``custom_id`` prefix: 64 characters (Anthropic's ``^[a-zA-Z0-9_-]{1,64}$``, the
-#: stricter provider) less 6 digits of call index (call 999,999 of a wave).
-MAX_ID_PREFIX = 58
-#: Characters of a long wave id kept in its prefix, before the digest of the whole id.
-_WAVE_HEAD = 40
-
-
-def id_prefix_for(wave: str | None) -> str:
-    """The default ``custom_id`` prefix of a wave's calls (``w3-c``: ``w3-c00012``).
-
-    A wave id too long for the 64-character ``custom_id`` of the providers keeps its first
-    40 characters and gains 12 hex digits of its SHA-256 (``w<head>-<digest>-c``, 56
-    characters): the same in every process, so a resume and ``panelsynth batch collect``
-    recognise the calls of the batches a run recorded. Short ids keep their plain prefix (the
-    checkpoints of earlier versions stay readable).
-    """
-    if not wave:
-        return "c"
-    plain = f"w{wave}-c"
-    if len(plain) <= MAX_ID_PREFIX:
-        return plain
-    digest = hashlib.sha256(wave.encode()).hexdigest()[:12]
-    return f"w{wave[:_WAVE_HEAD]}-{digest}-c"
-
-
-def call_index_of(custom_id: str, id_prefix: str) -> int | None:
-    """The call index a ``custom_id`` stands for (``None``: not one with this prefix)."""
-    rest = custom_id[len(id_prefix) :] if custom_id.startswith(id_prefix) else ""
-    return int(rest) if rest.isdigit() else None
-
-
-def consumed_answers(records: Iterable[Mapping[str, Any]]) -> set[tuple[str, int]]:
-    """``(batch id, call index)`` of the call records that came from a provider batch."""
-    return {
-        (str(r["via"]), int(r["batch"]))
-        for r in records
-        if r.get("via") and isinstance(r.get("batch"), int)
-    }
 
 
 class BatchTransport:
@@ -205,7 +170,8 @@ class BatchTransport:
         self._consumed = set(consumed)
         self._waiting: dict[str, dict[str, _Pending]] = {}  # batch id -> custom_id -> call
         self._results: dict[str, dict[str, BatchResult]] = {}  # batch id -> custom_id -> result
-        self._estimate: dict[str, float] = {}  # batch id -> expected cost (USD)
+        self._estimate: dict[str, float] = {}  # batch id -> expected cost (USD), own jobs
+        self._actual: dict[str, float] = {}  # batch id -> cost of its results, own jobs
         self._queue: list[_Pending] = []
         self._expected = expected
         self._arrived = 0
@@ -388,9 +354,15 @@ class BatchTransport:
             if not items:
                 return
             try:
+                self._admit([p.request for p in items])
                 chunks = self.api.split([p.request for p in items])
             except BatchError as err:
                 self._fail_all(items, err)
+                return
+            except PanelsynthError as err:  # refused before submission (e.g. --max-cost)
+                for p in items:
+                    if not p.future.done():
+                        p.future.set_exception(err)
                 return
             by_id = {p.request.custom_id: p for p in items}
             for chunk in chunks:
@@ -446,6 +418,16 @@ class BatchTransport:
             self._consumed.add((job.batch_id, p.batch))
             self._waiting[job.batch_id][p.request.custom_id] = p
         return True
+
+    def _admit(self, requests: Sequence[BatchRequest]) -> None:
+        """Called with the requests about to be submitted (all chunks); raise a
+        :class:`~panelsynth.errors.PanelsynthError` to fail their calls instead. Accepts all."""
+
+    @property
+    def spent_usd(self) -> float:
+        """What the batches this process submitted cost: the batch price of the results of
+        those that ended, the ceiling of those still running (restored jobs: not counted)."""
+        return sum(self._actual.get(j, ceiling) for j, ceiling in self._estimate.items())
 
     def _expected_cost(self, requests: Sequence[BatchRequest]) -> float:
         """Batch price of the prompts (characters / 4) and the reply budgets: a ceiling."""
@@ -540,6 +522,8 @@ class BatchTransport:
             self.cache_write_tokens += r.cache_write_tokens
         cost = self.pricing.cost_of(results) if self.pricing is not None else 0.0
         self.cost_usd += cost
+        if job.batch_id in self._estimate:  # submitted by this process
+            self._actual[job.batch_id] = cost
         emit(
             self.progress,
             {**self._event("batch-ended", job), "state": job.status, **kinds, "cost_usd": cost},
