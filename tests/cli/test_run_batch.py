@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from panelsynth.llm.batch import (  # noqa: E402
     split_job_records,
 )
 from panelsynth.llm.batch.core import CUSTOM_ID_PATTERN  # noqa: E402
+from panelsynth.llm.batch.ids import call_index_of, id_prefix_for  # noqa: E402
 from panelsynth.run import batch as run_batch  # noqa: E402
 from panelsynth.run.wave import RunOptions, run_wave  # noqa: E402
 from panelsynth.workspace import Workspace  # noqa: E402
@@ -287,9 +289,91 @@ def billed(stub: BatchStub, batch_id: str, prices: dict[str, Any]) -> tuple[int,
     return writes, cost
 
 
-def test_custom_id_prefixes_fit_the_providers_limit_for_every_wave_id() -> None:
-    from panelsynth.llm.batch.ids import call_index_of, id_prefix_for
+_KILLED_CALIBRATED_RUN = """
+import os
+import sys
+sys.path[:0] = [{tests!r}, {repo!r}]
+from fakes import fake_answer
+from panelsynth.llm.base import FakeClient
+from panelsynth.llm.batch import make_batch_api
+from panelsynth.run import batch as rb
+from panelsynth.run.wave import RunOptions, run_wave
+rb.POLL_INTERVAL = rb.MAX_POLL_INTERVAL = 0.02
+label = sys.argv[2] + "/stub-model"
+submitted = []
 
+
+def progress(ev):  # killed the moment the third batch (the resubmitted top-up) is recorded
+    if isinstance(ev, dict) and ev.get("event") == "batch-submitted":
+        submitted.append(ev)
+        if len(submitted) == 2:
+            os.environ["PANELSYNTH_FAULT_AT"] = "after-batch-submitted"
+
+
+run_wave(sys.argv[1], "2", FakeClient(default=fake_answer, label=label), "stub",
+         RunOptions(n_outputs=3, n_batches=10, batch=True, calibrate=True), progress=progress,
+         batch_api=lambda: make_batch_api(label, base_url=sys.argv[3]))
+"""
+
+
+def profile_answer(spoil_batch: int | None = None) -> Any:
+    """Stub answer: a row completing each profile the request lists; in the batch with ordinal
+    ``spoil_batch``, each request's first row is given a profile of no row of the call."""
+    from test_calibrate_pipeline import _from_schema, parse_profiles
+
+    def answer(prompt: str, schema: dict[str, Any] | None, k: int) -> Any:
+        items = (schema or {})["properties"]["rows"]["items"]
+        rng = random.Random(prompt[-400:])
+        rows = []
+        for prof in parse_profiles(prompt):
+            row = _from_schema(items, rng)
+            for name, v in prof.items():
+                row[name] = rng.randint(*v) if isinstance(v, tuple) else v
+            rows.append(row)
+        if k == spoil_batch and rows:
+            rows[0].update(cluster=3 - rows[0]["cluster"], sex=3 - rows[0]["sex"], age=90)
+        return {"rows": rows}
+
+    return answer
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_calibrated_resume_keeps_the_profiles_a_pending_top_up_was_asked_for(
+    provider: str, tiny_workspace: Path, stub: BatchStub
+) -> None:
+    # batch 0: 40% of the calls fail -> a top-up batch (1) whose answers each miss a profile and
+    # half of whose calls expire -> those are resubmitted (batch 2) and the run is killed
+    stub.answer = profile_answer(spoil_batch=1)
+    stub.per_batch = {0: {"fail_share": 0.4}, 1: {"expire_share": 0.5}, 2: {"delay": 1.0}}
+    script = _KILLED_CALIBRATED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_workspace), provider, stub.base_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    jobs, calls = checkpoint(tiny_workspace, "2")
+    assert len(jobs) == 3 and stub.creations() == 3
+    top_up = [c for c in calls if c.get("via") == jobs[1].batch_id]
+    assert top_up and all(c["off_profile"] == 1 for c in top_up)  # booked before the kill
+    pending = jobs[2]
+    assert pending.custom_ids and not [c for c in calls if c.get("via") == pending.batch_id]
+    stub.answer, stub.per_batch = profile_answer(), {}
+    res = batch_run(tiny_workspace, "2", stub, provider, resume=True, calibrate=True)
+    assert res.manifest_data["status"] == "complete"
+    jobs, calls = checkpoint(tiny_workspace, "2")
+    held = {c["batch"]: c for c in calls if c.get("via") == pending.batch_id}
+    assert len(held) == len(pending.custom_ids)  # collected, not submitted again
+    assert not any(set(j.custom_ids) & set(pending.custom_ids) for j in jobs[3:])
+    for cid in pending.custom_ids:
+        record = held[call_index_of(cid, id_prefix_for("2"))]
+        # checked against the profiles the request listed: every row keeps its profile
+        assert record["off_profile"] == 0 and len(record["rows"]) == 3, record
+        assert record["profiles"] == pending.books[cid]["profiles"]
+
+
+def test_custom_id_prefixes_fit_the_providers_limit_for_every_wave_id() -> None:
     assert id_prefix_for("3") == "w3-c"  # short ids: as before (older checkpoints still read)
     waves = [LONG_WAVE, LONG_WAVE[:-1] + "8", "a" * 55, "a" * 56, "a" * 57, "b" * 100]
     prefixes = [id_prefix_for(w) for w in waves]

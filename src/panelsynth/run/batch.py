@@ -82,6 +82,10 @@ class RunBatchTransport(BatchTransport):
         online: The online transport (steps 1-2's client): ``--top-up online`` rounds.
         top_up: ``"batch"`` (top-up rounds are follow-up provider batches) or ``"online"``.
         budget_left: USD the run may still spend on step 3 (``--max-cost``), ``None``: no limit.
+        hooks: The loop's per-batch hooks (its prompt). Where they keep books per call (a
+            calibrated prompt's ``call_books``/``restore_call_books``: the profiles a call asks
+            for), the books go into the job record at submission and come back on ``--resume``
+            for the calls whose answers are still pending.
         **kwargs: :class:`BatchTransport` arguments.
     """
 
@@ -92,9 +96,12 @@ class RunBatchTransport(BatchTransport):
         online: OnlineTransport,
         top_up: str = "batch",
         budget_left: Callable[[], float] | None = None,
+        hooks: object | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("books_of", getattr(hooks, "call_books", None))
         super().__init__(api, **kwargs)
+        self.hooks = hooks
         self.online = online
         self.top_up = top_up
         self.budget_left = budget_left
@@ -111,6 +118,11 @@ class RunBatchTransport(BatchTransport):
                 self._register(job)
                 self._restored.add(job.batch_id)
         self._consumed |= consumed_answers(calls)
+        restore = getattr(self.hooks, "restore_call_books", None)
+        for b in self.pending_calls() if restore is not None else []:
+            books = self.recorded_books(b)
+            if books:
+                restore(b, books)  # a call asked before the resume keeps what it asked for
         return [dict(c) for c in calls]
 
     def queues_next_round(self) -> bool:
@@ -202,8 +214,10 @@ def open_transport(
     max_cost_usd: float | None,
     progress: Progress | None,
     factory: BatchApiFactory | None = None,
+    hooks: object | None = None,
 ) -> RunBatchTransport:
-    """The step-3 transport of one wave of a ``--batch`` run (jobs go to ``ckpt`` at once)."""
+    """The step-3 transport of one wave of a ``--batch`` run (jobs go to ``ckpt`` at once;
+    ``hooks``: the loop's prompt, whose books per call are recorded with them)."""
     from panelsynth.prices import price_for
 
     check_batch(client)
@@ -225,6 +239,7 @@ def open_transport(
         online=OnlineTransport(client),
         top_up=top_up,
         budget_left=left if max_cost_usd is not None else None,
+        hooks=hooks,
         wave=wave,
         on_submitted=record,
         progress=progress,
@@ -241,8 +256,10 @@ def step3_batch(
     wave: str,
     progress: Progress | None,
     factory: BatchApiFactory | None,
+    hooks: object | None = None,
 ) -> tuple[RunBatchTransport | None, BatchBooks | None]:
-    """The step-3 transport and books of a wave of ``plan`` ((None, None): online)."""
+    """The step-3 transport and books of a wave of ``plan`` ((None, None): online); ``hooks``:
+    the loop's prompt (see :class:`RunBatchTransport`)."""
     if not plan.batch:
         return None, None
     transport = open_transport(
@@ -254,6 +271,7 @@ def step3_batch(
         max_cost_usd=plan.max_cost_usd,
         progress=progress,
         factory=factory,
+        hooks=hooks,
     )
     return transport, BatchBooks(transport)
 

@@ -35,6 +35,8 @@ class BatchJob:
         counts: Last known counts (:meth:`BatchCounts.to_dict`).
         output_file_id: File of results (OpenAI), once known.
         error_file_id: File of per-request errors (OpenAI), once known.
+        books: What the run must know about a request to use its answer, by ``custom_id``
+            (a calibrated call: the profiles it asked for), written with the job at once.
     """
 
     provider: str
@@ -47,6 +49,7 @@ class BatchJob:
     counts: dict[str, int] = field(default_factory=dict)
     output_file_id: str | None = None
     error_file_id: str | None = None
+    books: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def update(self, status: BatchStatus) -> None:
         """Take the state and counts of a fresh poll."""
@@ -72,6 +75,7 @@ class BatchJob:
                 "counts": dict(self.counts),
                 "output_file_id": self.output_file_id,
                 "error_file_id": self.error_file_id,
+                **({"books": {k: dict(v) for k, v in self.books.items()}} if self.books else {}),
             }
         }
 
@@ -104,6 +108,7 @@ class BatchJob:
                 counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
                 output_file_id=body.get("output_file_id"),
                 error_file_id=body.get("error_file_id"),
+                books={str(k): dict(v) for k, v in (body.get("books") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed {JOB_RECORD_KEY} record: {err}") from None

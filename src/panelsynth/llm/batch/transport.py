@@ -84,6 +84,7 @@ class _Pending:
     request: BatchRequest
     future: asyncio.Future[Any]
     resubmits: int = 0
+    books: Mapping[str, Any] | None = None
 
 
 class _Models(Mapping[str, type[BaseModel]]):
@@ -128,6 +129,8 @@ class BatchTransport:
             only when ``expected`` calls are queued or on :meth:`flush`).
         max_resubmits: How often a request an expired batch did not run is submitted again.
         default_max_tokens: Reply budget of a call that gives none.
+        books_of: ``books_of(batch)``: what to record with a call when it is submitted (in the
+            job's ``books``; :meth:`recorded_books` gives it back in a later process).
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class BatchTransport:
         linger: float | None = 5.0,
         max_resubmits: int = 3,
         default_max_tokens: int = 4096,
+        books_of: Callable[[int], Mapping[str, Any] | None] | None = None,
     ) -> None:
         if id_prefix is None:
             id_prefix = id_prefix_for(wave)
@@ -165,6 +169,7 @@ class BatchTransport:
         self.linger = linger
         self.max_resubmits = max_resubmits
         self.default_max_tokens = default_max_tokens
+        self.books_of = books_of
         self.jobs: dict[str, BatchJob] = {}
         self._latest: dict[int, str] = {}  # call index -> the last job that holds it
         self._consumed = set(consumed)
@@ -251,7 +256,8 @@ class BatchTransport:
             temperature,
             seed,
         )
-        pending = _Pending(batch, request, loop.create_future())
+        books = self.books_of(batch) if self.books_of is not None else None
+        pending = _Pending(batch, request, loop.create_future(), books=books)
         self._arrived += 1
         job_id = self._latest.get(batch)
         if job_id is not None and (job_id, batch) not in self._consumed:
@@ -277,6 +283,14 @@ class BatchTransport:
             if not job.terminal:
                 out.append(await asyncio.to_thread(self.api.cancel, job))
         return out
+
+    def recorded_books(self, batch: int) -> Mapping[str, Any] | None:
+        """The books recorded with call ``batch`` by the last job that holds it (``None``:
+        none, e.g. a job of an earlier version)."""
+        job_id = self._latest.get(batch)
+        if job_id is None:
+            return None
+        return self.jobs[job_id].books.get(self.custom_id(batch))
 
     def pending_calls(self) -> list[int]:
         """Call indexes a recorded job holds whose answer is not booked yet: a resumed loop
@@ -395,6 +409,7 @@ class BatchTransport:
 
     def _record(self, job: BatchJob, items: list[_Pending]) -> bool:
         """Hand a new job to ``on_submitted``; one that cannot be recorded is cancelled."""
+        job.books = {p.request.custom_id: dict(p.books) for p in items if p.books}
         try:
             if self.on_submitted is not None:
                 self.on_submitted(job)
