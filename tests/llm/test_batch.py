@@ -261,6 +261,14 @@ def test_job_record_round_trip_and_split() -> None:
     broken["batch_job"]["custom_ids"] = ["a", "a"]
     with pytest.raises(ValueError, match="malformed"):
         BatchJob.from_record(broken)
+    # the books of the calls travel with the record (absent when there are none)
+    assert "books" not in job.to_record()["batch_job"]
+    job.books = {"a": {"profiles": [4, 5, 12]}}
+    assert BatchJob.from_json_line(job.to_json_line()).books == {"a": {"profiles": [4, 5, 12]}}
+    broken = job.to_record()
+    broken["batch_job"]["books"] = {"a": 3}
+    with pytest.raises(ValueError, match="malformed"):
+        BatchJob.from_record(broken)
 
 
 # -- faults per request ------------------------------------------------------------------------
