@@ -220,16 +220,7 @@ def test_kill_after_submission_then_resume_collects_the_same_batch(
 ) -> None:
     ws = write_tiny_workspace(tmp_path / "ws", waves=(wave,))
     add_price(ws, provider)
-    script = _KILLED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
-    env = {**os.environ, "PANELSYNTH_FAULT_AT": "after-batch-submitted"}
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(ws), provider, stub.base_url, wave],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    kill_after_submission(ws, provider, stub, wave)
     jobs, calls = checkpoint(ws, wave)
     assert len(jobs) == 1 and calls == [] and stub.creations() == 1
     ids = jobs[0].custom_ids

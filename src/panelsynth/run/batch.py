@@ -147,13 +147,7 @@ class RunBatchTransport(BatchTransport):
         # --top-up online: the client's own limit knows only the online calls; this one also
         # counts the batches this invocation submitted
         ceiling = self._online_ceiling(messages, kwargs.get("max_tokens"))
-        left = self._left() - self._online_held
-        if ceiling > left:
-            raise BudgetExceededError(
-                f"an online top-up call could cost up to ${ceiling:.4f}, more than the "
-                f"${max(0.0, left):.4f} left of --max-cost after this run's provider batches; "
-                f"nothing was sent — raise --max-cost and rerun with --resume"
-            )
+        self._fit(ceiling, "an online top-up call", after=" after this run's provider batches")
         self.online_calls += 1
         self._online_held += ceiling
         try:
@@ -181,13 +175,17 @@ class RunBatchTransport(BatchTransport):
     def _admit(self, requests: Sequence[BatchRequest]) -> None:
         """``--max-cost``: the ceiling of a batch at batch prices must fit what this invocation
         has left, before it is submitted (only the requests submitted now count)."""
-        ceiling = self._expected_cost(requests)
+        what = f"the next provider batch of {len(requests)} calls"
+        self._fit(self._expected_cost(requests), what, at=" at batch prices")
+
+    def _fit(self, ceiling: float, what: str, *, at: str = "", after: str = "") -> None:
+        """Raise :class:`BudgetExceededError` when ``ceiling`` exceeds what is left."""
         left = self._left() - self._online_held
         if ceiling > left:
             raise BudgetExceededError(
-                f"the next provider batch of {len(requests)} calls could cost up to "
-                f"${ceiling:.4f} at batch prices, more than the ${max(0.0, left):.4f} left of "
-                f"--max-cost; nothing was submitted — raise --max-cost and rerun with --resume"
+                f"{what} could cost up to ${ceiling:.4f}{at}, more than the "
+                f"${max(0.0, left):.4f} left of --max-cost{after}; nothing was sent to the "
+                f"provider — raise --max-cost and rerun with --resume"
             )
 
     async def aclose(self) -> None:
