@@ -52,7 +52,11 @@ class BatchJob:
     books: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def update(self, status: BatchStatus) -> None:
-        """Take the state and counts of a fresh poll."""
+        """Take the state and counts of a fresh poll. A batch that has ended stays ended: an
+        answer to an earlier poll that arrives late (a cancel polls from another thread than
+        the collector) does not make it look running again."""
+        if self.terminal and not status.terminal:
+            return
         self.status = status.state
         self.counts = status.counts.to_dict()
 
