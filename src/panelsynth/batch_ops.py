@@ -34,7 +34,7 @@ from panelsynth.llm.batch import (
     consumed_answers,
     split_job_records,
 )
-from panelsynth.llm.batch.transport import call_index_of, id_prefix_for
+from panelsynth.llm.batch.ids import call_index_of, id_prefix_for
 from panelsynth.workspace import (
     FINAL_GEN_DATA,
     Workspace,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,6 +35,8 @@ from panelsynth.llm.batch import (  # noqa: E402
     make_batch_api,
     split_job_records,
 )
+from panelsynth.llm.batch.core import CUSTOM_ID_PATTERN  # noqa: E402
+from panelsynth.llm.batch.ids import call_index_of, id_prefix_for  # noqa: E402
 from panelsynth.run import batch as run_batch  # noqa: E402
 from panelsynth.run.wave import RunOptions, run_wave  # noqa: E402
 from panelsynth.workspace import Workspace  # noqa: E402
@@ -191,42 +195,185 @@ from panelsynth.run import batch as rb
 from panelsynth.run.wave import RunOptions, run_wave
 rb.POLL_INTERVAL = rb.MAX_POLL_INTERVAL = 0.02
 label = sys.argv[2] + "/stub-model"
-run_wave(sys.argv[1], "1", FakeClient(default=fake_answer, label=label), "stub",
+run_wave(sys.argv[1], sys.argv[4], FakeClient(default=fake_answer, label=label), "stub",
          RunOptions(n_outputs=3, n_batches=10, batch=True),
          batch_api=lambda: make_batch_api(label, base_url=sys.argv[3]))
 """
 
 
-@pytest.mark.parametrize(("provider", "collect_first"), [("openai", False), ("anthropic", True)])
+#: The longest wave id a workspace accepts (100 characters): too long for a plain custom_id.
+LONG_WAVE = "w" + "x" * 60 + "-" + "9" * 38
+
+
+@pytest.mark.parametrize(
+    ("provider", "collect_first", "wave"),
+    [
+        ("openai", False, "1"),
+        ("anthropic", True, "1"),
+        ("openai", True, LONG_WAVE),
+        ("anthropic", False, LONG_WAVE),
+    ],
+    ids=["openai", "anthropic-collect", "openai-long-wave-collect", "anthropic-long-wave"],
+)
 def test_kill_after_submission_then_resume_collects_the_same_batch(
-    provider: str, collect_first: bool, tiny_workspace: Path, stub: BatchStub
+    provider: str, collect_first: bool, wave: str, tmp_path: Path, stub: BatchStub
 ) -> None:
-    script = _KILLED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
-    env = {**os.environ, "PANELSYNTH_FAULT_AT": "after-batch-submitted"}
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(tiny_workspace), provider, stub.base_url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    jobs, calls = checkpoint(tiny_workspace, "1")
+    ws = write_tiny_workspace(tmp_path / "ws", waves=(wave,))
+    add_price(ws, provider)
+    kill_after_submission(ws, provider, stub, wave)
+    jobs, calls = checkpoint(ws, wave)
     assert len(jobs) == 1 and calls == [] and stub.creations() == 1
+    ids = jobs[0].custom_ids
+    assert len(set(ids)) == 10 and all(CUSTOM_ID_PATTERN.match(c) for c in ids)
+    ckpt = Checkpoint(Workspace(ws).checkpoint("stub", wave))
+    assert run_batch.unfinished_jobs(ckpt, wave) == jobs  # its own calls, recognised
     if collect_first:  # `panelsynth batch collect` takes the results over first
-        args = ["-w", str(tiny_workspace), "--model-dir", "stub", "--base-url", stub.base_url]
+        args = ["-w", str(ws), "--model-dir", "stub", "--base-url", stub.base_url]
         r = CliRunner().invoke(app, ["batch", "collect", *args])
         assert r.exit_code == 0 and "not yet" in r.output, r.output  # one poll: in progress
         r = CliRunner().invoke(app, ["batch", "collect", *args])
         assert r.exit_code == 0 and "10 calls with 30 rows" in r.output, r.output
     client = FakeClient(default=fake_answer, label=f"{provider}/stub-model")
-    res = batch_run(tiny_workspace, "1", stub, provider, client, resume=True)
+    res = batch_run(ws, wave, stub, provider, client, resume=True)
     assert res.rows == 30 and res.manifest_data["status"] == "complete"
     assert stub.creations() == 1  # no second submission: the same batch was collected
     assert not [c for c in client.calls if is_step3(c)]
-    _, calls = checkpoint(tiny_workspace, "1")
+    _, calls = checkpoint(ws, wave)
     assert sorted(c["batch"] for c in calls) == list(range(10))  # each answer booked once
     assert {c["via"] for c in calls} == {jobs[0].batch_id}
+    # the cache writes of the restored calls are in the books (tokens and cost)
+    writes, cost = billed(stub, jobs[0].batch_id, res.manifest_data["cost"]["prices"])
+    assert (writes > 0) == (provider == "anthropic")
+    step3 = res.manifest_data["tokens"]["per_stage"]["step3"]
+    assert step3.get("cache_write_tokens", 0) == writes
+    assert sum(c["usage"].get("cache_write_tokens", 0) for c in calls) == writes
+    assert res.manifest_data["cost"]["batch"]["cache_write_tokens"] == writes
+    assert res.manifest_data["cost"]["per_stage"]["step3"] == pytest.approx(cost, rel=1e-9)
+
+
+def add_price(ws: Path, provider: str) -> None:
+    """A price for the stub model, so that the manifest computes the cost."""
+    with open(Workspace(ws).config_path, "a") as f:
+        f.write(
+            f'\n[prices."{provider}/stub-model"]\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n'
+        )
+
+
+def billed(stub: BatchStub, batch_id: str, prices: dict[str, Any]) -> tuple[int, float]:
+    """Cache-write tokens and batch-price USD of a stub batch, from its own result usage."""
+    from panelsynth.prices import ModelPrice
+
+    batch = stub.batches[batch_id]
+    pricing = BatchPricing.from_price(ModelPrice(**prices))
+    writes, cost = 0, 0.0
+    if batch.provider == "anthropic":
+        for line in stub._anthropic_results(batch).decode().splitlines():
+            u = json.loads(line)["result"]["message"]["usage"]
+            w, r = u["cache_creation_input_tokens"], u["cache_read_input_tokens"]
+            writes += w
+            cost += pricing.cost(u["input_tokens"] + w + r, u["output_tokens"], r, w)
+    else:
+        for line in stub.files[batch.output_file_id or ""].decode().splitlines():
+            u = json.loads(line)["response"]["body"]["usage"]
+            cached = u["prompt_tokens_details"]["cached_tokens"]
+            cost += pricing.cost(u["prompt_tokens"], u["completion_tokens"], cached)
+    return writes, cost
+
+
+_KILLED_CALIBRATED_RUN = """
+import os
+import sys
+sys.path[:0] = [{tests!r}, {repo!r}]
+from fakes import fake_answer
+from panelsynth.llm.base import FakeClient
+from panelsynth.llm.batch import make_batch_api
+from panelsynth.run import batch as rb
+from panelsynth.run.wave import RunOptions, run_wave
+rb.POLL_INTERVAL = rb.MAX_POLL_INTERVAL = 0.02
+label = sys.argv[2] + "/stub-model"
+submitted = []
+
+
+def progress(ev):  # killed the moment the third batch (the resubmitted top-up) is recorded
+    if isinstance(ev, dict) and ev.get("event") == "batch-submitted":
+        submitted.append(ev)
+        if len(submitted) == 2:
+            os.environ["PANELSYNTH_FAULT_AT"] = "after-batch-submitted"
+
+
+run_wave(sys.argv[1], "2", FakeClient(default=fake_answer, label=label), "stub",
+         RunOptions(n_outputs=3, n_batches=10, batch=True, calibrate=True), progress=progress,
+         batch_api=lambda: make_batch_api(label, base_url=sys.argv[3]))
+"""
+
+
+def profile_answer(spoil_batch: int | None = None) -> Any:
+    """Stub answer: a row completing each profile the request lists; in the batch with ordinal
+    ``spoil_batch``, each request's first row is given a profile of no row of the call."""
+    from test_calibrate_pipeline import _from_schema, parse_profiles
+
+    def answer(prompt: str, schema: dict[str, Any] | None, k: int) -> Any:
+        items = (schema or {})["properties"]["rows"]["items"]
+        rng = random.Random(prompt[-400:])
+        rows = []
+        for prof in parse_profiles(prompt):
+            row = _from_schema(items, rng)
+            for name, v in prof.items():
+                row[name] = rng.randint(*v) if isinstance(v, tuple) else v
+            rows.append(row)
+        if k == spoil_batch and rows:
+            rows[0].update(cluster=3 - rows[0]["cluster"], sex=3 - rows[0]["sex"], age=90)
+        return {"rows": rows}
+
+    return answer
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_calibrated_resume_keeps_the_profiles_a_pending_top_up_was_asked_for(
+    provider: str, tiny_workspace: Path, stub: BatchStub
+) -> None:
+    # batch 0: 40% of the calls fail -> a top-up batch (1) whose answers each miss a profile and
+    # half of whose calls expire -> those are resubmitted (batch 2) and the run is killed
+    stub.answer = profile_answer(spoil_batch=1)
+    stub.per_batch = {0: {"fail_share": 0.4}, 1: {"expire_share": 0.5}, 2: {"delay": 1.0}}
+    script = _KILLED_CALIBRATED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_workspace), provider, stub.base_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    jobs, calls = checkpoint(tiny_workspace, "2")
+    assert len(jobs) == 3 and stub.creations() == 3
+    top_up = [c for c in calls if c.get("via") == jobs[1].batch_id]
+    assert top_up and all(c["off_profile"] == 1 for c in top_up)  # booked before the kill
+    pending = jobs[2]
+    assert pending.custom_ids and not [c for c in calls if c.get("via") == pending.batch_id]
+    stub.answer, stub.per_batch = profile_answer(), {}
+    res = batch_run(tiny_workspace, "2", stub, provider, resume=True, calibrate=True)
+    assert res.manifest_data["status"] == "complete"
+    jobs, calls = checkpoint(tiny_workspace, "2")
+    held = {c["batch"]: c for c in calls if c.get("via") == pending.batch_id}
+    assert len(held) == len(pending.custom_ids)  # collected, not submitted again
+    assert not any(set(j.custom_ids) & set(pending.custom_ids) for j in jobs[3:])
+    for cid in pending.custom_ids:
+        record = held[call_index_of(cid, id_prefix_for("2"))]
+        # checked against the profiles the request listed: every row keeps its profile
+        assert record["off_profile"] == 0 and len(record["rows"]) == 3, record
+        assert record["profiles"] == pending.books[cid]["profiles"]
+
+
+def test_custom_id_prefixes_fit_the_providers_limit_for_every_wave_id() -> None:
+    assert id_prefix_for("3") == "w3-c"  # short ids: as before (older checkpoints still read)
+    waves = [LONG_WAVE, LONG_WAVE[:-1] + "8", "a" * 55, "a" * 56, "a" * 57, "b" * 100]
+    prefixes = [id_prefix_for(w) for w in waves]
+    assert len(set(prefixes)) == len(waves)  # distinct waves, distinct prefixes
+    for w, p in zip(waves, prefixes, strict=True):
+        assert p == id_prefix_for(w)  # the same in every process
+        cid = p + f"{999_999:05d}"
+        assert CUSTOM_ID_PATTERN.match(cid), (w, cid)
+        assert call_index_of(cid, p) == 999_999 and call_index_of(p + "00007", p) == 7
 
 
 def test_a_cancelled_batch_then_resume_submits_only_what_did_not_run(
@@ -268,6 +415,91 @@ def test_max_cost_stops_before_a_batch_is_submitted(tiny_workspace: Path, stub: 
     assert stub.creations() == 0
     m = json.loads(Workspace(tiny_workspace).manifest("stub", "1").read_text())
     assert m["status"] == "incomplete" and m["batch"]["submitted"] == 0
+
+
+def kill_after_submission(ws: Path, provider: str, stub: BatchStub, wave: str = "1") -> None:
+    """A ``--batch`` run of ``wave`` killed the moment its first batch is recorded."""
+    script = _KILLED_RUN.format(tests=str(_REPO / "tests"), repo=str(_REPO))
+    env = {**os.environ, "PANELSYNTH_FAULT_AT": "after-batch-submitted"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(ws), provider, stub.base_url, wave],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_max_cost_counts_only_what_this_invocation_submits(
+    provider: str, tiny_workspace: Path, stub: BatchStub
+) -> None:
+    add_price(tiny_workspace, provider)
+    stub.fail_share = 0.2  # two of the ten calls fail: a top-up of two calls follows
+    kill_after_submission(tiny_workspace, provider, stub)
+    stub.fail_share = 0.0
+    # the recorded batch was paid by the killed run: a tiny limit does not stop its collection,
+    # only the top-up batch this invocation would submit
+    with pytest.raises(GenerationExhaustedError, match="batch prices") as info:
+        batch_run(tiny_workspace, "1", stub, provider, resume=True, max_cost_usd=1e-6)
+    assert "batch of 2 calls" in str(info.value)
+    assert stub.creations() == 1
+    jobs, calls = checkpoint(tiny_workspace, "1")
+    assert len(calls) == 10 and len([c for c in calls if "rows" in c]) == 8
+    ceiling = float(re.search(r"could cost up to \$([0-9.]+)", str(info.value)).group(1))
+    # enough for the two calls of the top-up, far from enough for the ten already paid for
+    res = batch_run(tiny_workspace, "1", stub, provider, resume=True, max_cost_usd=1.5 * ceiling)
+    assert res.rows == 30 and stub.creations() == 2
+    jobs, _ = checkpoint(tiny_workspace, "1")
+    assert len(jobs[1].custom_ids) == 2 and res.manifest_data["batch"]["submitted"] == 2
+
+
+def test_max_cost_of_an_online_top_up_counts_this_invocations_batches(stub: BatchStub) -> None:
+    import asyncio
+
+    from pydantic import BaseModel
+
+    from panelsynth.errors import BudgetExceededError
+    from panelsynth.generate import OnlineTransport
+    from panelsynth.pydantic_models.rows import batch_model
+
+    class Row(BaseModel):
+        a: int
+
+    model = batch_model(Row, 1)
+    label = "openai/stub-model"
+    online = FakeClient(default=lambda messages, m: {"rows": [{"a": 1}]}, label=label)
+    budget = {"left": 10.0}  # what the client has not spent (steps 1-2 and online calls)
+    transport = run_batch.RunBatchTransport(
+        make_batch_api(label, base_url=stub.base_url),
+        online=OnlineTransport(online),
+        top_up="online",
+        budget_left=lambda: budget["left"],
+        pricing=BatchPricing(2.0, 8.0, 0.5, 1.0, 1.0),
+        poll_interval=0.01,
+        max_poll_interval=0.02,
+    )
+    messages = [{"role": "user", "content": "x" * 4000}]
+    online_ceiling = BatchPricing(2.0, 8.0, 1.0, 1.0, 1.0).cost(1000, 100)
+
+    async def run() -> None:
+        assert transport.queues_next_round()  # the first round: a provider batch
+        transport.expect(2)
+        await asyncio.gather(*(transport.call(b, messages, model, max_tokens=100) for b in (0, 1)))
+        spent = transport.spent_usd
+        assert 0 < spent < online_ceiling  # two results at half price, below their ceiling
+        assert not transport.queues_next_round()  # --top-up online
+        budget["left"] = online_ceiling + spent / 2  # enough online, not with the batch
+        with pytest.raises(BudgetExceededError, match="after this run's provider batches"):
+            await transport.call(2, messages, model, max_tokens=100)
+        assert online.calls == []
+        budget["left"] = online_ceiling + spent * 1.01
+        done = await transport.call(2, messages, model, max_tokens=100)
+        assert done.value.rows == [{"a": 1}] and len(online.calls) == 1
+        await transport.aclose()
+
+    asyncio.run(run())
 
 
 def run_cli(ws: Path, *args: str) -> Any:

@@ -20,11 +20,13 @@ from panelsynth.llm.base import PromptMessages
 from panelsynth.llm.batch import (
     UNFINISHED,
     BatchApi,
+    BatchCounts,
     BatchError,
     BatchJob,
     BatchPricing,
     BatchRequest,
     BatchResult,
+    BatchStatus,
     api_for_job,
     make_batch_api,
     project,
@@ -259,6 +261,19 @@ def test_job_record_round_trip_and_split() -> None:
             BatchJob.from_json_line(bad)
     broken = job.to_record()
     broken["batch_job"]["custom_ids"] = ["a", "a"]
+    with pytest.raises(ValueError, match="malformed"):
+        BatchJob.from_record(broken)
+    # a late answer to an earlier poll does not make an ended batch look running again
+    ended = BatchJob("openai", "gpt-4o-mini", "batch_9", ["a"])
+    ended.update(BatchStatus("cancelled", "cancelled", BatchCounts(1, 0, 0, 1, 0)))
+    ended.update(BatchStatus("cancelling", "cancelling", BatchCounts(1, 0, 0, 0, 1)))
+    assert ended.status == "cancelled" and ended.counts["unfinished"] == 1
+    # the books of the calls travel with the record (absent when there are none)
+    assert "books" not in job.to_record()["batch_job"]
+    job.books = {"a": {"profiles": [4, 5, 12]}}
+    assert BatchJob.from_json_line(job.to_json_line()).books == {"a": {"profiles": [4, 5, 12]}}
+    broken = job.to_record()
+    broken["batch_job"]["books"] = {"a": 3}
     with pytest.raises(ValueError, match="malformed"):
         BatchJob.from_record(broken)
 

@@ -27,6 +27,10 @@ exact shares of a batch's requests (seeded shuffle):
   the error file as ``batch_expired``, Anthropic reports them ``expired``);
 * ``polls_in_progress``: how many polls report the batch as still running before it ends;
 * ``reject``: OpenAI batches fail validation (status ``failed`` with this error message);
+* ``per_batch``: overrides of these shares for the k-th batch created (0-based), e.g.
+  ``{1: {"expire_share": 0.5}}``, and ``"delay"``: seconds its creation takes;
+* ``answer``: ``answer(prompt_text, schema, k) -> reply`` replaces the minimal instance of the
+  schema for the requests that succeed (``k``: the batch's ordinal);
 * cancel: the batch ends ``cancelled`` on the next poll; the first ``done_before_cancel`` share
   of its requests has results, the rest none (OpenAI: missing from both files; Anthropic:
   ``canceled``).
@@ -46,7 +50,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -87,6 +91,7 @@ class StubBatch:
     output_file_id: str | None = None
     error_file_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    ordinal: int = 0  # the k-th batch the stub created
 
 
 def _prompt_text(messages: list[dict[str, Any]]) -> str:
@@ -250,6 +255,8 @@ class BatchStub:
         self.seed = seed
         self.lifetime = lifetime
         self.max_body_bytes = max_body_bytes
+        self.per_batch: dict[int, dict[str, float]] = {}
+        self.answer: Callable[[str, dict[str, Any] | None, int], Any] | None = None
         self.calls: list[tuple[str, str]] = []
         self.batches: dict[str, StubBatch] = {}
         self.files: dict[str, bytes] = {}
@@ -361,20 +368,31 @@ class BatchStub:
         ids = [r["custom_id"] for r in requests]
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate custom_id")
-        rng = random.Random(self.seed * 1000 + len(self.batches))
+        ordinal = len(self.batches)
+        knobs = {
+            "fail_share": self.fail_share,
+            "invalid_share": self.invalid_share,
+            "truncated_share": self.truncated_share,
+            "expire_share": self.expire_share,
+            "delay": 0.0,
+            **self.per_batch.get(ordinal, {}),
+        }
+        if knobs["delay"]:
+            time.sleep(knobs["delay"])
+        rng = random.Random(self.seed * 1000 + ordinal)
         order = list(ids)
         rng.shuffle(order)
         n = len(order)
         outcomes = {cid: "ok" for cid in ids}
         pos = 0
-        n_fail = round(self.fail_share * n)
+        n_fail = round(knobs["fail_share"] * n)
         for i, cid in enumerate(order[pos : pos + n_fail]):
             outcomes[cid] = "fail:" + self.fail_kinds[i % len(self.fail_kinds)]
         pos += n_fail
         for share, label in (
-            (self.invalid_share, "invalid"),
-            (self.truncated_share, "truncated"),
-            (self.expire_share, "unfinished"),
+            (knobs["invalid_share"], "invalid"),
+            (knobs["truncated_share"], "truncated"),
+            (knobs["expire_share"], "unfinished"),
         ):
             k = round(share * n)
             for cid in order[pos : pos + k]:
@@ -382,6 +400,7 @@ class BatchStub:
             pos += k
         prefix = "batch_" if provider == "openai" else "msgbatch_"
         batch = StubBatch(provider, prefix + uuid.uuid4().hex[:24], requests, outcomes)
+        batch.ordinal = ordinal
         with self._lock:
             self.batches[batch.id] = batch
         return batch
@@ -434,8 +453,11 @@ class BatchStub:
         }
 
     # -- answers -----------------------------------------------------------------------------
-    def _reply(self, schema: dict[str, Any] | None, outcome: str) -> Any:
-        value = schema_example(schema) if schema else {}
+    def _reply(self, schema: dict[str, Any] | None, outcome: str, prompt: str, k: int) -> Any:
+        if self.answer is not None and outcome != "invalid":
+            value = self.answer(prompt, schema, k)
+        else:
+            value = schema_example(schema) if schema else {}
         if outcome == "invalid":
             props = (schema or {}).get("properties") or {"value": {}}
             return {k: {"wrong": "type"} for k in props}
@@ -550,13 +572,13 @@ class BatchStub:
                 err.append(json.dumps(line))
                 continue
             schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
-            text = json.dumps(self._reply(schema, outcome))
+            prompt = _prompt_text(body.get("messages", []))
+            text = json.dumps(self._reply(schema, outcome, prompt, batch.ordinal))
             finish = "stop"
             if outcome == "invalid":
                 text = text[: max(1, len(text) // 2)] + ' "oops'
             elif outcome == "truncated":
                 text, finish = text[: max(1, len(text) // 2)], "length"
-            prompt = _prompt_text(body.get("messages", []))
             shared = estimate_tokens(prompt[: _common_prefix(prompt, first)]) if i else 0
             cached = shared if shared >= self.cache_min_tokens else 0
             line["response"] = {
@@ -667,7 +689,8 @@ class BatchStub:
                 continue
             tools = params.get("tools") or [{}]
             schema = tools[0].get("input_schema")
-            reply = self._reply(schema, outcome)
+            prompt = _prompt_text(params.get("messages", []))
+            reply = self._reply(schema, outcome, prompt, batch.ordinal)
             stop = "tool_use"
             if outcome == "truncated":
                 reply, stop = {}, "max_tokens"

@@ -113,11 +113,17 @@ class CalibratedPrompt(GenerationPrompt):
         """Give top-up batches the unfulfilled profiles, oldest first, then fresh ones.
 
         Called between rounds, when every batch asked so far has finished: a profile of a
-        finished batch that got no row is free again.
+        finished batch that got no row is free again. A batch that already has its profiles
+        (a call submitted before a resume, its books restored) keeps them.
         """
-        pending = [i for i in range(len(self.profiles)) if i not in self.fulfilled]
+        asked = {i for b in batches if b in self.assigned for i in self.assigned[b]}
+        pending = [
+            i for i in range(len(self.profiles)) if i not in self.fulfilled and i not in asked
+        ]
         fresh = max([len(self.profiles), *(max(ids) + 1 for ids in self.assigned.values() if ids)])
         for b in batches:
+            if b in self.assigned:
+                continue
             take, pending = pending[: self.n_outputs], pending[self.n_outputs :]
             while len(take) < self.n_outputs:
                 take.append(fresh)
@@ -220,6 +226,17 @@ class CalibratedPrompt(GenerationPrompt):
         self.blanked_cells += blanked
         self.unplanned_na += unplanned
         return blanked, unplanned
+
+    def call_books(self, batch: int) -> dict[str, Any]:
+        """What a call must keep while it waits in a provider batch: the profiles it asks for
+        (recorded with the batch when it is submitted)."""
+        return {"profiles": list(self.profile_ids(batch))}
+
+    def restore_call_books(self, batch: int, books: Mapping[str, Any]) -> None:
+        """Take the books of a call submitted by an earlier process (its answer is pending):
+        the rows it returns are checked against the profiles it asked for."""
+        if "profiles" in books:
+            self.assigned[batch] = [int(i) for i in books["profiles"]]
 
     def restore(self, record: Mapping[str, Any]) -> None:
         """Take the books of a checkpointed call (its profiles and which it fulfilled)."""

@@ -62,6 +62,9 @@ class Usage:
     faults: dict[str, int] = field(default_factory=dict)
     #: Replies whose token usage was missing or implausible and was estimated from the text.
     estimated: int = 0
+    #: Input tokens written to the provider's prompt cache (Anthropic ``cache_creation_input_
+    #: tokens``; part of ``input_tokens``, priced higher). Set by provider batches.
+    cache_write_tokens: int = 0
 
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
@@ -71,6 +74,7 @@ class Usage:
         self.retries += other.retries
         self.reasks += other.reasks
         self.estimated += other.estimated
+        self.cache_write_tokens += other.cache_write_tokens
         for k, v in other.faults.items():
             self.faults[k] = self.faults.get(k, 0) + v
 
@@ -84,6 +88,7 @@ class Usage:
             "reasks": self.reasks,
             "faults": dict(self.faults),
             **({"estimated": self.estimated} if self.estimated else {}),
+            **({"cache_write_tokens": self.cache_write_tokens} if self.cache_write_tokens else {}),
         }
 
 

@@ -3,7 +3,8 @@
 Steps 1-2 stay online (two calls, cached). Step 3's calls go through a
 :class:`RunBatchTransport` (the :class:`~panelsynth.llm.batch.BatchTransport` seam plus what a
 run adds: the jobs of the wave's checkpoint taken over on ``--resume``, the ``--max-cost`` check
-of each round before anything is queued, and ``--top-up online``). Every job is appended to the
+of each batch before it is submitted and of each online top-up call, counting what this
+invocation spends, and ``--top-up online``). Every job is appended to the
 wave's checkpoint the moment the provider accepts it, so a resume collects the same batch
 instead of paying twice. See ``docs/batch.md``.
 """
@@ -27,13 +28,14 @@ from panelsynth.llm.batch import (
     BatchApi,
     BatchJob,
     BatchPricing,
+    BatchRequest,
     BatchTransport,
     consumed_answers,
     make_batch_api,
     split_job_records,
     supports_batch,
 )
-from panelsynth.llm.batch.transport import call_index_of, id_prefix_for
+from panelsynth.llm.batch.ids import call_index_of, id_prefix_for
 from panelsynth.llm.structured import estimate_tokens
 from panelsynth.progress import Progress
 from panelsynth.run.plan import RunPlan
@@ -81,6 +83,10 @@ class RunBatchTransport(BatchTransport):
         online: The online transport (steps 1-2's client): ``--top-up online`` rounds.
         top_up: ``"batch"`` (top-up rounds are follow-up provider batches) or ``"online"``.
         budget_left: USD the run may still spend on step 3 (``--max-cost``), ``None``: no limit.
+        hooks: The loop's per-batch hooks (its prompt). Where they keep books per call (a
+            calibrated prompt's ``call_books``/``restore_call_books``: the profiles a call asks
+            for), the books go into the job record at submission and come back on ``--resume``
+            for the calls whose answers are still pending.
         **kwargs: :class:`BatchTransport` arguments.
     """
 
@@ -91,18 +97,19 @@ class RunBatchTransport(BatchTransport):
         online: OnlineTransport,
         top_up: str = "batch",
         budget_left: Callable[[], float] | None = None,
+        hooks: object | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("books_of", getattr(hooks, "call_books", None))
         super().__init__(api, **kwargs)
+        self.hooks = hooks
         self.online = online
         self.top_up = top_up
         self.budget_left = budget_left
-        self.committed_usd = 0.0  # the ceiling of every round queued so far
         self.online_calls = 0
+        self._online_held = 0.0  # the ceilings of the online top-up calls in flight
         self._rounds = 0
         self._queued = True
-        self._round_size = 0
-        self._round_checked = False
 
     def adopt(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Take over the jobs of the wave's checkpoint; return its call records (for the loop)."""
@@ -112,6 +119,11 @@ class RunBatchTransport(BatchTransport):
                 self._register(job)
                 self._restored.add(job.batch_id)
         self._consumed |= consumed_answers(calls)
+        restore = getattr(self.hooks, "restore_call_books", None)
+        for b in self.pending_calls() if restore is not None else []:
+            books = self.recorded_books(b)
+            if books:
+                restore(b, books)  # a call asked before the resume keeps what it asked for
         return [dict(c) for c in calls]
 
     def queues_next_round(self) -> bool:
@@ -121,7 +133,6 @@ class RunBatchTransport(BatchTransport):
         return self._queued
 
     def expect(self, n: int) -> None:
-        self._round_size, self._round_checked = n, False
         if self._queued:
             super().expect(n)
 
@@ -132,28 +143,51 @@ class RunBatchTransport(BatchTransport):
         response_model: type[BaseModel],
         **kwargs: Any,
     ) -> Completion[Any]:
-        if not self._queued:
-            self.online_calls += 1
+        if self._queued:
+            return await super().call(batch, messages, response_model, **kwargs)
+        # --top-up online: the client's own limit knows only the online calls; this one also
+        # counts the batches this invocation submitted
+        ceiling = self._online_ceiling(messages, kwargs.get("max_tokens"))
+        self._fit(ceiling, "an online top-up call", after=" after this run's provider batches")
+        self.online_calls += 1
+        self._online_held += ceiling
+        try:
             return await self.online.call(batch, list(messages), response_model, **kwargs)
-        self._check_budget(messages, kwargs.get("max_tokens"))
-        return await super().call(batch, messages, response_model, **kwargs)
+        finally:
+            self._online_held -= ceiling
 
-    def _check_budget(self, messages: Sequence[Message], max_tokens: int | None) -> None:
-        """``--max-cost``: the round's ceiling at batch prices must fit what is left."""
-        if self.budget_left is None or self.pricing is None or self._round_checked:
-            return
-        n = max(1, self._round_size)
+    def _left(self) -> float:
+        """USD of ``--max-cost`` this invocation has not spent (its steps 1-2 and online calls,
+        the batches it submitted); infinite without a limit. Batches recorded by an earlier
+        invocation (and their calls, collected now) were paid by it and do not count."""
+        if self.budget_left is None or self.pricing is None:
+            return float("inf")
+        return self.budget_left() - self.spent_usd
+
+    def _online_ceiling(self, messages: Sequence[Message], max_tokens: int | None) -> float:
+        """The most one online call may cost: its prompt (characters / 4) and its whole reply
+        budget at online prices."""
+        if self.pricing is None:
+            return 0.0
         prompt = estimate_tokens("".join(m["content"] for m in messages))
-        ceiling = n * self.pricing.cost(prompt, max_tokens or self.default_max_tokens)
-        left = self.budget_left() - self.committed_usd
+        usd = self.pricing.cost(prompt, max_tokens or self.default_max_tokens)
+        return usd / self.pricing.batch_multiplier
+
+    def _admit(self, requests: Sequence[BatchRequest]) -> None:
+        """``--max-cost``: the ceiling of a batch at batch prices must fit what this invocation
+        has left, before it is submitted (only the requests submitted now count)."""
+        what = f"the next provider batch of {len(requests)} calls"
+        self._fit(self._expected_cost(requests), what, at=" at batch prices")
+
+    def _fit(self, ceiling: float, what: str, *, at: str = "", after: str = "") -> None:
+        """Raise :class:`BudgetExceededError` when ``ceiling`` exceeds what is left."""
+        left = self._left() - self._online_held
         if ceiling > left:
             raise BudgetExceededError(
-                f"the next provider batch of {n} calls could cost up to ${ceiling:.4f} at batch "
-                f"prices, more than the ${max(0.0, left):.4f} left of --max-cost; nothing was "
-                f"submitted — raise --max-cost and rerun with --resume"
+                f"{what} could cost up to ${ceiling:.4f}{at}, more than the "
+                f"${max(0.0, left):.4f} left of --max-cost{after}; nothing was sent to the "
+                f"provider — raise --max-cost and rerun with --resume"
             )
-        self.committed_usd += ceiling
-        self._round_checked = True
 
     async def aclose(self) -> None:
         try:
@@ -179,8 +213,10 @@ def open_transport(
     max_cost_usd: float | None,
     progress: Progress | None,
     factory: BatchApiFactory | None = None,
+    hooks: object | None = None,
 ) -> RunBatchTransport:
-    """The step-3 transport of one wave of a ``--batch`` run (jobs go to ``ckpt`` at once)."""
+    """The step-3 transport of one wave of a ``--batch`` run (jobs go to ``ckpt`` at once;
+    ``hooks``: the loop's prompt, whose books per call are recorded with them)."""
     from panelsynth.prices import price_for
 
     check_batch(client)
@@ -202,6 +238,7 @@ def open_transport(
         online=OnlineTransport(client),
         top_up=top_up,
         budget_left=left if max_cost_usd is not None else None,
+        hooks=hooks,
         wave=wave,
         on_submitted=record,
         progress=progress,
@@ -218,8 +255,10 @@ def step3_batch(
     wave: str,
     progress: Progress | None,
     factory: BatchApiFactory | None,
+    hooks: object | None = None,
 ) -> tuple[RunBatchTransport | None, BatchBooks | None]:
-    """The step-3 transport and books of a wave of ``plan`` ((None, None): online)."""
+    """The step-3 transport and books of a wave of ``plan`` ((None, None): online); ``hooks``:
+    the loop's prompt (see :class:`RunBatchTransport`)."""
     if not plan.batch:
         return None, None
     transport = open_transport(
@@ -231,6 +270,7 @@ def step3_batch(
         max_cost_usd=plan.max_cost_usd,
         progress=progress,
         factory=factory,
+        hooks=hooks,
     )
     return transport, BatchBooks(transport)
 
@@ -254,29 +294,25 @@ class BatchBooks:
 
         online = ModelPrice(**cost["prices"]) if cost.get("prices") else None
         via_batch = via_online = 0.0
+        writes = 0
         for c in calls:
             u = c.usage
-            if getattr(c, "via", None):
-                via_batch += pricing.cost(u.input_tokens, u.output_tokens, u.cached_input_tokens)
+            if getattr(c, "via", None):  # cache writes (Anthropic) priced as written, restored
+                writes += u.cache_write_tokens  # calls included (their records carry them)
+                via_batch += pricing.cost(
+                    u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens
+                )
             elif online is not None:
                 via_online += online.cost(u.input_tokens, u.output_tokens, u.cached_input_tokens)
-        # Anthropic cache writes of this invocation cost more than plain input
-        writes = self.transport.cache_write_tokens
-        surcharge = (
-            writes
-            * pricing.input_per_mtok
-            * pricing.batch_multiplier
-            * (pricing.cache_write_multiplier - 1.0)
-            / 1e6
-        )
-        step3 = via_batch + via_online + surcharge
+        step3 = via_batch + via_online
         per_stage = {**cost["per_stage"], "step3": step3}
         return {
             **cost,
             "usd": sum(per_stage.values()),
             "per_stage": per_stage,
             "batch": {
-                "step3_batch_usd": via_batch + surcharge,
+                "step3_batch_usd": via_batch,
+                "cache_write_tokens": writes,
                 "step3_online_usd": via_online,
                 "batch_multiplier": pricing.batch_multiplier,
                 "note": "step-3 calls from provider batches at batch prices, online top-ups "

@@ -255,7 +255,9 @@ def run_wave(
         s1, s2 = run_steps_1_2(client, files, wd, plan, cache, progress)
         step3 = prepare_step3(client, files, wd, specs, s1, s2, plan, strategy)
         emit(progress, {"stage": "step3", "wanted": strategy.loop_settings.wanted})
-        transport, books = step3_batch(plan, client, ckpt, wd.wave, progress, batch_api)
+        transport, books = step3_batch(
+            plan, client, ckpt, wd.wave, progress, batch_api, hooks=step3.hooks
+        )
         try:
             gen = generate_rows(
                 client,

@@ -122,7 +122,8 @@ class BatchResult:
         usage: Tokens the request was billed for (``cached_input_tokens``: cache reads), its
             attempt (0 when unfinished) and its fault.
         cache_write_tokens: Input tokens written to Anthropic's prompt cache (part of
-            ``usage.input_tokens``; priced higher).
+            ``usage.input_tokens``; priced higher). Also carried by ``usage`` (its
+            ``cache_write_tokens``), so the call record a run writes keeps it.
         finish_reason: The provider's finish/stop reason, when it answered.
     """
 
@@ -133,6 +134,12 @@ class BatchResult:
     usage: Usage = field(default_factory=lambda: Usage(attempts=0))
     cache_write_tokens: int = 0
     finish_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache_write_tokens:
+            self.usage.cache_write_tokens = self.cache_write_tokens
+        else:
+            self.cache_write_tokens = self.usage.cache_write_tokens
 
     @property
     def ok(self) -> bool:

@@ -35,6 +35,8 @@ class BatchJob:
         counts: Last known counts (:meth:`BatchCounts.to_dict`).
         output_file_id: File of results (OpenAI), once known.
         error_file_id: File of per-request errors (OpenAI), once known.
+        books: What the run must know about a request to use its answer, by ``custom_id``
+            (a calibrated call: the profiles it asked for), written with the job at once.
     """
 
     provider: str
@@ -47,9 +49,14 @@ class BatchJob:
     counts: dict[str, int] = field(default_factory=dict)
     output_file_id: str | None = None
     error_file_id: str | None = None
+    books: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def update(self, status: BatchStatus) -> None:
-        """Take the state and counts of a fresh poll."""
+        """Take the state and counts of a fresh poll. A batch that has ended stays ended: an
+        answer to an earlier poll that arrives late (a cancel polls from another thread than
+        the collector) does not make it look running again."""
+        if self.terminal and not status.terminal:
+            return
         self.status = status.state
         self.counts = status.counts.to_dict()
 
@@ -72,6 +79,7 @@ class BatchJob:
                 "counts": dict(self.counts),
                 "output_file_id": self.output_file_id,
                 "error_file_id": self.error_file_id,
+                **({"books": {k: dict(v) for k, v in self.books.items()}} if self.books else {}),
             }
         }
 
@@ -104,6 +112,7 @@ class BatchJob:
                 counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
                 output_file_id=body.get("output_file_id"),
                 error_file_id=body.get("error_file_id"),
+                books={str(k): dict(v) for k, v in (body.get("books") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed {JOB_RECORD_KEY} record: {err}") from None

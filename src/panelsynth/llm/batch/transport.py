@@ -38,6 +38,12 @@ from panelsynth.llm.batch.core import (
     BatchStatus,
     validate_reply,
 )
+from panelsynth.llm.batch.ids import (
+    MAX_ID_PREFIX,
+    call_index_of,
+    consumed_answers,
+    id_prefix_for,
+)
 from panelsynth.llm.batch.job import BatchJob, split_job_records
 from panelsynth.llm.batch.prices import BatchPricing
 from panelsynth.llm.structured import estimate_tokens
@@ -78,6 +84,7 @@ class _Pending:
     request: BatchRequest
     future: asyncio.Future[Any]
     resubmits: int = 0
+    books: Mapping[str, Any] | None = None
 
 
 class _Models(Mapping[str, type[BaseModel]]):
@@ -98,26 +105,6 @@ class _Models(Mapping[str, type[BaseModel]]):
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def id_prefix_for(wave: str | None) -> str:
-    """The default ``custom_id`` prefix of a wave's calls (``w3-c``: ``w3-c00012``)."""
-    return f"w{wave}-c" if wave else "c"
-
-
-def call_index_of(custom_id: str, id_prefix: str) -> int | None:
-    """The call index a ``custom_id`` stands for (``None``: not one with this prefix)."""
-    rest = custom_id[len(id_prefix) :] if custom_id.startswith(id_prefix) else ""
-    return int(rest) if rest.isdigit() else None
-
-
-def consumed_answers(records: Iterable[Mapping[str, Any]]) -> set[tuple[str, int]]:
-    """``(batch id, call index)`` of the call records that came from a provider batch."""
-    return {
-        (str(r["via"]), int(r["batch"]))
-        for r in records
-        if r.get("via") and isinstance(r.get("batch"), int)
-    }
 
 
 class BatchTransport:
@@ -142,6 +129,8 @@ class BatchTransport:
             only when ``expected`` calls are queued or on :meth:`flush`).
         max_resubmits: How often a request an expired batch did not run is submitted again.
         default_max_tokens: Reply budget of a call that gives none.
+        books_of: ``books_of(batch)``: what to record with a call when it is submitted (in the
+            job's ``books``; :meth:`recorded_books` gives it back in a later process).
     """
 
     def __init__(
@@ -161,11 +150,14 @@ class BatchTransport:
         linger: float | None = 5.0,
         max_resubmits: int = 3,
         default_max_tokens: int = 4096,
+        books_of: Callable[[int], Mapping[str, Any] | None] | None = None,
     ) -> None:
         if id_prefix is None:
             id_prefix = id_prefix_for(wave)
-        if not re.fullmatch(r"[A-Za-z0-9_-]{0,58}", id_prefix):
-            raise ValueError(f"id_prefix {id_prefix!r}: at most 58 letters, digits, '_' or '-'")
+        if not re.fullmatch(rf"[A-Za-z0-9_-]{{0,{MAX_ID_PREFIX}}}", id_prefix):
+            raise ValueError(
+                f"id_prefix {id_prefix!r}: at most {MAX_ID_PREFIX} letters, digits, '_' or '-'"
+            )
         self.api = api
         self.id_prefix = id_prefix
         self.on_submitted = on_submitted
@@ -177,12 +169,14 @@ class BatchTransport:
         self.linger = linger
         self.max_resubmits = max_resubmits
         self.default_max_tokens = default_max_tokens
+        self.books_of = books_of
         self.jobs: dict[str, BatchJob] = {}
         self._latest: dict[int, str] = {}  # call index -> the last job that holds it
         self._consumed = set(consumed)
         self._waiting: dict[str, dict[str, _Pending]] = {}  # batch id -> custom_id -> call
         self._results: dict[str, dict[str, BatchResult]] = {}  # batch id -> custom_id -> result
-        self._estimate: dict[str, float] = {}  # batch id -> expected cost (USD)
+        self._estimate: dict[str, float] = {}  # batch id -> expected cost (USD), own jobs
+        self._actual: dict[str, float] = {}  # batch id -> cost of its results, own jobs
         self._queue: list[_Pending] = []
         self._expected = expected
         self._arrived = 0
@@ -262,7 +256,8 @@ class BatchTransport:
             temperature,
             seed,
         )
-        pending = _Pending(batch, request, loop.create_future())
+        books = self.books_of(batch) if self.books_of is not None else None
+        pending = _Pending(batch, request, loop.create_future(), books=books)
         self._arrived += 1
         job_id = self._latest.get(batch)
         if job_id is not None and (job_id, batch) not in self._consumed:
@@ -288,6 +283,14 @@ class BatchTransport:
             if not job.terminal:
                 out.append(await asyncio.to_thread(self.api.cancel, job))
         return out
+
+    def recorded_books(self, batch: int) -> Mapping[str, Any] | None:
+        """The books recorded with call ``batch`` by the last job that holds it (``None``:
+        none, e.g. a job of an earlier version)."""
+        job_id = self._latest.get(batch)
+        if job_id is None:
+            return None
+        return self.jobs[job_id].books.get(self.custom_id(batch))
 
     def pending_calls(self) -> list[int]:
         """Call indexes a recorded job holds whose answer is not booked yet: a resumed loop
@@ -365,9 +368,15 @@ class BatchTransport:
             if not items:
                 return
             try:
+                self._admit([p.request for p in items])
                 chunks = self.api.split([p.request for p in items])
             except BatchError as err:
                 self._fail_all(items, err)
+                return
+            except PanelsynthError as err:  # refused before submission (e.g. --max-cost)
+                for p in items:
+                    if not p.future.done():
+                        p.future.set_exception(err)
                 return
             by_id = {p.request.custom_id: p for p in items}
             for chunk in chunks:
@@ -400,6 +409,7 @@ class BatchTransport:
 
     def _record(self, job: BatchJob, items: list[_Pending]) -> bool:
         """Hand a new job to ``on_submitted``; one that cannot be recorded is cancelled."""
+        job.books = {p.request.custom_id: dict(p.books) for p in items if p.books}
         try:
             if self.on_submitted is not None:
                 self.on_submitted(job)
@@ -423,6 +433,16 @@ class BatchTransport:
             self._consumed.add((job.batch_id, p.batch))
             self._waiting[job.batch_id][p.request.custom_id] = p
         return True
+
+    def _admit(self, requests: Sequence[BatchRequest]) -> None:
+        """Called with the requests about to be submitted (all chunks); raise a
+        :class:`~panelsynth.errors.PanelsynthError` to fail their calls instead. Accepts all."""
+
+    @property
+    def spent_usd(self) -> float:
+        """What the batches this process submitted cost: the batch price of the results of
+        those that ended, the ceiling of those still running (restored jobs: not counted)."""
+        return sum(self._actual.get(j, ceiling) for j, ceiling in self._estimate.items())
 
     def _expected_cost(self, requests: Sequence[BatchRequest]) -> float:
         """Batch price of the prompts (characters / 4) and the reply budgets: a ceiling."""
@@ -517,6 +537,8 @@ class BatchTransport:
             self.cache_write_tokens += r.cache_write_tokens
         cost = self.pricing.cost_of(results) if self.pricing is not None else 0.0
         self.cost_usd += cost
+        if job.batch_id in self._estimate:  # submitted by this process
+            self._actual[job.batch_id] = cost
         emit(
             self.progress,
             {**self._event("batch-ended", job), "state": job.status, **kinds, "cost_usd": cost},
