@@ -124,6 +124,7 @@ def write_panel_manifest(
             "waves": {w: ws.rel(ws.output_csv(model_dir, w)) for w in waves},
         },
         "draw": draw.summary(),
+        "holdout": setup.holdout_json(ws.rel(ws.holdout_ids())),
         "structure": st.to_json(),
         "trajectories": {
             w: [
