@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from panelstub import panel_responder, requested, run_cli
@@ -165,3 +166,36 @@ def test_split_is_recorded_resume_with_another_share_is_refused_and_evaluated(
     assert section["reference"] == "held-out respondents"
     assert section["respondents"]["real_first_wave"] == len(held)
     assert section["summary"]["transition_fidelity"]["synthetic"] is not None
+    assert section["respondents"]["training_first_wave"] == 60 - len(held)
+    assert section["floor"].startswith("--holdout runs")  # training respondents vs held-out
+    line = next(x for x in r.output.splitlines() if "stability error" in x)
+    assert "(vs held-out respondents)" in line and "training respondents" in line
+    report = ws.report_html().read_text()
+    assert "read against the held-out respondents" in report and "Floor: --holdout runs" in report
+
+
+def test_a_holdout_floor_scores_training_respondents_against_the_held_out_ones() -> None:
+    from panelgen import ITEMS, make_panel
+
+    from panelsynth.evaluate.longitudinal import (
+        panel_section,
+        real_half_floor,
+        sample_respondents,
+    )
+
+    held = make_panel(80, 3, seed=5, reentry=0.0)
+    copy = {w: f.assign(**{ID: f[ID] + 100_000}) for w, f in held.items()}  # same answers
+    kw = {"id_column": ID, "items": ITEMS, "repeats": 2}
+    floor = real_half_floor(held, ["1", "2", "3"], train=copy, **kw)
+    assert floor["stability_error_unchanged"] == 0 and floor["transition_fidelity"] == 1
+    halves = real_half_floor(held, ["1", "2", "3"], **kw)
+    assert halves["stability_error_unchanged"] > 0
+    more = {w: pd.concat([f, f.assign(**{ID: f[ID] + 1_000_000})]) for w, f in copy.items()}
+    section = panel_section(held, held, id_column=ID, items=ITEMS, train=more, floor_repeats=2)
+    assert section["respondents"]["training_first_wave"] == 160
+    assert section["floor"].startswith("--holdout runs")
+    # the floor's sample: as many training respondents as held-out ones, every wave of each
+    part = sample_respondents(more, 80, ID, np.random.default_rng(0))
+    ids = {w: set(f[ID]) for w, f in part.items()}
+    assert len(ids["1"] | ids["2"] | ids["3"]) == 80
+    assert ids["2"] <= ids["1"] and len(part["1"]) == 80
