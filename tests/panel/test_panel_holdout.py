@@ -199,3 +199,18 @@ def test_a_holdout_floor_scores_training_respondents_against_the_held_out_ones()
     ids = {w: set(f[ID]) for w, f in part.items()}
     assert len(ids["1"] | ids["2"] | ids["3"]) == 80
     assert ids["2"] <= ids["1"] and len(part["1"]) == 80
+
+
+def test_the_config_key_holds_respondents_out_of_a_panel_dry_run(
+    panel_ws: tuple[Path, set[str]],
+) -> None:
+    root, held = panel_ws
+    ws = Workspace(root)
+    text = ws.config_path.read_text().replace(
+        "[generation]\n", f"[generation]\nholdout = {SHARE}\n", 1
+    )
+    ws.config_path.write_text(text)
+    r = run_cli([*_args(root, "http://127.0.0.1:9/v1"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert f"Panel: {60 - len(held)} synthetic respondents drawn" in " ".join(r.output.split())
+    assert not ws.holdout_ids().exists()  # a dry run writes nothing

@@ -101,8 +101,9 @@ def write_panel_manifest(
     started: float,
     mode: str,
 ) -> dict[str, Any]:
-    """``panel_manifest.json`` (structure, draw summary, seeds, trajectories used, per-wave
-    books) and ``panel_draw.csv`` (every drawn respondent's path through every study wave)."""
+    """``panel_manifest.json`` (structure, draw summary, the ``--holdout`` split, seeds,
+    trajectories used, per-wave books) and ``panel_draw.csv`` (every drawn respondent's path
+    through every study wave)."""
     files = panel_files(ws, model_dir)
     st, draw = setup.structure, setup.draw
     path = draw.path()
