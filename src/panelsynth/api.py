@@ -203,7 +203,7 @@ def run_panel(
 
     Raises:
         PanelsynthError: One wave, no id column, ids that link nobody, options a panel does not
-            support (``--calibrate``, ``--holdout``), an existing panel without resume/restart.
+            support (``--calibrate``), an existing panel without resume/restart.
     """
     from panelsynth.panel.run import run_panel as generate_panel
 

@@ -7,8 +7,9 @@ waves exist or are added later) and the split can be recomputed from the manifes
 
 The run applies the split where it loads a wave (``pipeline.load_wave_for_run``): statistics,
 examples, cluster shares and the calibrated selection's targets see only the training
-respondents. ``panelsynth evaluate`` recomputes the same split and scores the run against the
-held-out respondents.
+respondents. A panel run (``--panel``) applies the same split to the waves it loads and to the
+real panel its structure is estimated from (``panel.setup``). ``panelsynth evaluate`` recomputes
+the same split and scores the run against the held-out respondents.
 """
 
 from __future__ import annotations

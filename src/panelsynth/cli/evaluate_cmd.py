@@ -75,24 +75,26 @@ def evaluate(
             p.summary.get("stability_error_unchanged", {}),
             p.summary.get("stability_error_spearman", {}),
         )
+        held = p.reference == "held-out respondents"  # a --holdout run
+        floor, vs = ("training respondents", f" (vs {p.reference})") if held else ("real half", "")
         per = ", ".join(
             f"{label} {_f3(st.get(key))} | {_f3(sp.get(key))}"
             for key, label in (
                 ("synthetic", "synthetic"),
                 ("_baseline_unlinked", "unlinked baseline"),
                 ("_baseline_cart_panel", "CART panel"),
-                ("_real_holdout", "real half"),
+                ("_real_holdout", floor),
             )
         )
         tf, c2 = p.summary.get("transition_fidelity", {}), p.summary.get("c2st_trajectory", {})
         echo(
-            f"{p.model_dir} panel, waves {', '.join(p.waves)} — stability error "
+            f"{p.model_dir} panel, waves {', '.join(p.waves)}{vs} — stability error "
             f"(unchanged share | Spearman): {per}"
         )
         echo(
-            f"{p.model_dir} panel: transition fidelity {_f3(tf.get('synthetic'))} (real half "
+            f"{p.model_dir} panel: transition fidelity {_f3(tf.get('synthetic'))} ({floor} "
             f"{_f3(tf.get('_real_holdout'))}), trajectory C2ST {_f3(c2.get('synthetic'))} "
-            f"(real half {_f3(c2.get('_real_holdout'))}, "
+            f"({floor} {_f3(c2.get('_real_holdout'))}, "
             f"unlinked {_f3(c2.get('_baseline_unlinked'))})"
         )
     results_dir = next(iter(summary.tables.values())).parent

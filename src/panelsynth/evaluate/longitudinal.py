@@ -82,12 +82,18 @@ PROTOCOL = {
     "floor": "The real panel's respondents split at random into halves A and B; A scored as the "
     "candidate against B with the same code, on several seeded splits (spread: min, max, "
     "mean, sd). The C2ST is the first split's.",
+    "floor_held_out": "--holdout runs: the real panel is the held-out respondents; the floor is a "
+    "seeded sample of the training respondents (as many as the held-out ones, every wave of a "
+    "person) scored against them, on several seeded samples; the CART panel is fitted on the "
+    "training respondents.",
     "unlinked": "The candidate's own rows with the links cut: rows of consecutive waves paired "
     "at random within the same cluster path (the per-wave method's output read as a panel).",
     "cart_panel": "First wave by the sequential CART baseline per cluster; each later wave by "
     "sequential CART conditioned on the respondent's previous answers, per cluster, on the "
     "candidate's cluster path and presence.",
 }
+
+FLOOR_HELD_OUT = PROTOCOL["floor_held_out"]
 
 
 # ---------------------------------------------------------------------------------- linking
@@ -385,7 +391,7 @@ def split_respondents(
     real: Frames, id_column: str, rng: np.random.Generator
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """Two random halves of the real panel's respondents (every wave of a person in one half)."""
-    ids = pd.unique(np.concatenate([f[id_column].map(id_text).to_numpy() for f in real.values()]))
+    ids = _ids(real, id_column)
     perm = rng.permutation(len(ids))
     half_a = set(ids[perm[: len(ids) // 2]].tolist())
     a, b = {}, {}
@@ -393,6 +399,25 @@ def split_respondents(
         in_a = f[id_column].map(id_text).isin(half_a).to_numpy()
         a[w], b[w] = f[in_a].reset_index(drop=True), f[~in_a].reset_index(drop=True)
     return a, b
+
+
+def _ids(frames: Frames, id_column: str) -> np.ndarray:
+    """Every respondent id of a panel (as text, first appearance order)."""
+    return pd.unique(
+        np.concatenate([f[id_column].map(id_text).to_numpy() for f in frames.values()])
+    )
+
+
+def sample_respondents(
+    frames: Frames, n: int, id_column: str, rng: np.random.Generator
+) -> dict[str, pd.DataFrame]:
+    """``n`` respondents of a panel drawn at random (every wave of a person; all when fewer)."""
+    ids = _ids(frames, id_column)
+    keep = set(ids[rng.permutation(len(ids))[:n]].tolist())
+    return {
+        w: f[f[id_column].map(id_text).isin(keep).to_numpy()].reset_index(drop=True)
+        for w, f in frames.items()
+    }
 
 
 def real_half_floor(
@@ -405,15 +430,25 @@ def real_half_floor(
     var_types: Mapping[str, str] | None = None,
     seed: int = 42,
     repeats: int | None = None,
+    train: Frames | None = None,
 ) -> dict[str, Any]:
     """Half A of the real respondents scored against half B, on ``repeats`` seeded splits: the
     first split's figures plus ``floor_spread`` (min, max, mean, sd, values) of
-    :data:`SPREAD_KEYS`."""
+    :data:`SPREAD_KEYS`.
+
+    With ``train`` (a ``--holdout`` run: ``real`` is the held-out respondents) the floor is
+    instead a seeded sample of the training respondents, as many as the held-out ones, scored
+    against the held-out respondents."""
     repeats = FLOOR_REPEATS if repeats is None else repeats
     first: dict[str, Any] = {}
     values: dict[str, list[float]] = {k: [] for k in SPREAD_KEYS}
+    n_held = len(_ids(real, id_column)) if train is not None else 0
     for i in range(repeats):
-        a, b = split_respondents(real, id_column, np.random.default_rng([seed, 19, i]))
+        rng = np.random.default_rng([seed, 19, i])
+        if train is None:
+            a, b = split_respondents(real, id_column, rng)
+        else:
+            a, b = sample_respondents(train, n_held, id_column, rng), dict(real)
         fig = panel_figures(
             b,
             a,
@@ -459,6 +494,7 @@ def panel_section(
     seed: int = 42,
     unlinked: Frames | None = None,
     floor_repeats: int | None = None,
+    train: Frames | None = None,
 ) -> dict[str, Any]:
     """The ``panel`` section of ``wave{W}_metrics.json``: the synthetic panel, the real-half floor
     and the two baselines, each scored by :func:`panel_figures`.
@@ -469,6 +505,8 @@ def panel_section(
         waves: Generated waves in order (default: ``synthetic``'s keys in order).
         unlinked: Per-wave output to read as the unlinked baseline (default: ``synthetic``'s own
             rows with the links cut).
+        train: A ``--holdout`` run's training respondents (``real`` being the held-out ones):
+            the CART panel is fitted on them and the floor is a size-matched sample of them.
 
     Raises:
         PanelDataError: fewer than two waves, a wave without real data, or a frame without the
@@ -506,11 +544,16 @@ def panel_section(
         prev_cluster_column=prev_cluster_column,
     )
     cart, notes = cart_panel(
-        real, synthetic, waves, rng=rng, prev_cluster_column=prev_cluster_column, **kw
+        real if train is None else train,
+        synthetic,
+        waves,
+        rng=rng,
+        prev_cluster_column=prev_cluster_column,
+        **kw,
     )
     candidates = {
         SYNTHETIC: panel_figures(real, synthetic, waves, **kw),
-        HOLDOUT: real_half_floor(real, waves, repeats=floor_repeats, **kw),
+        HOLDOUT: real_half_floor(real, waves, repeats=floor_repeats, train=train, **kw),
         UNLINKED: panel_figures(real, cut, waves, **kw),
         CART_PANEL: panel_figures(real, cart, waves, **kw),
     }
@@ -531,7 +574,13 @@ def panel_section(
         "respondents": {
             "real_first_wave": int(len(keyed(real[waves[0]], id_column))),
             "synthetic_first_wave": int(len(keyed(synthetic[waves[0]], id_column))),
+            **(
+                {"training_first_wave": int(len(keyed(train[waves[0]], id_column)))}
+                if train is not None
+                else {}
+            ),
         },
+        "floor": FLOOR_HELD_OUT if train is not None else PROTOCOL["floor"],
         "summary": summary,
         "candidates": candidates,
         "notes": notes,

@@ -158,6 +158,7 @@ def panel_for(ctx: Context, md: str, waves: list[str]) -> PanelOutcome | None:
             f"by {id_col!r} (no id column, or no id shared with the neighbouring wave)"
         )
     real, synthetic, items, var_types, held = {}, {}, [], {}, []
+    train: dict[str, pd.DataFrame] = {}
     for w in run:
         manifest = read_json(ws.manifest(md, w))
         mode = ctx.infer_mode(w, list(raw[w].columns), manifest)[0]
@@ -165,7 +166,7 @@ def panel_for(ctx: Context, md: str, waves: list[str]) -> PanelOutcome | None:
         real[w] = _real_with_ids(ws, w, wd.frame, id_col)
         h = held_out_frames(ws, w, real[w], manifest)
         if h is not None:
-            real[w] = h.held_out
+            real[w], train[w] = h.held_out, h.training.reset_index(drop=True)
             held.append(w)
         synthetic[w] = clean_missing_by_variable(raw[w], study.missing_codes, wd.metadata)[
             0
@@ -182,6 +183,12 @@ def panel_for(ctx: Context, md: str, waves: list[str]) -> PanelOutcome | None:
             f"--holdout run: the real panel is the held-out respondents of wave(s) "
             f"{', '.join(held)} (split by {id_col!r}, so the same people in every wave), as in "
             f"the cross-sectional figures"
+            + (
+                "; the floor is as many training respondents scored against them and the CART "
+                "panel is fitted on the training respondents"
+                if len(held) == len(run)
+                else ""
+            )
             + (
                 f"; wave(s) {', '.join(w for w in run if w not in held)} use all real respondents"
                 if len(held) < len(run)
@@ -204,6 +211,8 @@ def panel_for(ctx: Context, md: str, waves: list[str]) -> PanelOutcome | None:
         prev_cluster_column=study.prev_cluster_column,
         var_types=var_types,
         seed=ctx.seed,
+        # the CART panel and the floor from the training respondents (every wave held out)
+        train=train if len(held) == len(run) else None,
     )
     section["model_dir"] = md
     section["reference"] = reference

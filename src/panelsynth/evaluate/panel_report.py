@@ -168,6 +168,8 @@ def panel_html(ws: Workspace, docs: list[dict[str, Any]]) -> str:
             f"{html.escape(str(sec.get('reference', 'real panel')))}; "
             f"{len(sec.get('items', []))} items)</span></h3>"
         )
+        if resp.get("training_first_wave") is not None:  # a --holdout run's floor
+            parts.append(f"<p class='muted'>Floor: {html.escape(str(sec.get('floor')))}</p>")
         parts.append(
             "<h4>Reading</h4><ul class='reading'>"
             + "".join(f"<li>{html.escape(t)}</li>" for t in panel_reading(sec))

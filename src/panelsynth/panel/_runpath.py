@@ -46,7 +46,7 @@ from panelsynth.run.manifest import (
     write_step1_logs,
     write_step2_log,
 )
-from panelsynth.run.plan import RunOptions
+from panelsynth.run.plan import RunOptions, with_run_holdout
 from panelsynth.run.wave import fresh_context, load_wave_for_run, resolve_settings, with_budget
 
 
@@ -110,6 +110,7 @@ __all__ = [
     "wave_row_specs",
     "with_budget",
     "with_request",
+    "with_run_holdout",
     "write_csv_atomic",
     "write_manifest",
     "write_step1_logs",

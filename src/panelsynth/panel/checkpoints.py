@@ -68,6 +68,8 @@ def panel_header(
         header["temperature"] = settings.temperature
     if getattr(client, "endpoint_host", None):
         header["endpoint"] = client.endpoint_host
+    if getattr(setup, "holdout", None) is not None:  # --holdout: the split is the run's
+        header["holdout"] = setup.holdout.to_json()
     header["fingerprint"] = rp.fingerprint(
         header,
         prompt.prefix,

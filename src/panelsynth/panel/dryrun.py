@@ -19,7 +19,7 @@ from panelsynth.config import PanelsynthConfig
 from panelsynth.panel import _runpath as rp
 from panelsynth.panel.board import AnswerBoard
 from panelsynth.panel.run import _PanelRun
-from panelsynth.panel.setup import PanelSetup, check_panel_options, panel_draw
+from panelsynth.panel.setup import PanelSetup, check_panel_options, panel_config, panel_draw
 from panelsynth.workspace import Workspace
 
 
@@ -41,6 +41,7 @@ def plan_panel(
     check_panel_options(options, config)
     client = rp.planning_client(model)
     mode, n_examples, settings = rp.resolve_settings(config, options, client)
+    config = panel_config(config, options, settings.seed)
     setup = panel_draw(ws, config, waves, respondents, settings.seed)
     proj = rp.Projector(client)
     run = _PanelRun(ws, config, proj, model_dir, options, mode, n_examples, settings, setup)

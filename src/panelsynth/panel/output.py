@@ -101,8 +101,9 @@ def write_panel_manifest(
     started: float,
     mode: str,
 ) -> dict[str, Any]:
-    """``panel_manifest.json`` (structure, draw summary, seeds, trajectories used, per-wave
-    books) and ``panel_draw.csv`` (every drawn respondent's path through every study wave)."""
+    """``panel_manifest.json`` (structure, draw summary, the ``--holdout`` split, seeds,
+    trajectories used, per-wave books) and ``panel_draw.csv`` (every drawn respondent's path
+    through every study wave)."""
     files = panel_files(ws, model_dir)
     st, draw = setup.structure, setup.draw
     path = draw.path()
@@ -124,6 +125,7 @@ def write_panel_manifest(
             "waves": {w: ws.rel(ws.output_csv(model_dir, w)) for w in waves},
         },
         "draw": draw.summary(),
+        "holdout": setup.holdout_json(ws.rel(ws.holdout_ids())),
         "structure": st.to_json(),
         "trajectories": {
             w: [

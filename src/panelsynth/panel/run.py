@@ -32,6 +32,7 @@ from panelsynth.io import atomic_write_text
 from panelsynth.llm.base import LLMCallError, LLMClient
 from panelsynth.llm.keys import scrub, scrub_data
 from panelsynth.panel import _runpath as rp
+from panelsynth.panel import setup as holdout_setup
 from panelsynth.panel.board import AnswerBoard
 from panelsynth.panel.checkpoints import PanelCheckpoint, panel_header, refuse_existing
 from panelsynth.panel.output import (
@@ -122,6 +123,7 @@ def run_panel(
         config.generation.max_cost_usd if opts.max_cost_usd is None else opts.max_cost_usd,
     )
     started = time.time()
+    config = holdout_setup.panel_config(config, opts, settings.seed)  # --holdout
     setup = panel_draw(ws, config, waves, respondents, settings.seed)
     requested = list(setup.structure.requested)
     files = panel_files(ws, model_dir)
@@ -131,6 +133,8 @@ def run_panel(
             rp.set_aside(ws, rp.Checkpoint(ws.checkpoint(model_dir, w)), ws.manifest(model_dir, w))
     elif not opts.resume:
         refuse_existing(ws, model_dir, requested)
+    else:
+        holdout_setup.refuse_other_holdout(ws, setup, model_dir, requested)
     run = _PanelRun(ws, config, client, model_dir, opts, mode, n_examples, settings, setup)
     run.progress = progress
     summaries: dict[str, dict[str, Any]] = {}
@@ -575,6 +579,7 @@ class _PanelRun:
             "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes,
             "reproducibility": rp.reproducibility(self.client, settings.concurrency),
             "real_rows_used": int(len(wd.frame)),
+            "holdout": holdout_setup.wave_holdout(self.ws, self.setup, wd.wave, self.model_dir),
             "panel": {
                 "waves": list(st.requested),
                 "respondents": self.setup.respondents,
