@@ -20,6 +20,7 @@ from panelsynth.panel.carry import (
     draw_first_wave_anchors,
     draw_patterns,
     estimate_carry,
+    keeps_text,
 )
 from panelsynth.panel.draw import PanelDraw, synthetic_ids
 from panelsynth.pydantic_models.rows import RowSpec
@@ -163,6 +164,7 @@ def test_row_profile_carries_the_previous_answers(rules) -> None:
     assert p is not None and p.cluster == 2
     assert dict(p.anchors) == {"sex": 2, "age": Band(36, 37, integer=True), "educ": 3}
     assert p.text() == "cluster 2, sex 2, age 36-37, educ 3"
+    assert keeps_text(p) == "keeps: sex 2, age 36-37, educ 3" and keeps_text(None) == ""
     assert p.keeps({"cluster": 2, "sex": 2, "age": 37, "educ": 3, "q1": 1})
     p = carry.row_profile("S00001", "3", 1, {**prev, "sex": None}, "1")
     assert dict(p.anchors) == {"age": Band(36, 38, integer=True), "region": 1}

@@ -525,6 +525,14 @@ class PanelCarry:
         return out
 
 
+def keeps_text(profile: Profile | None) -> str:
+    """The profile as a requested row shows it: ``"keeps: sex 2, age 36-37"`` (gaps of the
+    pattern as ``"q1 null (no answer)"``); empty without a profile."""
+    if profile is None or not (profile.anchors or profile.missing):
+        return ""
+    return "keeps: " + profile.text().split(", ", 1)[1]
+
+
 def apply(profile: Profile | None, row: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """``row`` made to keep ``profile``: fixed values set, numbers clipped into their band (an
     unanswered banded item gets the band's middle), the pattern's gaps blanked.
