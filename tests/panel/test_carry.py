@@ -12,13 +12,12 @@ from scipy.stats import chisquare
 
 from panelsynth.calibrate import Band, Profile, anchor_bands
 from panelsynth.errors import ConfigError
+from panelsynth.panel.anchors import draw_first_wave_anchors, draw_patterns
 from panelsynth.panel.carry import (
     FIXED_SHARE,
     Carried,
     PanelCarry,
     apply,
-    draw_first_wave_anchors,
-    draw_patterns,
     estimate_carry,
     keeps_text,
 )
@@ -283,7 +282,9 @@ def test_full_mode_patterns_per_wave_follow_the_cluster() -> None:
     assert "q1" in p2.missing  # q1 was NA: not carried, the wave's pattern leaves it empty
     p2 = carry.row_profile(rid, "2", 1, {"sex": 1, "q1": 4, "age": 30}, "1")
     assert "q1" not in p2.missing and dict(p2.anchors)["q1"] == 4  # carried wins
-    assert carry.to_json()["missingness_patterns"] == ["1", "2"]
+    key = carry.request_key(rid, "1", None)
+    assert key != carry.request_key(rid, "1", "0") and "sex" in key
+    assert carry.request_key(rid, "2", "1") != carry.request_key(rid, "2", None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -54,11 +54,21 @@ def run_panel_command(
         plans = []
         for w in setup.structure.requested:
             present = int(setup.draw.present[:, setup.draw.waves.index(w)].sum())
-            opts = _with(options, n_outputs=n_out, n_batches=max(1, math.ceil(present / n_out)))
+            opts = _with(  # a calibrated panel has no pool: one row per respondent and wave
+                options,
+                n_outputs=n_out,
+                n_batches=max(1, math.ceil(present / n_out)),
+                calibrate=False,
+            )
             plans.append(plan_one_wave(ws.root, w, model, model_dir, opts, config=config))
         echo(rp.format_plans(plans))
         for line in _request_tokens(ws, config, options, setup, model):
             echo(line)
+        if g.calibrate if options.calibrate is None else options.calibrate:
+            echo(
+                "Calibrated panel: the host draws the first wave's anchors (and, in the full "
+                "mode, each wave's missingness patterns); no oversampled pool."
+            )
         echo(
             "Panel dry run: calls per wave = present respondents / rows per call. No model was "
             "called and nothing was written."

@@ -16,12 +16,8 @@ the host guarantees it, with rules estimated from the real panel, not from a lis
   step, or not carried in one of them, is not carried). An item not asked in a wave in between is
   estimated directly on the two waves' linked respondents. Values a column's spec does not allow
   (a survey's missing codes) count as no answer. Identity and cluster columns are never carried.
-- :func:`draw_first_wave_anchors` — in a calibrated panel, each synthetic respondent's anchors
-  (by default the demographics present in the wave) drawn jointly from a random real respondent
-  of the same cluster in the first generated wave (continuous anchors as bands,
-  :class:`~panelsynth.calibrate.ProfileDesign`), with that respondent's missingness pattern in the
-  full mode; :func:`draw_patterns` draws a later wave's patterns from that wave's real respondents
-  of the same cluster.
+- :mod:`panelsynth.panel.anchors` — in a calibrated panel, the first wave's anchors and every
+  wave's missingness patterns, drawn from the real respondents of the same cluster.
 - :class:`PanelCarry` — per requested row, :meth:`PanelCarry.row_profile` combines the carried
   values of the previous answers, the first wave's anchors and the pattern into a
   :class:`~panelsynth.calibrate.Profile` the prompt shows and checks; :func:`apply` makes a
@@ -33,7 +29,7 @@ Everything is seeded; nothing here calls a model.
 
 from __future__ import annotations
 
-import logging
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,14 +38,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from panelsynth.calibrate.profiles import Band, Profile, ProfileDesign, resolve_anchors
+from panelsynth.calibrate.profiles import Band, Profile
 from panelsynth.data import id_text
 from panelsynth.generate import row_key
-from panelsynth.panel.draw import PanelDraw
 from panelsynth.pydantic_models.rows import RowSpec
 from panelsynth.values import is_missing, plain
-
-log = logging.getLogger("panelsynth")
 
 #: Share of linked respondents whose answer must be unchanged (fixed) or inside the band (shift).
 FIXED_SHARE = 0.98
@@ -57,9 +50,6 @@ FIXED_SHARE = 0.98
 MIN_LINKED = 20
 #: Widest shift band, as a share of the item's range (age +0..+1 on 18-90 is 0.014).
 MAX_SHIFT_WIDTH = 0.05
-#: Offsets of the carry's random streams from the run seed (the draw is 19, trajectories 23).
-_ANCHOR_STREAM = 29
-_PATTERN_STREAM = 31
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,130 +334,6 @@ def _span(spec: RowSpec, a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# calibrated: first-wave anchors and missingness patterns
-def pattern_columns(
-    specs: Sequence[RowSpec], cluster_column: str, anchors: Sequence[str] = ()
-) -> list[str]:
-    """Items whose missingness pattern a profile carries: the nullable ones (full mode) that are
-    neither a cluster column nor an anchor (as a calibrated per-wave run)."""
-    return [
-        s.name
-        for s in specs
-        if s.nullable
-        and s.vtype != "cluster"
-        and s.name != cluster_column
-        and s.name not in anchors
-    ]
-
-
-def draw_first_wave_anchors(
-    draw: PanelDraw,
-    real: pd.DataFrame,
-    specs: Sequence[RowSpec],
-    *,
-    anchors: Sequence[str] | None,
-    demographics: Sequence[str],
-    cluster_column: str,
-    seed: int,
-    patterns: bool = True,
-) -> dict[str, Profile]:
-    """Each synthetic respondent's first-wave profile: anchors and (full mode) missingness
-    pattern of a random real respondent of their cluster in the first requested wave.
-
-    Args:
-        draw: The drawn panel (ids, first-wave clusters).
-        real: The first requested wave's real respondents (with the cluster column).
-        specs: Its column specs (NA allowed = full mode: patterns are drawn).
-        anchors: ``--anchors`` (``None``: the demographics present in the wave).
-        demographics: Config ``prepare.demographics``.
-        seed: The run seed.
-        patterns: Also draw the missingness patterns (full mode).
-
-    Raises:
-        ConfigError: an unknown anchor, or a cluster without a respondent with every anchor.
-    """
-    names = resolve_anchors(
-        anchors, specs, demographics=demographics, cluster_column=cluster_column
-    )
-    pcols = pattern_columns(specs, cluster_column, names) if patterns else []
-    design = _design(real, specs, names, cluster_column, seed, pcols)
-    t = draw.waves.index(draw.requested[0])
-    rng = np.random.default_rng([seed, _ANCHOR_STREAM])
-    return _donor_profiles(draw, t, design, rng)
-
-
-def draw_patterns(
-    draw: PanelDraw,
-    wave: str,
-    real: pd.DataFrame,
-    specs: Sequence[RowSpec],
-    *,
-    cluster_column: str,
-    seed: int,
-) -> dict[str, tuple[str, ...]]:
-    """The missingness pattern of every respondent present in ``wave``: the items a random real
-    respondent of their cluster in that wave left unanswered (empty without nullable items)."""
-    pcols = pattern_columns(specs, cluster_column)
-    if not pcols:
-        return {}
-    design = _design(real, specs, [], cluster_column, seed, pcols)
-    t = draw.waves.index(str(wave))
-    rng = np.random.default_rng([seed, _PATTERN_STREAM, t])
-    return {rid: p.missing for rid, p in _donor_profiles(draw, t, design, rng).items()}
-
-
-def _design(
-    real: pd.DataFrame,
-    specs: Sequence[RowSpec],
-    anchors: Sequence[str],
-    cluster_column: str,
-    seed: int,
-    pcols: Sequence[str],
-) -> ProfileDesign:
-    """The calibrated run's profile design; without anchors, every respondent of a cluster is
-    a donor of its pattern (the cluster column stands in as the anchor and is dropped again)."""
-    design = ProfileDesign.from_frame(
-        real,
-        specs,
-        list(anchors) or [cluster_column],
-        cluster_column=cluster_column,
-        seed=seed,
-        pattern_columns=pcols,
-    )
-    if not anchors:
-        design.anchors = []
-        design.donors = {c: [()] * len(pool) for c, pool in design.donors.items()}
-    return design
-
-
-def _donor_profiles(
-    draw: PanelDraw, t: int, design: ProfileDesign, rng: np.random.Generator
-) -> dict[str, Profile]:
-    """Per respondent present in wave ``t``: the profile of a random donor of their cluster
-    (respondents in a cluster without real donors get none, with a warning)."""
-    clusters = draw.clusters[:, t]
-    out: dict[str, Profile] = {}
-    for c in sorted({int(c) for c in clusters if c > 0}):
-        who = np.flatnonzero(clusters == c)
-        pool = design.donors.get(c)
-        if not pool:
-            log.warning(
-                "panel: no real respondent of cluster %d in wave %s to draw profiles from; "
-                "%d synthetic respondents get none",
-                c,
-                draw.waves[t],
-                len(who),
-            )
-            continue
-        gaps = design.patterns.get(c)
-        picks = rng.integers(len(pool), size=len(who))
-        for i, k in zip(who, picks, strict=True):
-            anchors = tuple(zip(design.anchors, pool[k], strict=True))
-            out[str(draw.ids[i])] = Profile(c, anchors, gaps[k] if gaps else ())
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
 # per requested row
 @dataclass
 class PanelCarry:
@@ -478,6 +344,10 @@ class PanelCarry:
     first_wave: str
     anchors: dict[str, Profile] = field(default_factory=dict)
     patterns: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: Per wave with patterns, the items a pattern covers (the others of them are answered).
+    pattern_columns: dict[str, list[str]] = field(default_factory=dict)
+    #: How the carry was set up (calibrated or not, anchors; for the manifest).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def row_profile(
         self,
@@ -515,13 +385,24 @@ class PanelCarry:
             return None
         return Profile(int(cluster), tuple(values), missing)
 
+    def request_key(self, rid: str, wave: str, previous_wave: str | None) -> str:
+        """What the host fixes for this row before the previous answers exist: the rules of its
+        wave pair, or its first-wave anchors, and its pattern (for the checkpoint's fingerprint)."""
+        if previous_wave is not None:
+            rules = self.rules.between(str(previous_wave), str(wave))
+            fixed: Any = {k: r.text() for k, r in rules.items()}
+        else:
+            first = self.anchors.get(rid) if str(wave) == self.first_wave else None
+            fixed = first.to_json() if first else {}
+        gaps = self.patterns.get(str(wave), {}).get(rid, ())
+        return json.dumps([fixed, list(gaps)], sort_keys=True, default=str)
+
     def to_json(self) -> dict[str, Any]:
         """The rules and what the calibrated panel draws (for the manifest)."""
-        out = self.rules.to_json()
+        out = {**self.settings, **self.rules.to_json()}
         anchors = next(iter(self.anchors.values())).anchors if self.anchors else ()
         out["first_wave_anchors"] = [name for name, _ in anchors]
-        first = [self.first_wave] if any(p.missing for p in self.anchors.values()) else []
-        out["missingness_patterns"] = first + [w for w in self.patterns if w not in first]
+        out["missingness_patterns"] = {w: list(c) for w, c in self.pattern_columns.items()}
         return out
 
 

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from panelsynth.config import PanelsynthConfig
 from panelsynth.errors import ConfigError, PanelsynthError
 from panelsynth.panel import _runpath as rp
+from panelsynth.panel.carry import PanelCarry
 from panelsynth.panel.draw import PanelDraw, draw_panel
 from panelsynth.panel.structure import PanelStructure, estimate_structure, ordered_request
 from panelsynth.workspace import Workspace
@@ -28,6 +30,10 @@ class PanelSetup:
     study_waves: list[str]
     respondents: int
     seed: int
+    #: The real frames of every drawn study wave, as read (with the id column).
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: What the host carries per respondent (set by the run once its waves are loaded).
+    carry: PanelCarry | None = None
 
 
 def panel_draw(
@@ -62,16 +68,16 @@ def panel_draw(
     )
     n = respondents or len(frames[structure.requested[0]])
     draw = draw_panel(structure, n, np.random.default_rng([seed, _DRAW_STREAM]))
-    return PanelSetup(structure, draw, study, n, seed)
+    return PanelSetup(structure, draw, study, n, seed, frames)
 
 
 def check_panel_options(opts: rp.RunOptions, config: PanelsynthConfig) -> None:
-    """Refuse what a panel run does not support yet (one line each)."""
+    """Refuse what a panel run does not support (one line each)."""
     g = config.generation
-    if g.calibrate if opts.calibrate is None else opts.calibrate:
+    if opts.oversample is not None:  # the config's default is ignored: a panel has no pool
         raise ConfigError(
-            "--panel with --calibrate is not supported yet — drop --calibrate (or set "
-            "generation.calibrate = false) for a panel run"
+            "--oversample does not apply to --panel (one row per respondent and wave, no pool "
+            "to select from) — drop --oversample"
         )
     if (g.holdout if opts.holdout is None else opts.holdout) or 0:
         raise ConfigError("--panel with --holdout is not supported yet — drop --holdout")
