@@ -330,3 +330,19 @@ def test_on_the_demo_panel_sex_is_fixed_and_age_shifts(demo: Path) -> None:
         kept = [rule["age"].keeps(prev.at[i, "age"], cur.at[i, "age"]) for i in both]
         assert np.mean(kept) >= FIXED_SHARE
     assert (r.between("1", "5")["age"].low, r.between("1", "5")["age"].high) == (2, 2)
+
+
+def test_text_codes_and_nonnumeric_answers() -> None:
+    rng = np.random.default_rng(1)
+    n = 100
+    sex = np.where(rng.random(n) < 0.5, "F", "M")
+    one = pd.DataFrame({ID: np.arange(n), "sex": sex, "cluster": 1})
+    two = one.assign(sex=np.where(np.arange(n) < 3, "refused", sex))  # not a code: no answer
+    specs = [
+        RowSpec("sex", "a binary", codes=("F", "M")),
+        RowSpec("cluster", "cluster", codes=(1,)),
+    ]
+    r = estimate_carry({"1": one, "2": two}, {"1": specs, "2": specs}, ["1", "2"], ["1", "2"],
+                       id_column=ID)  # fmt: skip
+    rule = r.between("1", "2")["sex"]
+    assert rule.kind == "fixed" and rule.allowed("F") == "F" and rule.allowed("x") is None

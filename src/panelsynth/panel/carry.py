@@ -273,10 +273,11 @@ def _estimate_pair(
     out: dict[str, Carried] = {}
     if len(keys) < MIN_LINKED:
         return out
-    for name, spec in items.items():
-        if name not in prev.columns or name not in cur.columns:
-            continue
-        a, b = _clean(prev.loc[keys, name], spec), _clean(cur.loc[keys, name], spec)
+    names = [n for n in items if n in prev.columns and n in cur.columns]
+    prev, cur = prev.loc[keys, names], cur.loc[keys, names]
+    for name in names:
+        spec = items[name]
+        a, b = _clean(prev[name], spec), _clean(cur[name], spec)
         both = a.notna().to_numpy() & b.notna().to_numpy()
         n = int(both.sum())
         if n < MIN_LINKED:
@@ -305,6 +306,9 @@ def _clean(values: pd.Series, spec: RowSpec) -> pd.Series:
             x = x.where(x <= spec.high)
         return x
     allowed = {row_key([c])[0] for c in spec.codes}
+    if all(isinstance(c, float) for c in allowed):  # numeric codes: one vectorised pass
+        x = pd.to_numeric(values, errors="coerce").astype(float)
+        return x.where(x.isin(list(allowed)))
     keys = values.map(lambda v: row_key([v])[0]).astype(object)
     return keys.where(keys.isin(allowed), None)
 
