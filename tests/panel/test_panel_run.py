@@ -207,7 +207,8 @@ def test_bad_panel_requests_get_one_line_and_exit_2(tmp_path: Path) -> None:
     root = write_panel_workspace(tmp_path / "ws", n=12, waves=3, seed=1)
     url = "http://127.0.0.1:9/v1"  # never called: refused before any model call
     assert "at least two waves" in _error(run_cli(_args(root, url, "2")))
-    assert "not supported yet" in _error(run_cli(_args(root, url, "1,2", "--calibrate")))
+    oversample = _args(root, url, "1,2", "--calibrate", "--oversample", "2")
+    assert "--oversample does not apply to --panel" in _error(run_cli(oversample))
     ws = Workspace(root)
     f = pd.read_csv(ws.original_data("2"))
     f.drop(columns=[ID]).to_csv(ws.original_data("2"), index=False)

@@ -52,6 +52,11 @@ def run_panel_command(
         setup, plans = plan_panel(ws, config, waves, model, model_dir, options, respondents=n)
         echo(_draw_line(setup))
         echo(rp.format_plans(plans))
+        if g.calibrate if options.calibrate is None else options.calibrate:
+            echo(
+                "Calibrated panel: the host draws the first wave's anchors (and, in the full "
+                "mode, each wave's missingness patterns); no oversampled pool."
+            )
         echo("Panel dry run: no model was called and nothing was written.")
         return
     key, key_warning = key_from_argument(api_key)

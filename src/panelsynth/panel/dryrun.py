@@ -17,6 +17,7 @@ from typing import Any
 
 from panelsynth.config import PanelsynthConfig
 from panelsynth.panel import _runpath as rp
+from panelsynth.panel.anchors import carry_for_run
 from panelsynth.panel.board import AnswerBoard
 from panelsynth.panel.run import _PanelRun
 from panelsynth.panel.setup import PanelSetup, check_panel_options, panel_config, panel_draw
@@ -46,6 +47,7 @@ def plan_panel(
     proj = rp.Projector(client)
     run = _PanelRun(ws, config, proj, model_dir, options, mode, n_examples, settings, setup)
     run.cache = rp.ReadOnlyCache(ws.cache_dir(), enabled=options.use_cache)
+    setup.carry = carry_for_run(setup, run.load, config, options, settings.seed)
     requested = list(setup.structure.requested)
     plans = []
     for j, wave in enumerate(requested):

@@ -127,6 +127,7 @@ def write_panel_manifest(
         "draw": draw.summary(),
         "holdout": setup.holdout_json(ws.rel(ws.holdout_ids())),
         "structure": st.to_json(),
+        "carry": setup.carry.to_json() if setup.carry else None,
         "trajectories": {
             w: [
                 {"respondent": t.respondent, "prev_cluster": t.prev_cluster, "cluster": t.cluster}

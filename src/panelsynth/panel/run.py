@@ -33,6 +33,7 @@ from panelsynth.llm.base import LLMCallError, LLMClient
 from panelsynth.llm.keys import scrub, scrub_data
 from panelsynth.panel import _runpath as rp
 from panelsynth.panel import setup as holdout_setup
+from panelsynth.panel.anchors import carry_for_run
 from panelsynth.panel.board import AnswerBoard
 from panelsynth.panel.checkpoints import PanelCheckpoint, panel_header, refuse_existing
 from panelsynth.panel.output import (
@@ -139,10 +140,9 @@ def run_panel(
     run.progress = progress
     summaries: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as locks:
-        for w in requested:
-            locks.enter_context(
-                rp.RunLock(ws.lock(model_dir, w), f"wave {w} of {model_dir} (panel)")
-            )
+        for w in requested:  # every wave's lock for the whole run (the waves run together)
+            locks.enter_context(rp.RunLock(ws.lock(model_dir, w), f"wave {w} of {model_dir}"))
+        setup.carry = carry_for_run(setup, run.load, config, opts, settings.seed)
         waves_ = [run.prepare(j, w) for j, w in enumerate(requested)]
         run.generate(waves_)
         for pw in waves_:  # in study order: the first wave that stopped early raises
@@ -217,7 +217,7 @@ class _PanelRun:
     def prepare(self, j: int, wave: str) -> _Wave:
         """Steps 1-2, the requests, the fitted prompt and the wave's loop of calls, set up (its
         checkpoint started or taken over; ``--resume`` restores the earlier waves first)."""
-        wd = self.load(wave)
+        wd = self.real.get(wave) or self.load(wave)
         self.prev_wave[wave] = self.setup.structure.requested[j - 1] if j else None
         s1, s2 = self._steps_1_2(wd)
         rows = self._requests(wd, wave)
@@ -281,15 +281,17 @@ class _PanelRun:
         last = np.full(len(d.ids), -1)
         for s in earlier:
             last[present[:, s]] = s
-        out = []
+        out, carry = [], self.setup.carry
         for i in np.flatnonzero(present[:, t]):
+            prev_wave = d.waves[last[i]] if last[i] >= 0 else None
             out.append(
                 Requested(
                     str(d.ids[i]),
                     int(clusters[i, t]),
                     int(prevs[i, t]) or None if wd.prev_cluster_column else None,
                     path=tuple((d.waves[s], int(clusters[i, s]) or None) for s in range(t + 1)),
-                    previous_wave=d.waves[last[i]] if last[i] >= 0 else None,
+                    previous_wave=prev_wave,
+                    fixed=carry.request_key(str(d.ids[i]), wave, prev_wave) if carry else "",
                 )
             )
         return out
@@ -377,6 +379,7 @@ class _PanelRun:
                 prev_cluster_column=wd.prev_cluster_column,
                 board=self.board,
                 variables=list(wd.variables),
+                carry=self.setup.carry,
             )
             if not window:
                 return prompt, max_tokens, note
@@ -510,6 +513,7 @@ class _PanelRun:
             ws.manifest(md, wave), base, pw.s1, pw.s2, gen, self.config, self.client, pw.started
         )
         data["wanted"] = n  # one row per present respondent (not calls x rows per call)
+        data["panel"]["carried_fixes"] = prompt.carried_fixes
         atomic_write_text(
             ws.manifest(md, wave), json.dumps(scrub_data(data), indent=2, default=str) + "\n"
         )
@@ -524,6 +528,7 @@ class _PanelRun:
             "resumed_calls": gen.resumed_batches,
             "invalid_rows": gen.invalid_rows,
             "rejected_rows": prompt.rejected_rows,
+            "carried_fixes": prompt.carried_fixes,
             "input_tokens": data["tokens"]["input"],
             "output_tokens": data["tokens"]["output"],
             "cost_usd": data["cost"].get("usd"),
@@ -585,6 +590,7 @@ class _PanelRun:
                 "respondents": self.setup.respondents,
                 "present": settings.rows,
                 "examples": examples_note,
+                "carry": self.setup.carry.settings if self.setup.carry else {},
                 "manifest": self.ws.rel(panel_files(self.ws, self.model_dir)["manifest"]),
             },
         }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from panelsynth.config import PanelsynthConfig
 from panelsynth.errors import ConfigError, PanelsynthError
@@ -19,6 +20,7 @@ from panelsynth.holdout import (
     write_ids_file,
 )
 from panelsynth.panel import _runpath as rp
+from panelsynth.panel.carry import PanelCarry
 from panelsynth.panel.draw import PanelDraw, draw_panel
 from panelsynth.panel.structure import PanelStructure, estimate_structure, ordered_request
 from panelsynth.workspace import Workspace
@@ -54,6 +56,11 @@ class PanelSetup:
                 for w, (t, h) in self.held_out.items()
             },
         }
+
+    #: The real frames of every drawn study wave, as read (with the id column).
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: What the host carries per respondent (set by the run once its waves are loaded).
+    carry: PanelCarry | None = None
 
 
 def panel_draw(
@@ -94,7 +101,9 @@ def panel_draw(
     )
     n = respondents or len(frames[structure.requested[0]])  # the training rows with --holdout
     draw = draw_panel(structure, n, np.random.default_rng([seed, _DRAW_STREAM]))
-    return PanelSetup(structure, draw, study, n, seed, spec, held_out)
+    return PanelSetup(
+        structure, draw, study, n, seed, holdout=spec, held_out=held_out, frames=frames
+    )
 
 
 def panel_config(config: PanelsynthConfig, opts: rp.RunOptions, seed: int) -> PanelsynthConfig:
@@ -147,12 +156,12 @@ def _holdout_text(h: dict[str, Any] | None) -> str:
 
 
 def check_panel_options(opts: rp.RunOptions, config: PanelsynthConfig) -> None:
-    """Refuse what a panel run does not support yet (one line each)."""
+    """Refuse what a panel run does not support (one line each)."""
     g = config.generation
-    if g.calibrate if opts.calibrate is None else opts.calibrate:
+    if opts.oversample is not None:  # the config's default is ignored: a panel has no pool
         raise ConfigError(
-            "--panel with --calibrate is not supported yet — drop --calibrate (or set "
-            "generation.calibrate = false) for a panel run"
+            "--oversample does not apply to --panel (one row per respondent and wave, no pool "
+            "to select from) — drop --oversample"
         )
     if (opts.examples or g.examples) != "real":
         raise ConfigError(

@@ -36,6 +36,7 @@ from panelsynth.panel._runpath import (
     with_request,
 )
 from panelsynth.panel.board import AnswerBoard
+from panelsynth.panel.carry import PanelCarry, apply, keeps_text
 from panelsynth.panel.trajectories import format_requested_row
 from panelsynth.pydantic_models.rows import batch_model
 
@@ -56,11 +57,14 @@ class Requested:
     prev_cluster: int | None
     path: tuple[tuple[str, int | None], ...] = ()
     previous_wave: str | None = None
+    #: What the host fixes for the row besides its clusters
+    #: (:meth:`panelsynth.panel.carry.PanelCarry.request_key`).
+    fixed: str = ""
 
     def key(self) -> str:
         """What the host decided for this row (the checkpoint header's fingerprint covers it)."""
         parts = (self.respondent, self.cluster, self.prev_cluster, self.path, self.previous_wave)
-        return "|".join(map(str, parts))
+        return "|".join(map(str, parts)) + (f"|{self.fixed}" if self.fixed else "")
 
 
 @dataclass
@@ -165,6 +169,10 @@ class PanelPrompt(GenerationPrompt):
     board: AnswerBoard = field(default_factory=AnswerBoard)
     #: This wave's answers (what a later wave's request shows).
     variables: list[str] = field(default_factory=list)
+    #: What the host carries per respondent (``None``: nothing but ids and clusters).
+    carry: PanelCarry | None = None
+    #: Cells the host set in kept rows to keep their profile (``carry.apply``).
+    carried_fixes: int = 0
     assigned: dict[int, list[int]] = field(default_factory=dict)
     fulfilled: set[int] = field(default_factory=set)
     rejected_rows: int = 0
@@ -205,6 +213,7 @@ class PanelPrompt(GenerationPrompt):
             self._check_context(b, record)
         self.fulfilled.update(int(i) for i in record.get("panel_fulfilled", []))
         self.rejected_rows += int(record.get("panel_rejected", 0))
+        self.carried_fixes += int(record.get("panel_carried_fixes", 0))
         self.saved(record)
 
     def _check_context(self, batch: int, record: dict[str, Any]) -> None:
@@ -228,12 +237,27 @@ class PanelPrompt(GenerationPrompt):
             )
 
     # -- the answers the calls show and publish ----------------------------------------------
-    def text(self, i: int) -> str:
-        """The request text of respondent ``i`` (their previous answers must be published)."""
-        r = self.requests[i]
+    def _previous(self, r: Requested) -> dict[str, Any] | None:
         previous = self.board.get(r.previous_wave, r.respondent) if r.previous_wave else None
         if r.previous_wave is not None and previous is None:  # pragma: no cover - ready() first
             raise PanelsynthError(f"respondent {r.respondent} has no wave {r.previous_wave} row")
+        return previous
+
+    def profile(self, i: int) -> Profile | None:
+        """What respondent ``i``'s row must keep besides id and clusters (carried values,
+        first-wave anchors, missingness pattern), from their previous answers on the board."""
+        if self.carry is None:
+            return None
+        r = self.requests[i]
+        return self.carry.row_profile(
+            r.respondent, self.wave, r.cluster, self._previous(r), r.previous_wave
+        )
+
+    def text(self, i: int) -> str:
+        """The request text of respondent ``i`` (their previous answers must be published)."""
+        r = self.requests[i]
+        previous = self._previous(r)
+        keeps = keeps_text(self.profile(i))
         return format_requested_row(
             r.respondent,
             path=r.path,
@@ -243,7 +267,7 @@ class PanelPrompt(GenerationPrompt):
             previous_wave=r.previous_wave,
             id_column=self.id_column,
             cluster_column=self.cluster_column,
-        )
+        ) + (f"\nThis respondent {keeps}." if keeps else "")
 
     def _digest(self, ids: Sequence[int]) -> str:
         body = "\n\n".join(self.text(i) for i in ids)
@@ -266,6 +290,11 @@ class PanelPrompt(GenerationPrompt):
             f'respondents below as {{"rows": [...]}}, one row per respondent in this order; keep '
             f"each one's {self.id_column} and {self.cluster_column} exactly."
         )
+        if self.carry is not None and any(self.profile(i) for i in ids):
+            head += (
+                " Where a respondent keeps values, write exactly those (a number inside the "
+                "range given; null where it says no answer)."
+            )
         body = "\n\n".join(self.text(i) for i in ids)
         return with_request(self.prefix, f"{head}\n\n{body}")
 
@@ -275,8 +304,9 @@ class PanelPrompt(GenerationPrompt):
             if self.fixed_row_model is not None:
                 self._models[ids] = profiled_batch_model(
                     self.fixed_row_model,
-                    [self._profile(self.requests[i]) for i in ids],
+                    [self._profile(i) for i in ids],
                     self.cluster_column,
+                    self.carry.pattern_columns.get(self.wave, ()) if self.carry else (),
                 )
             elif len(ids) == self.n_outputs or self.shared_row_model is None:
                 self._models[ids] = default
@@ -284,11 +314,16 @@ class PanelPrompt(GenerationPrompt):
                 self._models[ids] = batch_model(self.shared_row_model, len(ids))
         return self._models[ids]
 
-    def _profile(self, r: Requested) -> Profile:
+    def _profile(self, i: int) -> Profile:
+        """The schema's profile of respondent ``i``: id, clusters and what the host carries."""
+        r = self.requests[i]
         anchors: list[tuple[str, Any]] = [(self.id_column, r.respondent)]
         if self.prev_cluster_column:
             anchors.append((self.prev_cluster_column, r.prev_cluster))
-        return Profile(cluster=r.cluster, anchors=tuple(anchors))
+        carried = self.profile(i)
+        if carried is None:
+            return Profile(cluster=r.cluster, anchors=tuple(anchors))
+        return Profile(r.cluster, (*anchors, *carried.anchors), carried.missing)
 
     def check_rows(
         self, batch: int, rows: list[dict[str, Any]]
@@ -299,6 +334,7 @@ class PanelPrompt(GenerationPrompt):
         kept: list[dict[str, Any]] = []
         errors: list[str] = []
         got: list[int] = []
+        fixes = 0
         for n, row in enumerate(rows):
             rid = str(row.get(self.id_column))
             i = self._index.get(rid)
@@ -319,7 +355,8 @@ class PanelPrompt(GenerationPrompt):
                     f"not {row.get(self.cluster_column)}"
                 )
                 continue
-            row = dict(row)
+            row, changed = apply(self.profile(i), row)  # the host's guarantee, never a reject
+            fixes += changed
             row[self.cluster_column] = want.cluster
             if self.prev_cluster_column:
                 row[self.prev_cluster_column] = want.prev_cluster
@@ -327,10 +364,13 @@ class PanelPrompt(GenerationPrompt):
             got.append(i)
             kept.append(row)
         self.rejected_rows += len(errors)
+        self.carried_fixes += fixes
         book = {
             "panel_requested": ids,
             "panel_fulfilled": got,
             "panel_rejected": len(errors),
             "panel_context": self._digest(ids),
         }
+        if self.carry is not None:
+            book["panel_carried_fixes"] = fixes
         return kept, errors, book
