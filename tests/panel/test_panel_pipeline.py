@@ -133,3 +133,38 @@ def test_resume_refuses_calls_written_for_answers_the_earlier_checkpoint_lost(
     assert r.exit_code == 2, r.output
     assert "no longer hold" in r.output and "--restart" in r.output
     assert "Traceback" not in r.output
+
+
+def test_drop_copies_tops_up_a_row_equal_to_a_real_one_and_formats_export_each_wave(
+    panel: Path,
+) -> None:
+    ws = Workspace(panel)
+    real = pd.read_csv(ws.original_data("1"))
+    items = ["q1", "q2", "q3", "q4"]
+    copied: list[tuple[str, dict]] = []
+
+    def spoil(body: dict, rows: list[dict]) -> list[dict]:
+        # once: the first respondent asked in wave 1 gets the answers of a real respondent of
+        # their cluster (ids aside, a copy of a real row)
+        if _wave_of(body) != "1" or copied:
+            return rows
+        donor = real[real["cluster"] == rows[0]["cluster"]].iloc[0]
+        copy = {q: int(donor[q]) for q in items}
+        copied.append((rows[0][ID], copy))
+        return [{**rows[0], **copy}, *rows[1:]]
+
+    with OpenAIStub(panel_responder(spoil)) as stub:
+        r = run_cli(_args(panel, stub.base_url, "1,2", "--drop-copies", "--format", "parquet"))
+        assert r.exit_code == 0, r.output
+        asked = [_ids(q.body) for q in stub.requests if requested(q.body)]
+    rid, copy = copied[0]
+    m = json.loads(ws.manifest("panel", "1").read_text())
+    assert m["copies_dropped"] == 1 and m["settings"]["drop_copies"] is True
+    assert sum(rid in ids for ids in asked if ids) >= 2  # dropped, then asked again
+    out = pd.read_csv(ws.output_csv("panel", "1"), dtype={ID: str}).set_index(ID)
+    assert {q: int(out.loc[rid, q]) for q in items} != copy
+    for w in ("1", "2"):
+        exported = ws.output_csv("panel", w).with_suffix(".parquet")
+        csv_ids = pd.read_csv(ws.output_csv("panel", w), dtype={ID: str})[ID].tolist()
+        assert pd.read_parquet(exported)[ID].astype(str).tolist() == csv_ids
+        assert ws.rel(exported) in json.loads(ws.manifest("panel", w).read_text())["exports"]

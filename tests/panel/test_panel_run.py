@@ -209,6 +209,12 @@ def test_bad_panel_requests_get_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "at least two waves" in _error(run_cli(_args(root, url, "2")))
     oversample = _args(root, url, "1,2", "--calibrate", "--oversample", "2")
     assert "--oversample does not apply to --panel" in _error(run_cli(oversample))
+    for extra, says in (
+        (["--batch"], "--panel with --batch is not supported"),
+        (["--n-batches", "3"], "--n-batches does not apply to --panel"),
+        (["--trust-workspace-models"], "does not use the workspace's pydantic_models"),
+    ):
+        assert says in _error(run_cli(_args(root, url, "1,2", *extra)))
     ws = Workspace(root)
     f = pd.read_csv(ws.original_data("2"))
     f.drop(columns=[ID]).to_csv(ws.original_data("2"), index=False)
@@ -319,6 +325,9 @@ def test_full_mode_with_reentry_shows_the_last_generated_answers(tmp_path: Path)
     for rid, (wave, row) in shown.items():
         assert wave == ("2" if rid in outs["2"].index else "1")
         assert row == [str(int(outs[wave].at[rid, q])) for q in ITEMS]
+    # the full mode's item non-response, real vs synthetic, as a per-wave run reports it
+    na = json.loads(ws.manifest("panel", "4").read_text())["item_nonresponse"]
+    assert set(na["per_variable"]) == set(ITEMS) and na["method"].startswith("plain")
 
 
 def test_the_config_keys_make_a_panel_run(no_reentry: Path) -> None:

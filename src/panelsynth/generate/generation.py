@@ -95,6 +95,7 @@ class Generation:
         accept_headerless: bool = False,
         transport: Transport | None = None,
         throttle: tuple[AdaptiveConcurrency, RatePacer] | None = None,
+        exclude_columns: Sequence[str] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.settings, self.wave = settings, wave
@@ -105,6 +106,8 @@ class Generation:
         if max_tokens:
             runner.max_tokens = max_tokens
         runner.exclude = set(exclude_rows or ())
+        if exclude_columns is not None:  # the keys of ``exclude_rows`` are over these columns
+            runner.exclude_columns = list(exclude_columns)
         self.runner = runner
         self.resumed = 0
         self.broke = False

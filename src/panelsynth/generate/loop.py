@@ -156,6 +156,7 @@ class _Runner:
         self.consecutive_failures = 0
         self.next_batch = 0
         self.exclude: set[tuple[Any, ...]] = set()  # keys of rows a synthetic row must not copy
+        self.exclude_columns = self.columns  # ... over these columns
         self.copies = 0
         #: Why no more calls start: the spending limit, or the rows a request needs never came.
         self.stopped: PanelsynthError | None = None
@@ -308,7 +309,8 @@ class _Runner:
             log.debug("wave %s: call %d: %s", self.wave, batch + 1, "; ".join(errors[:3]))
         copies = 0
         if self.exclude:
-            kept = [r for r in good if row_key(r[c] for c in self.columns) not in self.exclude]
+            cols = self.exclude_columns
+            kept = [r for r in good if row_key(r[c] for c in cols) not in self.exclude]
             copies = len(good) - len(kept)
             good = kept
             if copies:

@@ -12,6 +12,7 @@ from panelsynth.calibrate import Profile, profiled_batch_model
 from panelsynth.checkpoint import Checkpoint, RunLock
 from panelsynth.data import read_csv_any
 from panelsynth.describe import Step1Result, describe_wave, encode_table, format_descriptions
+from panelsynth.export import parse_formats
 from panelsynth.generate import (
     SYSTEM_GENERATE,
     Generation,
@@ -21,6 +22,7 @@ from panelsynth.generate import (
     estimate_output_tokens,
     generate_rows,
     headerless_error,
+    row_keys,
     run_together,
     shared_throttle,
     with_request,
@@ -41,6 +43,7 @@ from panelsynth.run.dryrun import _ReadOnlyCache as ReadOnlyCache
 from panelsynth.run.dryrun import _rows_output as rows_output
 from panelsynth.run.files import set_aside
 from panelsynth.run.manifest import (
+    item_nonresponse,
     reproducibility,
     write_manifest,
     write_step1_logs,
@@ -95,12 +98,15 @@ __all__ = [
     "fresh_context",
     "generate_rows",
     "headerless_error",
+    "item_nonresponse",
     "load_wave_for_run",
+    "parse_formats",
     "planning_client",
     "profiled_batch_model",
     "project_cost",
     "read_csv_any",
     "reproducibility",
+    "row_keys",
     "rows_output",
     "resolve_settings",
     "run_together",

@@ -77,3 +77,24 @@ def panel_header(
         [r.key() for r in prompt.requests],
     )
     return header
+
+
+def resumable(ws: Workspace, model_dir: str, wave: str, ckpt: rp.Checkpoint, opts: Any) -> bool:
+    """Whether the wave's loop takes its checkpoint over (``--resume`` and a checkpoint).
+
+    Raises:
+        PanelsynthError: the wave's CSV exists without its checkpoint (the panel cannot be
+            rebuilt from it), or the checkpoint has no readable header (not told to accept it).
+    """
+    resume = bool(opts.resume and ckpt.exists())
+    if opts.resume and not resume and ws.output_csv(model_dir, wave).exists():
+        raise PanelsynthError(
+            f"{ws.rel(ws.output_csv(model_dir, wave))} exists but its checkpoint "
+            f"{ws.rel(ckpt.path)} does not, so --resume cannot rebuild the panel from it — "
+            f"pass --restart to generate the panel again, or use another --model-dir"
+        )
+    if resume and not opts.accept_headerless_checkpoint:
+        old, records = ckpt.load()
+        if old is None:
+            raise rp.headerless_error(ckpt, records)
+    return resume

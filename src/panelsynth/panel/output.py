@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from panelsynth import faultpoint
+from panelsynth.export import export_table, wave_labels
 from panelsynth.io import atomic_write_text
 from panelsynth.llm.base import LLMClient
 from panelsynth.llm.keys import scrub_data
-from panelsynth.panel._runpath import write_csv_atomic
+from panelsynth.panel._runpath import item_nonresponse, reproducibility, write_csv_atomic
+from panelsynth.panel.setup import wave_holdout
 from panelsynth.panel.trajectories import Trajectory, format_trajectory, trajectory_log
 from panelsynth.workspace import Workspace
 
@@ -145,3 +148,75 @@ def write_panel_manifest(
     }
     atomic_write_text(files["manifest"], json.dumps(scrub_data(data), indent=2, default=str) + "\n")
     return data
+
+
+def write_wave_output(
+    ws: Workspace,
+    model_dir: str,
+    wd: Any,
+    rows: pd.DataFrame,
+    formats: Sequence[str],
+    *,
+    calibrated: bool,
+) -> dict[str, Any]:
+    """A panel wave's CSV (id first) and its ``--format`` exports with the wave's labels; the
+    manifest entries they make (in the full mode also the item non-response, real vs synthetic)."""
+    out = ws.output_csv(model_dir, wd.wave)
+    write_csv_atomic(rows, out)
+    faultpoint.reach("panel-after-csv")
+    done: dict[str, Any] = {"status": "complete", "output": ws.rel(out)}
+    if wd.mode == "full":
+        done["item_nonresponse"] = item_nonresponse(wd, rows, calibrated=calibrated)
+    if formats:
+        labels = wave_labels(
+            wd.metadata, rows.columns, wd.cluster_column, wd.prev_cluster_column, wd.clusters
+        )
+        done["exports"] = [ws.rel(p) for p in export_table(rows, labels, out, formats)]
+    return done
+
+
+def wave_manifest_base(
+    run: Any,
+    wd: Any,
+    s1: Any,
+    s2: Any,
+    settings: Any,
+    prompt: Any,
+    max_tokens: int,
+    examples_note: str,
+) -> dict[str, Any]:
+    """The per-wave manifest of a panel wave before its calls (``run``: the panel run)."""
+    st = run.setup.structure
+    return {
+        "wave": wd.wave,
+        "model": run.client.label,
+        "model_dir": run.model_dir,
+        "mode": wd.mode,
+        "row_model": "factory",
+        "target_variable": s2.description.target_variable,
+        "settings": {
+            "n_examples": run.n_examples,
+            "n_examples_used": prompt.n_examples_used,
+            "n_outputs": settings.n_outputs,
+            "n_batches": settings.n_batches,
+            "seed": settings.seed,
+            "temperature": settings.temperature,
+            "max_tokens": max_tokens,
+            "concurrency": settings.concurrency,
+            "max_calls": settings.max_calls,
+            "examples": "real",
+            "drop_copies": run.drop_copies,
+        },
+        "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes,
+        "reproducibility": reproducibility(run.client, settings.concurrency),
+        "real_rows_used": int(len(wd.frame)),
+        "holdout": wave_holdout(run.ws, run.setup, wd.wave, run.model_dir),
+        "panel": {
+            "waves": list(st.requested),
+            "respondents": run.setup.respondents,
+            "present": settings.rows,
+            "examples": examples_note,
+            "carry": run.setup.carry.settings if run.setup.carry else {},
+            "manifest": run.ws.rel(panel_files(run.ws, run.model_dir)["manifest"]),
+        },
+    }

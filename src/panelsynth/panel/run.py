@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from panelsynth import faultpoint
 from panelsynth.config import PanelsynthConfig, load_config
 from panelsynth.data import WaveData, id_text
 from panelsynth.errors import GenerationExhaustedError, PanelsynthError
@@ -35,12 +34,19 @@ from panelsynth.panel import _runpath as rp
 from panelsynth.panel import setup as holdout_setup
 from panelsynth.panel.anchors import carry_for_run
 from panelsynth.panel.board import AnswerBoard
-from panelsynth.panel.checkpoints import PanelCheckpoint, panel_header, refuse_existing
+from panelsynth.panel.checkpoints import (
+    PanelCheckpoint,
+    panel_header,
+    refuse_existing,
+    resumable,
+)
 from panelsynth.panel.output import (
     panel_files,
+    wave_manifest_base,
     write_long_panel,
     write_panel_manifest,
     write_trajectory_logs,
+    write_wave_output,
 )
 from panelsynth.panel.setup import PanelSetup, check_panel_options, panel_draw
 from panelsynth.panel.strategy import (
@@ -190,6 +196,9 @@ class _PanelRun:
         self.prev_wave: dict[str, str | None] = {}
         self.progress: Callable[[dict[str, Any]], None] | None = None
         self.cache = rp.StepCache(ws.cache_dir(), enabled=opts.use_cache)
+        g = config.generation
+        self.drop_copies = g.drop_copies if opts.drop_copies is None else opts.drop_copies
+        self.formats = rp.parse_formats(opts.formats)
         #: The waves' calls run together (see :meth:`generate`), under one limit on calls in
         #: flight and one rate pacer.
         self.together = settings.concurrency > 1 and not client.is_local
@@ -459,19 +468,11 @@ class _PanelRun:
         )
         settings.n_batches = max(1, math.ceil(n / prompt.n_outputs))
         header = panel_header(self.client, self.setup, wd, settings, prompt, shared)
+        if self.drop_copies:  # part of the fingerprint: a resume keeps the same books
+            header = {**header, "drop_copies": True}
         ckpt = PanelCheckpoint(ws.checkpoint(md, wave), wave)
-        resume = bool(self.opts.resume and ckpt.exists())
-        if self.opts.resume and not resume and ws.output_csv(md, wave).exists():
-            raise PanelsynthError(
-                f"{ws.rel(ws.output_csv(md, wave))} exists but its checkpoint "
-                f"{ws.rel(ckpt.path)} does not, so --resume cannot rebuild the panel from it — "
-                f"pass --restart to generate the panel again, or use another --model-dir"
-            )
-        if resume and not self.opts.accept_headerless_checkpoint:
-            old, records = ckpt.load()
-            if old is None:
-                raise rp.headerless_error(ckpt, records)
-        base = self._manifest_base(wd, s1, s2, settings, prompt, max_tokens, examples_note)
+        resume = resumable(ws, md, wave, ckpt, self.opts)
+        base = wave_manifest_base(self, wd, s1, s2, settings, prompt, max_tokens, examples_note)
         if self.progress:
             self.progress({"stage": "step3", "wave": wave, "wanted": n})
         progress = self.progress
@@ -489,6 +490,9 @@ class _PanelRun:
             max_tokens=max_tokens,
             accept_headerless=self.opts.accept_headerless_checkpoint,
             throttle=self.throttle,
+            # --drop-copies: a row equal to a real row of the wave (ids aside) is topped up
+            exclude_rows=rp.row_keys(wd.frame, wd.columns) if self.drop_copies else None,
+            exclude_columns=wd.columns,
         )
         return _Wave(wd, s1, s2, prompt, base, gen, time.time(), examples_note)
 
@@ -506,9 +510,8 @@ class _PanelRun:
                               self.client, pw.started)  # fmt: skip
             raise
         rows = self._ordered(gen.rows, prompt, wd)
-        rp.write_csv_atomic(rows, ws.output_csv(md, wave))
-        faultpoint.reach("panel-after-csv")
-        base.update(status="complete", output=ws.rel(ws.output_csv(md, wave)))
+        calibrated = bool(self.setup.carry and self.setup.carry.settings.get("calibrated"))
+        base.update(write_wave_output(ws, md, wd, rows, self.formats, calibrated=calibrated))
         data = rp.write_manifest(
             ws.manifest(md, wave), base, pw.s1, pw.s2, gen, self.config, self.client, pw.started
         )
@@ -550,47 +553,3 @@ class _PanelRun:
                 [prev[i] for i in rows[self.id_column]], dtype="Int64"
             )
         return rows.reset_index(drop=True)
-
-    def _manifest_base(
-        self,
-        wd: WaveData,
-        s1: rp.Step1Result,
-        s2: rp.Step2Result,
-        settings: PanelSettings,
-        prompt: PanelPrompt,
-        max_tokens: int,
-        examples_note: str,
-    ) -> dict[str, Any]:
-        st = self.setup.structure
-        return {
-            "wave": wd.wave,
-            "model": self.client.label,
-            "model_dir": self.model_dir,
-            "mode": wd.mode,
-            "row_model": "factory",
-            "target_variable": s2.description.target_variable,
-            "settings": {
-                "n_examples": self.n_examples,
-                "n_examples_used": prompt.n_examples_used,
-                "n_outputs": settings.n_outputs,
-                "n_batches": settings.n_batches,
-                "seed": settings.seed,
-                "temperature": settings.temperature,
-                "max_tokens": max_tokens,
-                "concurrency": settings.concurrency,
-                "max_calls": settings.max_calls,
-                "examples": "real",
-            },
-            "warnings": wd.notes + s1.warnings + s2.notes + prompt.notes,
-            "reproducibility": rp.reproducibility(self.client, settings.concurrency),
-            "real_rows_used": int(len(wd.frame)),
-            "holdout": holdout_setup.wave_holdout(self.ws, self.setup, wd.wave, self.model_dir),
-            "panel": {
-                "waves": list(st.requested),
-                "respondents": self.setup.respondents,
-                "present": settings.rows,
-                "examples": examples_note,
-                "carry": self.setup.carry.settings if self.setup.carry else {},
-                "manifest": self.ws.rel(panel_files(self.ws, self.model_dir)["manifest"]),
-            },
-        }

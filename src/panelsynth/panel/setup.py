@@ -170,3 +170,19 @@ def check_panel_options(opts: rp.RunOptions, config: PanelsynthConfig) -> None:
         )
     if opts.resume and opts.restart:
         raise PanelsynthError("--resume and --restart exclude each other — pick one")
+    if opts.batch or opts.top_up is not None:
+        raise ConfigError(
+            "--panel with --batch is not supported yet: a later wave's calls need the previous "
+            "wave's rows, so the waves would wait for one provider batch after another — drop "
+            "--batch/--top-up (the panel runs online, with --concurrency)"
+        )
+    if opts.n_batches is not None:
+        raise ConfigError(
+            "--n-batches does not apply to --panel: each wave writes one row per present "
+            "respondent — set the panel's size with --respondents (rows per call: --n-outputs)"
+        )
+    if opts.trust_workspace_models:
+        raise ConfigError(
+            "--panel builds its own row model (the id first, the host's clusters fixed) and "
+            "does not use the workspace's pydantic_models/ — drop --trust-workspace-models"
+        )
