@@ -111,24 +111,9 @@ class _PanelBar:
     respondents' previous rows exist): respondents written, elapsed, remaining, tokens."""
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from panelsynth.cli.waves import wave_bars
 
-        self.bar = Progress(
-            TextColumn("[bold]wave {task.fields[wave]}[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("respondents"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[tokens]} tokens"),
-        )
+        self.bar = wave_bars("", "respondents")
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _PanelBar:

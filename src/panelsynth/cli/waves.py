@@ -31,15 +31,6 @@ def run_waves_with_progress(
     ``resume_hint(wave)`` is the command that resumes from ``wave`` on after Ctrl-C (default:
     ``panelsynth run`` with the workspace, wave, model and model dir).
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from panelsynth.api import run_wave
     from panelsynth.errors import PanelsynthError
     from panelsynth.workspace import Workspace
@@ -47,17 +38,7 @@ def run_waves_with_progress(
     results = []
     ws = Workspace(workspace)
     for wave in waves:
-        with Progress(
-            TextColumn("[bold]wave {task.fields[wave]}[/] {task.fields[stage]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("rows"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[tokens]} tokens"),
-            transient=False,
-            disable=not show_progress,
-        ) as bar:
+        with wave_bars("{task.fields[stage]}", "rows", disable=not show_progress) as bar:
             task = bar.add_task("run", total=None, wave=wave, stage="step 1", tokens=0)
             reached: set[str] = set()  # stages this wave has started
 
@@ -142,6 +123,32 @@ def run_waves_with_progress(
         )
         results.append(res)
     return results
+
+
+def wave_bars(label: str, unit: str, *, disable: bool = False) -> Any:
+    """A rich progress display with a bar per task: ``wave W <label>``, the bar, done/total
+    ``unit``, elapsed, remaining and tokens (fields ``wave``, ``tokens`` and those of ``label``).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(f"[bold]wave {{task.fields[wave]}}[/] {label}".rstrip()),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[tokens]} tokens"),
+        transient=False,
+        disable=disable,
+    )
 
 
 def _saved_calls(ws: Any, model_dir: str, wave: str) -> str:

@@ -26,44 +26,16 @@ from panelsynth.progress import Progress
 log = logging.getLogger("panelsynth")
 
 
-def generate_rows(
-    client: LLMClient,
-    prompt: GenerationPrompt,
-    row_model: type[BaseModel],
-    columns: Sequence[str],
-    settings: GenerationSettings,
-    checkpoint: Checkpoint,
-    *,
-    header: dict[str, Any],
-    resume: bool,
-    wave: str,
-    progress: Progress | None = None,
-    max_tokens: int | None = None,
-    exclude_rows: set[tuple[Any, ...]] | None = None,
-    accept_headerless: bool = False,
-    transport: Transport | None = None,
-) -> GenerationResult:
-    """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call.
-
-    Every call goes through ``transport`` (default: :class:`OnlineTransport` over ``client``).
-
-    With ``resume``, the checkpoint's readable calls are taken over (:func:`load_for_resume`);
-    ``accept_headerless`` resumes a checkpoint whose header is missing or unreadable.
-
-    ``exclude_rows`` holds :func:`row_key` keys (over ``columns``) of rows that must not be
-    copied (real respondents, few-shot examples): a synthetic row equal to one is dropped,
-    counted as ``copied_rows``, and topped up like an invalid row.
+def generate_rows(*args: Any, **kwargs: Any) -> GenerationResult:
+    """Collect ``n_outputs * n_batches`` valid rows, checkpointing every finished call: one
+    :class:`Generation` (same arguments), run at once.
 
     Raises:
         GenerationExhaustedError: the call budget or the spending limit ran out, or failures
             persisted (circuit breaker); the checkpoint keeps every finished call and
             ``--resume`` continues.
     """
-    gen = Generation(
-        client, prompt, row_model, columns, settings, checkpoint, header=header, resume=resume,
-        wave=wave, progress=progress, max_tokens=max_tokens, exclude_rows=exclude_rows,
-        accept_headerless=accept_headerless, transport=transport,
-    )  # fmt: skip
+    gen = Generation(*args, **kwargs)
     _run_loop(gen.run())
     return gen.result()
 
@@ -74,7 +46,13 @@ class Generation:
     :func:`generate_rows` runs one; :func:`run_together` runs several in one event loop (a
     panel's waves: a later wave's calls start as soon as their inputs exist), sharing one
     ``throttle`` (limit on calls in flight, rate pacer) when they were given the same one.
-    Arguments as :func:`generate_rows`.
+
+    Every call goes through ``transport`` (default: :class:`OnlineTransport` over ``client``).
+    With ``resume``, the checkpoint's readable calls are taken over (:func:`load_for_resume`);
+    ``accept_headerless`` resumes a checkpoint whose header is missing or unreadable.
+    ``exclude_rows`` holds :func:`row_key` keys (over ``exclude_columns``, default ``columns``)
+    of rows that must not be copied (real respondents, few-shot examples): a synthetic row equal
+    to one is dropped, counted as ``copied_rows``, and topped up like an invalid row.
     """
 
     def __init__(
