@@ -16,6 +16,7 @@ from panelws import write_panel_workspace
 from servers.openai_stub import OpenAIStub
 
 from panelsynth.config import load_config
+from panelsynth.evaluate.panel_report import panel_reading
 from panelsynth.holdout import held_out_mask
 from panelsynth.panel.setup import panel_config, panel_draw
 from panelsynth.run.plan import RunOptions
@@ -172,6 +173,9 @@ def test_split_is_recorded_resume_with_another_share_is_refused_and_evaluated(
     assert "(vs held-out respondents)" in line and "training respondents" in line
     report = ws.report_html().read_text()
     assert "read against the held-out respondents" in report and "Floor: --holdout runs" in report
+    # the reading names the floor by what it is: training respondents, not a real half
+    reading = " ".join(panel_reading(section))
+    assert "training-respondents floor" in reading and "real-half" not in reading
 
 
 def test_a_holdout_floor_scores_training_respondents_against_the_held_out_ones() -> None:

@@ -9,7 +9,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from panelsynth.evaluate.longitudinal import CART_PANEL, HOLDOUT, SYNTHETIC, UNLINKED
+from panelsynth.evaluate.longitudinal import (
+    CART_PANEL,
+    FLOOR_HELD_OUT,
+    HOLDOUT,
+    SYNTHETIC,
+    UNLINKED,
+)
 from panelsynth.workspace import Workspace
 
 PANEL_CANDIDATES = {
@@ -43,6 +49,16 @@ def _floor_max(section: Mapping[str, Any], key: str, lower_better: bool) -> floa
     return _v(section.get("summary", {}), key, HOLDOUT)
 
 
+def _floor_name(section: Mapping[str, Any]) -> str:
+    """How the reading names the floor: two real halves, or (``--holdout``) training
+    respondents scored against the held-out ones."""
+    return (
+        "training-respondents floor"
+        if section.get("floor") == FLOOR_HELD_OUT
+        else ("real-half floor")
+    )
+
+
 def _f(x: float) -> str:
     return "—" if math.isnan(x) else f"{x:.3f}"
 
@@ -70,8 +86,9 @@ def _error_sentence(section: Mapping[str, Any], key: str, what: str, real_key: s
     else:
         verdict = "above the sampling noise"
     return (
-        f"{level}; stability error {_f(err)} (real-half floor {_f(_v(s, key, HOLDOUT))}, up to "
-        f"{_f(floor)} over its splits; unlinked {_f(unl)}): {verdict}."
+        f"{level}; stability error {_f(err)} ({_floor_name(section)} "
+        f"{_f(_v(s, key, HOLDOUT))}, up to {_f(floor)} over its splits; unlinked {_f(unl)}): "
+        f"{verdict}."
     )
 
 
@@ -100,7 +117,7 @@ def panel_reading(section: Mapping[str, Any]) -> list[str]:
         ok = not math.isnan(tf_floor) and tf >= tf_floor - 0.05
         out.append(
             f"Moves between clusters from one wave to the next match the real ones at {_f(tf)} "
-            f"(1 = identical; real-half floor {_f(_v(s, 'transition_fidelity', HOLDOUT))}, "
+            f"(1 = identical; {_floor_name(section)} {_f(_v(s, 'transition_fidelity', HOLDOUT))}, "
             f"down to {_f(tf_floor)} over its splits): "
             + ("within sampling noise." if ok else "further than sampling noise explains.")
         )
@@ -109,7 +126,7 @@ def panel_reading(section: Mapping[str, Any]) -> list[str]:
         out.append(
             f"Who stays in the panel differs from the real retention by {rd:.1%} on average per "
             f"previous cluster (largest {_v(s, 'retention_max_abs_diff', SYNTHETIC):.1%}; "
-            f"real-half floor {_v(s, 'retention_mean_abs_diff', HOLDOUT):.1%})"
+            f"{_floor_name(section)} {_v(s, 'retention_mean_abs_diff', HOLDOUT):.1%})"
             + (": within 5 points." if rd <= 0.05 else ": more than 5 points.")
         )
     c2, c2_floor = _v(s, "c2st_trajectory", SYNTHETIC), _v(s, "c2st_trajectory", HOLDOUT)
@@ -117,8 +134,8 @@ def panel_reading(section: Mapping[str, Any]) -> list[str]:
         unl = _v(s, "c2st_trajectory", UNLINKED)
         out.append(
             f"A classifier that sees each respondent's waves side by side tells synthetic from "
-            f"real trajectories with a score of {_f(c2)} (1 = cannot tell them apart; real-half "
-            f"floor {_f(c2_floor)}, unlinked {_f(unl)})"
+            f"real trajectories with a score of {_f(c2)} (1 = cannot tell them apart; "
+            f"{_floor_name(section)} {_f(c2_floor)}, unlinked {_f(unl)})"
             + (
                 ": the whole trajectories look real."
                 if not math.isnan(c2_floor) and c2 >= c2_floor - 0.05
