@@ -159,10 +159,14 @@ def test_drop_copies_tops_up_a_row_equal_to_a_real_one_and_formats_export_each_w
         asked = [_ids(q.body) for q in stub.requests if requested(q.body)]
     rid, copy = copied[0]
     m = json.loads(ws.manifest("panel", "1").read_text())
-    assert m["copies_dropped"] == 1 and m["settings"]["drop_copies"] is True
+    # random answers copy a real row now and then too (4 items of 5 levels): at least ours
+    assert m["copies_dropped"] >= 1 and m["settings"]["drop_copies"] is True
     assert sum(rid in ids for ids in asked if ids) >= 2  # dropped, then asked again
-    out = pd.read_csv(ws.output_csv("panel", "1"), dtype={ID: str}).set_index(ID)
-    assert {q: int(out.loc[rid, q]) for q in items} != copy
+    out = pd.read_csv(ws.output_csv("panel", "1"), dtype={ID: str})
+    assert {q: int(out.set_index(ID).loc[rid, q]) for q in items} != copy
+    keys = ["cluster", *items]
+    real_rows = set(real[keys].itertuples(index=False, name=None))
+    assert not any(t in real_rows for t in out[keys].itertuples(index=False, name=None))
     for w in ("1", "2"):
         exported = ws.output_csv("panel", w).with_suffix(".parquet")
         csv_ids = pd.read_csv(ws.output_csv("panel", w), dtype={ID: str})[ID].tolist()
