@@ -179,6 +179,29 @@ def test_spending_limit_books_cache_writes_at_the_write_rate() -> None:
     assert budgeted.spent_usd > price.cost(2300, 50, 800)  # the writes' surcharge is in
 
 
+@pytest.mark.parametrize("label", [SONNET, GPT])
+def test_spending_limit_reserves_the_shared_prefix_as_written(label: str) -> None:
+    from panelsynth.generate import with_request
+    from panelsynth.llm.base import FakeClient
+
+    price = default_price(label)
+    assert price is not None
+    budgeted = with_budget(FakeClient(label=label), parse_config({}), 5.0)
+    assert isinstance(budgeted, BudgetedClient)
+    static = "codebook and examples " * 300
+    messages = with_request([{"role": "user", "content": static}], "\n\nRequest 1: ...")
+    usd, n_in, n_out = budgeted.projected(messages, _Named, 100)
+    prefix = budgeted.count_tokens(static)
+    assert usd == pytest.approx(price.cost(n_in, n_out, 0, prefix))
+    if label == SONNET:  # the prefix may be written at 1.25x: the ceiling says so
+        assert usd == pytest.approx(budgeted.cost(n_in, n_out) + price.write_surcharge(prefix))
+        assert usd > budgeted.cost(n_in, n_out)
+    else:
+        assert usd == pytest.approx(budgeted.cost(n_in, n_out))
+    plain = [{"role": "user", "content": static + "\n\nRequest 1: ..."}]
+    assert budgeted.projected(plain, _Named, 100)[0] == pytest.approx(budgeted.cost(n_in, n_out))
+
+
 # ----- the manifest ------------------------------------------------------------------------------
 def test_manifest_prices_anthropic_cache_writes(tiny_workspace: Path) -> None:
     price = default_price(SONNET)

@@ -2,7 +2,8 @@
 
 The projected cost of a call is its prompt (messages and response schema) plus its full output
 budget (``max_tokens``), priced at full input and output prices (``[prices]`` of
-``panelsynth.toml`` or the default table); what a call really cost (its usage, retries included;
+``panelsynth.toml`` or the default table; a shared prompt prefix at the cache-write price, which
+Anthropic may charge for it); what a call really cost (its usage, retries included;
 with the model's price, prompt-cache reads at the cached rate and Anthropic's cache writes at the
 cache-write rate, as the manifest's ``cost`` books them) is booked when it ends. Calls running
 at the same time reserve their projected cost, so concurrency cannot overshoot the limit either.
@@ -85,12 +86,19 @@ class BudgetedClient:
     def projected(
         self, messages: list[Message], response_model: type[BaseModel], max_tokens: int | None
     ) -> tuple[float, int, int]:
-        """Projected ``(usd, input_tokens, output_tokens)`` of one call."""
+        """Projected ``(usd, input_tokens, output_tokens)`` of one call: a ceiling, so with the
+        model's price the shared prompt prefix (:class:`~panelsynth.llm.base.PromptMessages`)
+        is priced as written to the prompt cache (Anthropic's write surcharge) and nothing as
+        read from it."""
         schema = json.dumps(response_model.model_json_schema())
         text = "\n".join(str(m.get("content", "")) for m in messages) + "\n" + schema
         n_in = self.inner.count_tokens(text) + 8 * len(messages)
         n_out = max_tokens or DEFAULT_OUTPUT_TOKENS
-        return self.cost(n_in, n_out), n_in, n_out
+        shared = getattr(messages, "shared_chars", 0)
+        if self.price is None or not shared or not messages:
+            return self.cost(n_in, n_out), n_in, n_out
+        prefix = self.inner.count_tokens(str(messages[-1].get("content", ""))[:shared])
+        return self.price.cost(n_in, n_out, 0, min(prefix, n_in)), n_in, n_out
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
