@@ -17,6 +17,7 @@ from panelsynth.llm.budget import BudgetedClient
 from panelsynth.llm.structured import InstructorClient
 from panelsynth.prices import (
     CACHE_WRITE_DOCS,
+    CACHE_WRITE_MULTIPLIER,
     PREFIX_CACHE_MIN_TOKENS,
     default_price,
     prefix_cache_plan,
@@ -131,6 +132,10 @@ def test_cache_writes_cost_the_table_rate_or_the_documented_125x() -> None:
     assert own is not None and own.cache_write_per_mtok is None
     assert own.cache_write_rate == pytest.approx(2.5)
     assert "1.25x" in own.cache_write_basis and CACHE_WRITE_DOCS in own.cache_write_basis
+    # one figure for online and batch prices
+    from panelsynth.llm.batch import prices as batch_prices
+
+    assert batch_prices.CACHE_WRITE_MULTIPLIER["anthropic"] == CACHE_WRITE_MULTIPLIER["anthropic"]
     # OpenAI has no write surcharge: writes cost the input price
     gpt = default_price(GPT)
     assert gpt is not None and gpt.cache_write_rate == gpt.input_per_mtok

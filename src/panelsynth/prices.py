@@ -53,7 +53,11 @@ PREFIX_CACHE_MIN_TOKENS: dict[str, int] = {
     "deepseek": 64,
     "x-ai": 1024,
 }
-#: Where the documented cache-write multiplier (``panelsynth.llm.batch.prices``) comes from.
+#: Price of an input token written to the prompt cache as a share of the input price, for a
+#: price without its own cache-write rate: Anthropic's 5-minute cache writes cost 1.25x
+#: (:data:`CACHE_WRITE_DOCS`); other providers bill no write surcharge. The same figure as
+#: ``panelsynth.llm.batch.prices.CACHE_WRITE_MULTIPLIER`` (a layer below; it cannot import this).
+CACHE_WRITE_MULTIPLIER: dict[str, float] = {"anthropic": 1.25}
 CACHE_WRITE_DOCS = "docs.anthropic.com/en/docs/build-with-claude/prompt-caching"
 
 
@@ -186,8 +190,6 @@ def _num(x: float) -> str:
 
 def _write_multiplier(label: str) -> float:
     """The provider's documented cache-write price as a share of input (1.0: none)."""
-    from panelsynth.llm.batch.prices import CACHE_WRITE_MULTIPLIER
-
     return CACHE_WRITE_MULTIPLIER.get(provider_of(label)[0], 1.0)
 
 
