@@ -8,7 +8,10 @@ so. A model that neither ``[prices]`` nor the table knows is "unknown".
 
 Every step-3 call of a wave starts with the same text, so providers with prompt caching bill that
 prefix at the cached rate: :func:`projected_prefix_cache` estimates the tokens a run will read from
-the cache, and :meth:`ModelPrice.saving` what that saves.
+the cache, and :meth:`ModelPrice.saving` what that saves. Anthropic bills the calls that write the
+prefix to its cache at a higher rate (the table's cache-write price, else the documented 1.25x of
+input for the 5-minute cache): :func:`projected_prefix_writes` estimates those tokens and
+:meth:`ModelPrice.write_surcharge` what they cost on top of the input price.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ PREFIX_CACHE_MIN_TOKENS: dict[str, int] = {
     "deepseek": 64,
     "x-ai": 1024,
 }
+#: Price of an input token written to the prompt cache as a share of the input price, for a
+#: price without its own cache-write rate: Anthropic's 5-minute cache writes cost 1.25x
+#: (:data:`CACHE_WRITE_DOCS`); other providers bill no write surcharge. The same figure as
+#: ``panelsynth.llm.batch.prices.CACHE_WRITE_MULTIPLIER`` (a layer below; it cannot import this).
+CACHE_WRITE_MULTIPLIER: dict[str, float] = {"anthropic": 1.25}
+CACHE_WRITE_DOCS = "docs.anthropic.com/en/docs/build-with-claude/prompt-caching"
 
 
 @dataclass(frozen=True)
@@ -81,17 +90,64 @@ class ModelPrice:
     date: str | None = None
     model_id: str | None = None
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
-        """USD of a call or a run; ``input_tokens`` include the ``cached_input_tokens``."""
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> float:
+        """USD of a call or a run; ``input_tokens`` include the ``cached_input_tokens`` (cache
+        reads) and the ``cache_write_tokens`` (priced at :attr:`cache_write_rate`)."""
         cached = min(max(0, cached_input_tokens), input_tokens)
+        written = min(max(0, cache_write_tokens), input_tokens - cached)
         cached_rate = self.cached_input_per_mtok
         if cached_rate is None:
             cached_rate = self.input_per_mtok
         return (
-            (input_tokens - cached) * self.input_per_mtok
+            (input_tokens - cached - written) * self.input_per_mtok
             + cached * cached_rate
+            + written * self.cache_write_rate
             + output_tokens * self.output_per_mtok
         ) / 1e6
+
+    @property
+    def cache_write_rate(self) -> float:
+        """USD per million input tokens written to the prompt cache: the price's own
+        ``cache_write_per_mtok``, else the provider's documented multiplier of the input price
+        (Anthropic 1.25x; providers without a write surcharge 1x)."""
+        if self.cache_write_per_mtok is not None:
+            return self.cache_write_per_mtok
+        return self.input_per_mtok * _write_multiplier(self.label)
+
+    @property
+    def cache_write_basis(self) -> str:
+        """Where :attr:`cache_write_rate` comes from (the manifest's ``cost``)."""
+        if self.cache_write_per_mtok is not None:
+            return f"{self.source} cache-write price"
+        multiplier = _write_multiplier(self.label)
+        if multiplier == 1.0:
+            return "no cache-write surcharge: writes at the input price"
+        return (
+            f"{_num(multiplier)}x the input price, the provider's documented 5-minute "
+            f"cache-write price ({CACHE_WRITE_DOCS}); {self.source} has none"
+        )
+
+    def write_surcharge(self, cache_write_tokens: int) -> float:
+        """USD that writing ``cache_write_tokens`` to the cache costs above the input price."""
+        return max(0, cache_write_tokens) * (self.cache_write_rate - self.input_per_mtok) / 1e6
+
+    def write_note(self, cache_write_tokens: int) -> str:
+        """``"; writing it costs $x more (...)"`` for a prompt-cache projection, or ``""`` when
+        the writes cost nothing above the input price."""
+        surcharge = self.write_surcharge(cache_write_tokens)
+        if surcharge <= 0:
+            return ""
+        return (
+            f"; writing it costs ${surcharge:.4f} more ({cache_write_tokens:,} tokens at "
+            f"${_num(self.cache_write_rate)} instead of ${_num(self.input_per_mtok)} per million: "
+            f"{self.cache_write_basis})"
+        )
 
     def saving(self, cached_input_tokens: int) -> float:
         """USD saved by reading ``cached_input_tokens`` from the cache instead of paying input."""
@@ -113,6 +169,8 @@ class ModelPrice:
         parts = [f"${_num(self.input_per_mtok)} input"]
         if self.cached_input_per_mtok is not None:
             parts.append(f"${_num(self.cached_input_per_mtok)} cached input")
+        if self.cache_write_rate != self.input_per_mtok:
+            parts.append(f"${_num(self.cache_write_rate)} cache write")
         parts.append(f"${_num(self.output_per_mtok)} output per million tokens")
         if self.batch_input_per_mtok is not None and self.batch_output_per_mtok is not None:
             parts.append(
@@ -128,6 +186,11 @@ class ModelPrice:
 
 def _num(x: float) -> str:
     return f"{x:.4f}".rstrip("0").rstrip(".")
+
+
+def _write_multiplier(label: str) -> float:
+    """The provider's documented cache-write price as a share of input (1.0: none)."""
+    return CACHE_WRITE_MULTIPLIER.get(provider_of(label)[0], 1.0)
 
 
 def provider_of(label: str) -> tuple[str, str]:
@@ -257,3 +320,56 @@ def projected_prefix_cache(
         f"{hits} of {calls} calls read the {prefix_tokens:,}-token shared prefix from the cache "
         f"(the first {min(calls, max(1, concurrency))} concurrent call(s) write it)"
     )
+
+
+def projected_prefix_writes(label: str, calls: int, prefix_tokens: int, concurrency: int) -> int:
+    """Input tokens of a wave's step-3 calls that write the shared prefix to the prompt cache:
+    the first round of concurrent calls (none when :func:`projected_prefix_cache` projects no
+    cache use). Priced at :attr:`ModelPrice.cache_write_rate` (a surcharge for Anthropic)."""
+    minimum = prefix_cache_min_tokens(label)
+    if minimum is None or prefix_tokens < minimum or calls <= 0:
+        return 0
+    return min(calls, max(1, concurrency)) * prefix_tokens
+
+
+@dataclass(frozen=True)
+class PrefixCachePlan:
+    """A dry run's prompt-cache projection of a wave's step 3.
+
+    Attributes:
+        cached: Input tokens read from the cache (:func:`projected_prefix_cache`).
+        written: Input tokens written to it (:func:`projected_prefix_writes`).
+        saving: USD the reads save less what the writes cost above the input price (negative
+            when the writes cost more than the reads save); ``None`` without a price.
+        note: How it was projected (the dry run's ``prefix cache:`` line).
+    """
+
+    cached: int
+    written: int
+    saving: float | None
+    note: str
+
+
+def prefix_cache_plan(
+    label: str,
+    price: ModelPrice | None,
+    calls: int,
+    input_tokens: int,
+    prefix_tokens: int,
+    concurrency: int,
+) -> PrefixCachePlan:
+    """The prompt-cache reads and writes of ``calls`` step-3 calls of ``input_tokens`` in all,
+    priced with ``price`` (the writes' surcharge taken off the reads' saving). Writes are
+    counted only where they cost more than input (Anthropic; OpenAI reports none)."""
+    cached, note = projected_prefix_cache(label, calls, prefix_tokens, concurrency)
+    cached = min(cached, input_tokens)
+    if price is None:
+        return PrefixCachePlan(cached, 0, None, note)
+    written = 0
+    if price.cache_write_rate != price.input_per_mtok:
+        written = projected_prefix_writes(label, calls, prefix_tokens, concurrency)
+        written = min(written, input_tokens - cached)
+    if price.cached_input_per_mtok is None and cached:
+        note += "; no cached-input price is known, so no saving is counted"
+    saving = price.saving(cached) - price.write_surcharge(written)
+    return PrefixCachePlan(cached, written, saving, note + price.write_note(written))

@@ -1,16 +1,19 @@
 """A spending limit around any client: no call starts whose projected cost would break it.
 
 The projected cost of a call is its prompt (messages and response schema) plus its full output
-budget (``max_tokens``), priced with the ``[prices]`` table of ``panelsynth.toml``; what a call
-really cost (its usage, retries included) is booked when it ends. Calls running at the same time
-reserve their projected cost, so concurrency cannot overshoot the limit either.
+budget (``max_tokens``), priced at full input and output prices (``[prices]`` of
+``panelsynth.toml`` or the default table; a shared prompt prefix at the cache-write price, which
+Anthropic may charge for it); what a call really cost (its usage, retries included;
+with the model's price, prompt-cache reads at the cached rate and Anthropic's cache writes at the
+cache-write rate, as the manifest's ``cost`` books them) is booked when it ends. Calls running
+at the same time reserve their projected cost, so concurrency cannot overshoot the limit either.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -23,6 +26,18 @@ T = TypeVar("T", bound=BaseModel)
 DEFAULT_OUTPUT_TOKENS = 4096
 
 
+class CallPrice(Protocol):
+    """What a finished call cost (:meth:`panelsynth.prices.ModelPrice.cost`)."""
+
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> float: ...
+
+
 class BudgetedClient:
     """Wraps a client and refuses any call that could take spending past ``max_cost_usd``.
 
@@ -31,6 +46,9 @@ class BudgetedClient:
         max_cost_usd: The spending limit, in USD.
         input_per_mtok: Price of a million input tokens, in USD.
         output_per_mtok: Price of a million output tokens, in USD.
+        price: The model's price (:func:`panelsynth.prices.price_for`): finished calls are booked
+            with its ``cost`` (cache reads and writes at their own rates); ``None``: every input
+            token at ``input_per_mtok``.
 
     Attributes:
         spent_usd: What the finished calls cost.
@@ -43,11 +61,13 @@ class BudgetedClient:
         max_cost_usd: float,
         input_per_mtok: float,
         output_per_mtok: float,
+        price: CallPrice | None = None,
     ) -> None:
         self.inner = inner
         self.max_cost_usd = max_cost_usd
         self.input_per_mtok = input_per_mtok
         self.output_per_mtok = output_per_mtok
+        self.price = price
         self.spent_usd = 0.0
         self._reserved = 0.0
         self._calls = 0
@@ -66,12 +86,19 @@ class BudgetedClient:
     def projected(
         self, messages: list[Message], response_model: type[BaseModel], max_tokens: int | None
     ) -> tuple[float, int, int]:
-        """Projected ``(usd, input_tokens, output_tokens)`` of one call."""
+        """Projected ``(usd, input_tokens, output_tokens)`` of one call: a ceiling, so with the
+        model's price the shared prompt prefix (:class:`~panelsynth.llm.base.PromptMessages`)
+        is priced as written to the prompt cache (Anthropic's write surcharge) and nothing as
+        read from it."""
         schema = json.dumps(response_model.model_json_schema())
         text = "\n".join(str(m.get("content", "")) for m in messages) + "\n" + schema
         n_in = self.inner.count_tokens(text) + 8 * len(messages)
         n_out = max_tokens or DEFAULT_OUTPUT_TOKENS
-        return self.cost(n_in, n_out), n_in, n_out
+        shared = getattr(messages, "shared_chars", 0)
+        if self.price is None or not shared or not messages:
+            return self.cost(n_in, n_out), n_in, n_out
+        prefix = self.inner.count_tokens(str(messages[-1].get("content", ""))[:shared])
+        return self.price.cost(n_in, n_out, 0, min(prefix, n_in)), n_in, n_out
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -103,7 +130,11 @@ class BudgetedClient:
         return usd
 
     def _settle(self, reserved: float, usage: Usage, answered: bool = False) -> None:
-        cost = self.cost(max(0, usage.input_tokens), max(0, usage.output_tokens))
+        n_in, n_out = max(0, usage.input_tokens), max(0, usage.output_tokens)
+        if self.price is None:
+            cost = self.cost(n_in, n_out)
+        else:
+            cost = self.price.cost(n_in, n_out, usage.cached_input_tokens, usage.cache_write_tokens)
         if answered and cost <= 0:  # a reply that booked no tokens: book its projection
             cost = reserved
         with self._lock:

@@ -10,8 +10,9 @@ llama-cpp-python). Each logical call:
 * lets Instructor re-ask up to ``reask_retries`` times when the reply does not validate;
 * retries transport failures (rate limits, 5xx, timeouts, dropped connections) with Tenacity, with
   exponential backoff and jitter, honouring ``Retry-After``;
-* records the tokens of *every* HTTP attempt (per-call Instructor hooks), the number of attempts,
-  retries and re-asks, and each fault kind, in :class:`~panelsynth.llm.base.Usage`.
+* records the tokens of *every* HTTP attempt (per-call Instructor hooks; Anthropic's prompt-cache
+  reads and writes apart), the number of attempts, retries and re-asks, and each fault kind, in
+  :class:`~panelsynth.llm.base.Usage`.
 """
 
 from __future__ import annotations
@@ -103,6 +104,16 @@ def response_tokens(response: Any) -> tuple[int, int, int] | None:
             _int(meta, "cached_content_token_count"),
         )
     return None
+
+
+def response_cache_writes(response: Any) -> int:
+    """Input tokens a raw response says were written to the provider's prompt cache (Anthropic
+    ``cache_creation_input_tokens``; part of its input tokens, billed at the cache-write price).
+    0 for providers that report none (OpenAI, Google: no write surcharge)."""
+    usage = getattr(response, "usage", None)
+    if usage is None and isinstance(response, dict):
+        usage = response.get("usage")
+    return max(0, _int(usage, "cache_creation_input_tokens")) if usage is not None else 0
 
 
 def plausible_usage(
@@ -401,6 +412,8 @@ class InstructorClient:
             usage.input_tokens += counts[0]
             usage.output_tokens += counts[1]
             usage.cached_input_tokens += counts[2]
+            written = response_cache_writes(response)  # part of the input tokens
+            usage.cache_write_tokens += min(written, max(0, counts[0] - counts[2]))
 
         def on_parse_error(error: Exception, **meta: Any) -> None:
             usage.faults["invalid_output"] = usage.faults.get("invalid_output", 0) + 1

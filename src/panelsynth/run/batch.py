@@ -303,7 +303,9 @@ class BatchBooks:
                     u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens
                 )
             elif online is not None:
-                via_online += online.cost(u.input_tokens, u.output_tokens, u.cached_input_tokens)
+                via_online += online.cost(
+                    u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens
+                )
         step3 = via_batch + via_online
         per_stage = {**cost["per_stage"], "step3": step3}
         return {

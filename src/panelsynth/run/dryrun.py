@@ -76,8 +76,9 @@ class StagePlan:
             return None
         return self.peak_tokens <= self.context_window
 
-    #: Input tokens a provider's prompt cache is expected to serve (step 3's shared prefix).
+    #: Step 3's shared-prefix tokens the prompt cache is expected to serve, and to write.
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass
@@ -95,7 +96,7 @@ class WavePlan:
     notes: list[str] = field(default_factory=list)
     #: The price used (:meth:`panelsynth.prices.ModelPrice.to_dict`), ``None`` when unknown.
     price: dict[str, Any] | None = None
-    #: Projected saving of the provider's prompt cache on step 3, in USD.
+    #: Projected net saving of the prompt cache on step 3 (less Anthropic's writes), in USD.
     cache_saving_usd: float | None = None
     #: How the prompt-cache projection was made.
     cache_note: str = ""
@@ -488,9 +489,9 @@ def _cost(
     prefix_tokens: int = 0,
     concurrency: int = 1,
 ) -> tuple[float | None, str, dict[str, Any] | None, float | None, str]:
-    """Cost per stage (set on ``stages``), the total, its basis, the price, the projected
-    prompt-cache saving of step 3 and how it was projected."""
-    from panelsynth.prices import price_for, projected_prefix_cache, unknown_price
+    """Cost per stage (set on ``stages``), the total, its basis, the price, the projected net
+    prompt-cache saving of step 3 (:func:`panelsynth.prices.prefix_cache_plan`) and its note."""
+    from panelsynth.prices import prefix_cache_plan, price_for, unknown_price
 
     if client.is_local:
         for s in stages:
@@ -498,17 +499,18 @@ def _cost(
         return 0.0, "local model", None, 0.0, "in-process model: the prefix stays evaluated"
     price = price_for(client.label, config)
     step3 = stages[-1]
-    cached, note = projected_prefix_cache(client.label, step3.calls, prefix_tokens, concurrency)
-    step3.cached_input_tokens = min(cached, step3.input_tokens)
+    cache = prefix_cache_plan(
+        client.label, price, step3.calls, step3.input_tokens, prefix_tokens, concurrency
+    )
+    step3.cached_input_tokens, step3.cache_write_tokens = cache.cached, cache.written
     if price is None:
-        return None, unknown_price(client.label), None, None, note
+        return None, unknown_price(client.label), None, None, cache.note
     for s in stages:
-        s.cost_usd = price.cost(s.input_tokens, s.output_tokens, s.cached_input_tokens)
+        s.cost_usd = price.cost(
+            s.input_tokens, s.output_tokens, s.cached_input_tokens, s.cache_write_tokens
+        )
     total = sum(s.cost_usd or 0.0 for s in stages)
-    saving = price.saving(step3.cached_input_tokens)
-    if price.cached_input_per_mtok is None and cached:
-        note += "; no cached-input price is known, so no saving is counted"
-    return total, price.cited, price.to_dict(), saving, note
+    return total, price.cited, price.to_dict(), cache.saving, cache.note
 
 
 def _batch_cost(
@@ -576,8 +578,9 @@ def format_plans(plans: list[WavePlan]) -> str:
 
             lines.append(f"  prices: {ModelPrice(**p.price).describe()}")
         if p.cache_saving_usd is not None and p.price is not None:
+            net = "saves" if p.cache_saving_usd >= 0 else "costs"
             lines.append(
-                f"  prefix cache: saves about ${p.cache_saving_usd:.4f} on step 3 (included "
+                f"  prefix cache: {net} about ${abs(p.cache_saving_usd):.4f} on step 3 (included "
                 f"above; without it ${(p.cost_usd or 0.0) + p.cache_saving_usd:.4f}): "
                 f"{p.cache_note}"
             )

@@ -197,7 +197,12 @@ def write_manifest(
         "usage_estimated": sum(int(c.get("estimated", 0)) for c in calls),
         "retries": sum(c["retries"] for c in calls),
         "reasks": sum(c["reasks"] for c in calls),
-        "tokens": {"input": total_in, "output": total_out, "per_stage": stages},
+        "tokens": {
+            "input": total_in,
+            "output": total_out,
+            **_cache_writes(calls),
+            "per_stage": stages,
+        },
         "cost": cost,
         "wall_seconds": round(time.time() - started, 3),
         **_structured_output(client),
@@ -211,8 +216,9 @@ def run_cost(
     config: PanelsynthConfig, client: LLMClient, stages: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The manifest's ``cost``: USD per stage at the price of :func:`panelsynth.prices.price_for`
-    (cached input tokens at the cached rate), its source and date, and what the provider's
-    prompt cache saved."""
+    (cached input tokens at the cached rate, Anthropic's cache writes at the cache-write rate),
+    its source and date, what the provider's prompt cache saved and what its writes cost extra
+    (with where the cache-write price comes from)."""
     from panelsynth.prices import price_for, unknown_price
 
     if client.is_local:
@@ -224,20 +230,45 @@ def run_cost(
     if price is None:
         return {"usd": None, "basis": unknown_price(client.label)}
     per_stage = {
-        k: price.cost(v["input_tokens"], v["output_tokens"], v.get("cached_input_tokens", 0))
+        k: price.cost(
+            v["input_tokens"],
+            v["output_tokens"],
+            v.get("cached_input_tokens", 0),
+            v.get("cache_write_tokens", 0),
+        )
         for k, v in stages.items()
     }
     cached = sum(v.get("cached_input_tokens", 0) for v in stages.values())
+    written = sum(v.get("cache_write_tokens", 0) for v in stages.values())
+    writes: dict[str, Any] = {}
+    basis = price.cited
+    if written:  # Anthropic's prompt-cache writes, billed above the input price
+        writes = {
+            "cache_write_tokens": written,
+            "cache_write_per_mtok": price.cache_write_rate,
+            "cache_write_price": price.cache_write_basis,
+            "cache_write_surcharge_usd": price.write_surcharge(written),
+        }
+        if price.cache_write_per_mtok is None and price.write_surcharge(written):
+            basis += f"; cache writes at {price.cache_write_basis}"
     return {
         "usd": sum(per_stage.values()),
         "per_stage": per_stage,
-        "basis": price.cited,
+        "basis": basis,
         "source": price.source,
         "date": price.date,
         "prices": price.to_dict(),
         "cached_input_tokens": cached,
         "prefix_cache_saving_usd": price.saving(cached),
+        **writes,
     }
+
+
+def _cache_writes(calls: list[dict[str, Any]]) -> dict[str, int]:
+    """``cache_write``: input tokens written to the provider's prompt cache (part of ``input``;
+    Anthropic), when any were."""
+    written = sum(int(c.get("cache_write_tokens", 0)) for c in calls)
+    return {"cache_write": written} if written else {}
 
 
 def _structured_output(client: LLMClient) -> dict[str, Any]:

@@ -213,6 +213,7 @@ def with_budget(
         max_cost_usd=max_cost_usd,
         input_per_mtok=price.input_per_mtok,
         output_per_mtok=price.output_per_mtok,
+        price=price,
     )
 
 
