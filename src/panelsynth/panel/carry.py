@@ -416,7 +416,7 @@ class PanelCarry:
             {n for p in self.anchors.values() for n, v in p.anchors if isinstance(v, Band)}
         )
         clusters = sorted({p.cluster for p in self.anchors.values()})
-        values = {}
+        values: dict[int, dict[str, np.ndarray]] = {}
         if first_wave_real is not None and banded:
             values = real_values(first_wave_real, cluster_column, banded, clusters)
         settings = {
