@@ -307,6 +307,7 @@ def test_local_models_get_profiles_fixed_in_the_schema(tiny_workspace: Path) -> 
     assert res.rows == 20 and res.manifest_data["calibration"]["profiles_in_schema"] is True
     calls = [c for c in client.calls if c["response_model"].__name__ == "ProfiledRespondents"]
     assert len(calls) == 10
+    real = _real(tiny_workspace)
     text = calls[0]["messages"][-1]["content"]
     schema = calls[0]["response_model"].model_json_schema()
     for k, prof in enumerate(parse_profiles(text)):
@@ -314,7 +315,11 @@ def test_local_models_get_profiles_fixed_in_the_schema(tiny_workspace: Path) -> 
         assert list(props)[:3] == ["cluster", "age", "sex"]  # the profile is written first
         assert props["cluster"] == {"const": prof["cluster"]}
         assert props["sex"] == {"const": prof["sex"]}
-        assert (props["age"]["minimum"], props["age"]["maximum"]) == prof["age"]
+        # an exact age, not the band as a range (a schema-guided decoder writes its floor): the
+        # one the request lists, a real age of the profile's cluster
+        assert isinstance(prof["age"], int) and props["age"] == {"const": prof["age"]}
+        assert prof["age"] in set(real.loc[real["cluster"] == prof["cluster"], "age"])
+    assert "exact_anchor_values" in res.manifest_data["calibration"]
 
 
 def test_anchors_option_and_unknown_anchor(tiny_workspace: Path) -> None:
@@ -465,6 +470,8 @@ def test_tiny_calibrated_run_with_the_embedded_model(tiny_workspace: Path) -> No
     # every pooled row kept the profile it was asked for (the schema fixed it)
     for r in _checkpoint(tiny_workspace):
         assert len(r["fulfilled"]) == len(r["rows"]) == 3
+        for row in r["rows"]:  # an exact real age of its cluster, not a band's floor
+            assert row["age"] in set(real.loc[real["cluster"] == row["cluster"], "age"])
 
 
 def test_dry_run_projects_the_calibrated_pool(tiny_workspace: Path) -> None:

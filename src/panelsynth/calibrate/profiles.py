@@ -199,6 +199,9 @@ class ProfileDesign:
     #: pattern of every donor (the items it left unanswered), aligned with ``donors``.
     pattern_columns: list[str] = field(default_factory=list)
     patterns: dict[int, list[tuple[str, ...]]] = field(default_factory=dict)
+    #: Per cluster and banded anchor, the real values (sorted); set (``exact_values``): each
+    #: profile fixes an exact value inside its band, drawn from these (schema-guided decoders).
+    values: dict[int, dict[str, np.ndarray]] | None = None
 
     @classmethod
     def from_frame(
@@ -210,13 +213,17 @@ class ProfileDesign:
         cluster_column: str,
         seed: int,
         pattern_columns: Sequence[str] = (),
+        exact_values: bool = False,
     ) -> ProfileDesign:
         """Cluster shares and per-cluster anchor tuples (continuous anchors banded) of ``real``.
 
         A respondent whose anchor is NA gives a donor tuple only where the anchor's spec allows
         NA (full mode); in the dense mode such respondents give no tuple. With
         ``pattern_columns``, each donor also gives its missingness pattern over them (which it
-        left unanswered), drawn together with its anchors.
+        left unanswered), drawn together with its anchors. With ``exact_values`` (a response
+        schema fixes each profile, as for local models), a banded anchor's profile value is an
+        exact number inside its band: one real value of that cluster in that band, drawn per
+        profile (see :meth:`exact`), never the donor's other answers with it.
 
         Raises:
             ConfigError: a cluster has no respondent with a usable anchor tuple.
@@ -260,7 +267,13 @@ class ProfileDesign:
             donors[c] = tuples
             if pcols:
                 patterns[c] = missing
-        return cls(cluster_column, shares, list(anchors), donors, seed, pcols, patterns)
+        values = None
+        if exact_values:
+            values = {
+                c: {a: np.sort(_numbers(real.loc[labels == c, a])) for a in anchors if a in bands}
+                for c in clusters
+            }
+        return cls(cluster_column, shares, list(anchors), donors, seed, pcols, patterns, values)
 
     def draw(self, n: int) -> list[Profile]:
         """``n`` profiles: cluster counts allocated from the shares, order and donors seeded."""
@@ -268,14 +281,39 @@ class ProfileDesign:
         labels = np.repeat(list(counts), list(counts.values()))
         rng = np.random.default_rng([self.seed, 8001])
         labels = rng.permutation(labels)
-        return [self._profile(int(c), rng) for c in labels]
+        return [self.exact(self._profile(int(c), rng), i) for i, c in enumerate(labels)]
 
     def extra(self, index: int) -> Profile:
         """Profile ``index`` beyond the planned ones (cluster drawn from the shares), seeded."""
         rng = np.random.default_rng([self.seed, 8002, index])
         clusters = list(self.shares)
         p = np.array([self.shares[c] for c in clusters])
-        return self._profile(int(clusters[rng.choice(len(clusters), p=p / p.sum())]), rng)
+        profile = self._profile(int(clusters[rng.choice(len(clusters), p=p / p.sum())]), rng)
+        return self.exact(profile, index)
+
+    def exact(self, profile: Profile, index: int) -> Profile:
+        """``profile`` (number ``index``) with each band replaced by an exact value inside it.
+
+        Only with :attr:`values` (``exact_values``), else ``profile`` as it is. A schema-guided
+        decoder given a band as a numeric range writes its lowest value nearly every time (SmolLM2:
+        every age at 25, 35, ...), so the host fixes the value: a real value of the profile's
+        cluster inside the band, drawn uniformly over that cluster's respondents (the band's real
+        distribution, one value, not a row), seeded by the design's seed and ``index`` (its own
+        stream: the clusters and donors are those of the banded profiles). A band without real
+        values of the cluster in it (a donor outside the variable's bounds) stays a band.
+        """
+        if self.values is None:
+            return profile
+        pool = self.values.get(profile.cluster, {})
+        rng = np.random.default_rng([self.seed, 8003, index])
+        anchors: list[tuple[str, Any]] = []
+        for name, value in profile.anchors:
+            if isinstance(value, Band) and name in pool:
+                inside = _inside(pool[name], value)
+                if len(inside):
+                    value = plain(float(inside[int(rng.integers(len(inside)))]))
+            anchors.append((name, value))
+        return Profile(profile.cluster, tuple(anchors), profile.missing)
 
     def _profile(self, cluster: int, rng: np.random.Generator) -> Profile:
         pool = self.donors[cluster]
@@ -305,6 +343,17 @@ def profile_first(columns: Sequence[str], cluster_column: str, anchors: Sequence
 
 # ----------------------------------------------------------------------------------------------
 # helpers
+def _numbers(values: pd.Series) -> np.ndarray:
+    """The numbers of ``values`` as floats (NA and text dropped)."""
+    return pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+
+
+def _inside(values: np.ndarray, band: Band) -> np.ndarray:
+    """The (sorted) ``values`` inside ``band``."""
+    upper = values < band.high if band.open_high else values <= band.high
+    return values[(values >= band.low) & upper]
+
+
 def _is_na(v: Any) -> bool:
     try:
         return bool(pd.isna(v))

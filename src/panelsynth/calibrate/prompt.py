@@ -263,6 +263,11 @@ class CalibratedPrompt(GenerationPrompt):
                 "answers_set_to_na": self.blanked_cells,
                 "unplanned_na_cells": self.unplanned_na,
             }
+        if self.design is not None and self.design.values is not None:
+            out["exact_anchor_values"] = (
+                "the response schema fixes each profile, so a banded anchor is an exact value: "
+                "a real value of the profile's cluster inside its band, drawn per profile"
+            )
         return out
 
 
@@ -290,8 +295,10 @@ def profiled_batch_model(
 
     The schema is an object ``respondent_1 .. respondent_n``; in respondent ``k`` the cluster and
     the coded anchors of profile ``k`` are constants and a banded anchor is a number inside its
-    band. Validation stays lenient (each respondent is a plain object, validated row by row by
-    the caller through ``.rows``), like :func:`~panelsynth.pydantic_models.rows.batch_model`.
+    band (a decoder given a range writes its floor: designs for schema-fixed profiles give exact
+    values instead, see :meth:`~panelsynth.calibrate.profiles.ProfileDesign.exact`). Validation
+    stays lenient (each respondent is a plain object, validated row by row by the caller through
+    ``.rows``), like :func:`~panelsynth.pydantic_models.rows.batch_model`.
     Constrained decoders (llama.cpp, vLLM, Ollama) then cannot leave the profile, which small
     models otherwise rarely keep; hosted models keep the shared schema so that prompt caching
     applies. With ``pattern_columns`` (full mode), a question the profile leaves unanswered is

@@ -240,6 +240,7 @@ def setup_calibration(
         cluster_column=cluster_column,
         seed=settings.seed,
         pattern_columns=pattern_columns,
+        exact_values=profiles_in_schema,
     )
     return CalibrationSetup(
         real=real,

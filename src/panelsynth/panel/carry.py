@@ -23,6 +23,11 @@ the host guarantees it, with rules estimated from the real panel, not from a lis
   :class:`~panelsynth.calibrate.Profile` the prompt shows and checks; :func:`apply` makes a
   returned row keep it (fixed values set, shift items clipped into their band, pattern gaps
   blanked), counting the changed cells — the host's guarantee for hosted models.
+- :meth:`PanelCarry.schema_fixed` — for a client whose response schema fixes each row's profile
+  (local, schema-guided decoders), which given a numeric range writes its lowest value nearly
+  every time: every band becomes one exact value, a shift item's drawn from the real distribution
+  of changes (:attr:`Carried.changes`), a first-wave banded anchor's from the real values of the
+  respondent's cluster inside the band (seeded per respondent, wave and item).
 
 Everything is seeded; nothing here calls a model.
 """
@@ -32,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -41,6 +46,14 @@ import pandas as pd
 from panelsynth.calibrate.profiles import Band, Profile
 from panelsynth.data import id_text
 from panelsynth.generate import row_key
+from panelsynth.panel.exact import (
+    convolve,
+    distribution,
+    in_band,
+    real_values,
+    shifted,
+    uniform,
+)
 from panelsynth.pydantic_models.rows import RowSpec
 from panelsynth.values import is_missing, plain
 
@@ -67,9 +80,13 @@ class Carried:
     maximum: float | None = None
     #: The current wave's codes of a coded item (a previous value outside them is not carried).
     codes: tuple[Any, ...] = ()
+    #: A shift item's real distribution of changes inside its band: ``(change, share)`` pairs
+    #: (composed steps: the sum of independent steps' changes); empty: not known.
+    changes: tuple[tuple[float, float], ...] = ()
 
     def then(self, later: Carried) -> Carried:
-        """This step followed by ``later``: fixed twice is fixed, bands add."""
+        """This step followed by ``later``: fixed twice is fixed, bands add (and the changes'
+        distributions convolve; a fixed step is a change of 0)."""
         if self.kind == "fixed" and later.kind == "fixed":
             return later
         return Carried(
@@ -80,13 +97,34 @@ class Carried:
             minimum=later.minimum,
             maximum=later.maximum,
             codes=later.codes,
+            changes=convolve(self._changes(), later._changes()),
         )
 
     def bounded(self, spec: RowSpec) -> Carried:
         """The rule with the bounds and integer flag of the current wave's ``spec``."""
         return Carried(
-            self.kind, self.low, self.high, spec.integer, spec.low, spec.high, tuple(spec.codes)
+            self.kind,
+            self.low,
+            self.high,
+            spec.integer,
+            spec.low,
+            spec.high,
+            tuple(spec.codes),
+            self.changes,
         )
+
+    def exact(self, prev_value: Any, u: float) -> Any:
+        """What :meth:`allowed` gives, a shift band made one value: the previous value plus a
+        change drawn at quantile ``u`` from :attr:`changes` (see :func:`.exact.shifted`)."""
+        want = self.allowed(prev_value)
+        if not isinstance(want, Band) or want.low == want.high:
+            return plain(want.low) if isinstance(want, Band) else want
+        return shifted(float(prev_value), want, self._changes(), self.integer, u)
+
+    def _changes(self) -> tuple[tuple[float, float], ...]:
+        if self.kind == "fixed":
+            return ((0.0, 1.0),)
+        return self.changes
 
     def allowed(self, prev_value: Any) -> Any:
         """What the current answer must be: the value (fixed), a :class:`Band` (shift, clipped
@@ -288,10 +326,14 @@ def _estimate_pair(
             continue
         if spec.codes:
             continue
-        band = _shift_band(bv.astype(float) - av.astype(float), spec.integer)
+        diff = bv.astype(float) - av.astype(float)
+        band = _shift_band(diff, spec.integer)
         span = _span(spec, av.astype(float), bv.astype(float))
         if band is not None and span > 0 and band[1] - band[0] <= MAX_SHIFT_WIDTH * span:
-            out[name] = Carried("shift", band[0], band[1], integer=spec.integer)
+            inside = diff[(diff >= band[0] - 1e-9) & (diff <= band[1] + 1e-9)]
+            out[name] = Carried(
+                "shift", band[0], band[1], integer=spec.integer, changes=distribution(inside)
+            )
     return out
 
 
@@ -352,6 +394,61 @@ class PanelCarry:
     pattern_columns: dict[str, list[str]] = field(default_factory=dict)
     #: How the carry was set up (calibrated or not, anchors; for the manifest).
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Set (:meth:`schema_fixed`): every carried band becomes one exact value, seeded by this.
+    exact_seed: int | None = None
+    #: Per cluster and banded first-wave anchor, the first wave's real values (sorted).
+    anchor_values: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def schema_fixed(
+        self, first_wave_real: pd.DataFrame | None, cluster_column: str, seed: int
+    ) -> PanelCarry:
+        """This carry for a client whose response schema fixes each row's profile (a local,
+        schema-guided decoder, which given a range writes its floor): every band it carries
+        becomes one exact value (:meth:`exact_values`).
+
+        Args:
+            first_wave_real: The first requested wave's real respondents (the frame the
+                first-wave anchors are drawn from), or ``None`` (first-wave bands stay bands).
+            cluster_column: Its cluster column.
+            seed: The run seed.
+        """
+        banded = sorted(
+            {n for p in self.anchors.values() for n, v in p.anchors if isinstance(v, Band)}
+        )
+        clusters = sorted({p.cluster for p in self.anchors.values()})
+        values: dict[int, dict[str, np.ndarray]] = {}
+        if first_wave_real is not None and banded:
+            values = real_values(first_wave_real, cluster_column, banded, clusters)
+        settings = {
+            **self.settings,
+            "exact_values": "the response schema fixes each row, so every carried band is one "
+            "value: a shift item's previous value plus a change drawn from the real panel's "
+            "changes, a first-wave anchor a real value of the respondent's cluster in its band",
+        }
+        return replace(self, settings=settings, exact_seed=int(seed), anchor_values=values)
+
+    def exact_values(self, rid: str, wave: str, profile: Profile, previous: Any) -> Profile:
+        """``profile`` with its bands made exact values (see :meth:`schema_fixed`); as it is
+        when this carry is not schema-fixed.
+
+        Args:
+            rid, wave: The respondent and wave (with the item, they seed the draw).
+            profile: What :meth:`row_profile` built.
+            previous: ``(rules, previous answers)`` of a later wave, or ``None`` (first wave).
+        """
+        if self.exact_seed is None:
+            return profile
+        anchors: list[tuple[str, Any]] = []
+        for name, value in profile.anchors:
+            if isinstance(value, Band):
+                u = uniform(self.exact_seed, rid, wave, name)
+                if previous is not None and name in previous[0]:
+                    value = previous[0][name].exact(previous[1].get(name), u)
+                else:
+                    pool = self.anchor_values.get(profile.cluster, {}).get(name)
+                    value = in_band(pool, value, u)
+            anchors.append((name, value))
+        return Profile(profile.cluster, tuple(anchors), profile.missing)
 
     def row_profile(
         self,
@@ -372,8 +469,10 @@ class PanelCarry:
         wave = str(wave)
         values: list[tuple[str, Any]] = []
         missing: tuple[str, ...] = ()
+        previous: tuple[dict[str, Carried], Mapping[str, Any]] | None = None
         if previous_answers is not None and previous_wave is not None:
-            for name, rule in self.rules.between(str(previous_wave), wave).items():
+            previous = (self.rules.between(str(previous_wave), wave), previous_answers)
+            for name, rule in previous[0].items():
                 want = rule.allowed(previous_answers.get(name))
                 if want is not None:
                     values.append((name, want))
@@ -387,7 +486,7 @@ class PanelCarry:
         missing = tuple(m for m in missing if m not in kept)
         if not values and not missing:
             return None
-        return Profile(int(cluster), tuple(values), missing)
+        return self.exact_values(rid, wave, Profile(int(cluster), tuple(values), missing), previous)
 
     def request_key(self, rid: str, wave: str, previous_wave: str | None) -> str:
         """What the host fixes for this row before the previous answers exist: the rules of its
@@ -395,8 +494,19 @@ class PanelCarry:
         if previous_wave is not None:
             rules = self.rules.between(str(previous_wave), str(wave))
             fixed: Any = {k: r.text() for k, r in rules.items()}
+            if self.exact_seed is not None:  # the draws: changes and each item's quantile
+                fixed = {
+                    k: [
+                        r.text(),
+                        [list(c) for c in r.changes],
+                        uniform(self.exact_seed, rid, str(wave), k),
+                    ]
+                    for k, r in rules.items()
+                }
         else:
             first = self.anchors.get(rid) if str(wave) == self.first_wave else None
+            if first is not None:
+                first = self.exact_values(rid, str(wave), first, None)
             fixed = first.to_json() if first else {}
         gaps = self.patterns.get(str(wave), {}).get(rid, ())
         return json.dumps([fixed, list(gaps)], sort_keys=True, default=str)
