@@ -184,3 +184,38 @@ def test_the_local_schema_fixes_what_the_host_carries() -> None:
     kept, errors, book = prompt.check_rows(0, [{ID: "S00001", "cluster": 1, "sex": 1, "age": 45}])
     assert not errors and kept[0]["sex"] == 2 and kept[0]["age"] == 41
     assert book["panel_carried_fixes"] == 2 and prompt.carried_fixes == 2
+
+
+def test_only_a_schema_fixed_client_gets_exact_values_drawn_for_its_bands(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``panel/run.py`` and the panel dry run hand a local (schema-guided) client's carry to
+    :meth:`PanelCarry.schema_fixed` — a range in its schema gets the range's floor written —
+    and a hosted client's carry keeps its bands (the model reads them as text)."""
+    from panelsynth.config import load_config
+    from panelsynth.panel.dryrun import plan_panel
+
+    calls: list[bool] = []
+    real = PanelCarry.schema_fixed
+
+    def spy(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(True)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(PanelCarry, "schema_fixed", spy)
+    ws = Workspace(demo)
+    cfg = load_config(ws.config_path)
+    opts = RunOptions(n_outputs=10)
+    plan_panel(ws, cfg, ["1", "2"], "openai/gpt-4o-mini", "dry", opts, respondents=20)
+    assert calls == []
+    plan_panel(ws, cfg, ["1", "2"], "local/smollm2", "dry", opts, respondents=20)
+    assert calls == [True]
+    calls.clear()
+    _run(demo, "hosted-bands", 20)
+    assert calls == []
+    with OpenAIStub(panel_responder()) as stub:
+        client = open_client("openai/stub-model", base_url=stub.base_url)
+        client.is_local = True  # as a schema-guided decoder: one call at a time, schemas fixed
+        run_panel(demo, ["1", "2"], client, "local-exact", RunOptions(n_outputs=10),
+                  respondents=20)  # fmt: skip
+    assert calls == [True]

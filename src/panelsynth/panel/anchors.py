@@ -42,13 +42,24 @@ PATTERN_STREAM = 31
 
 
 def carry_for_run(
-    setup: Any, load: Callable[[str], Any], config: Any, opts: Any, seed: int
+    setup: Any,
+    load: Callable[[str], Any],
+    config: Any,
+    opts: Any,
+    seed: int,
+    *,
+    schema_fixed: bool = False,
 ) -> PanelCarry:
     """:func:`build_carry` for a panel run: its requested waves loaded with ``load`` (the run's
-    loader, which keeps them), ``--calibrate`` and ``--anchors`` resolved against the config."""
+    loader, which keeps them), ``--calibrate`` and ``--anchors`` resolved against the config.
+
+    ``schema_fixed``: the client's response schema fixes each row's profile (a local,
+    schema-guided decoder, which given a range writes its floor): every carried band becomes one
+    exact value drawn from the real ones (:meth:`PanelCarry.schema_fixed`).
+    """
     g = config.generation
     waves = {str(w): load(str(w)) for w in setup.structure.requested}
-    return build_carry(
+    carry = build_carry(
         setup,
         waves,
         config,
@@ -56,6 +67,10 @@ def carry_for_run(
         anchors=opts.anchors if opts.anchors is not None else g.anchors,
         seed=seed,
     )
+    if schema_fixed:
+        first = waves[str(setup.structure.requested[0])]
+        carry = carry.schema_fixed(first.frame, first.cluster_column, seed)
+    return carry
 
 
 def build_carry(

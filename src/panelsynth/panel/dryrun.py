@@ -47,7 +47,9 @@ def plan_panel(
     proj = rp.Projector(client)
     run = _PanelRun(ws, config, proj, model_dir, options, mode, n_examples, settings, setup)
     run.cache = rp.ReadOnlyCache(ws.cache_dir(), enabled=options.use_cache)
-    setup.carry = carry_for_run(setup, run.load, config, options, settings.seed)
+    setup.carry = carry_for_run(
+        setup, run.load, config, options, settings.seed, schema_fixed=client.is_local
+    )
     requested = list(setup.structure.requested)
     plans = []
     for j, wave in enumerate(requested):

@@ -148,7 +148,9 @@ def run_panel(
     with contextlib.ExitStack() as locks:
         for w in requested:  # every wave's lock for the whole run (the waves run together)
             locks.enter_context(rp.RunLock(ws.lock(model_dir, w), f"wave {w} of {model_dir}"))
-        setup.carry = carry_for_run(setup, run.load, config, opts, settings.seed)
+        setup.carry = carry_for_run(
+            setup, run.load, config, opts, settings.seed, schema_fixed=client.is_local
+        )
         waves_ = [run.prepare(j, w) for j, w in enumerate(requested)]
         run.generate(waves_)
         for pw in waves_:  # in study order: the first wave that stopped early raises
