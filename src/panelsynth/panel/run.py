@@ -208,9 +208,14 @@ class _PanelRun:
 
     # -- real data ---------------------------------------------------------------------------
     def load(self, wave: str) -> WaveData:
-        """The wave as a per-wave run loads it, with the real ids as ``frame.attrs['ids']``."""
+        """The wave as a per-wave run loads it, with the real ids in the id column (loaded once;
+        the ids come from the real frame the host's draw read)."""
+        if wave in self.real:
+            return self.real[wave]
         wd = rp.load_wave_for_run(self.ws, wave, self.config, self.mode)  # type: ignore[arg-type]
-        raw = rp.read_csv_any(self.ws.original_data(wave))
+        raw = self.setup.frames.get(wave)
+        if raw is None:
+            raw = rp.read_csv_any(self.ws.original_data(wave))
         if self.id_column not in raw.columns:
             from panelsynth.panel.structure import PanelDataError
 
@@ -228,7 +233,7 @@ class _PanelRun:
     def prepare(self, j: int, wave: str) -> _Wave:
         """Steps 1-2, the requests, the fitted prompt and the wave's loop of calls, set up (its
         checkpoint started or taken over; ``--resume`` restores the earlier waves first)."""
-        wd = self.real.get(wave) or self.load(wave)
+        wd = self.load(wave)
         self.prev_wave[wave] = self.setup.structure.requested[j - 1] if j else None
         s1, s2 = self._steps_1_2(wd)
         rows = self._requests(wd, wave)

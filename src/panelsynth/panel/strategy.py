@@ -176,8 +176,15 @@ class PanelPrompt(GenerationPrompt):
     assigned: dict[int, list[int]] = field(default_factory=dict)
     fulfilled: set[int] = field(default_factory=set)
     rejected_rows: int = 0
-    _models: dict[tuple[int, ...], type[BaseModel]] = field(default_factory=dict, repr=False)
-    _index: dict[str, int] = field(default_factory=dict, repr=False)
+    # derived, never copied by ``dataclasses.replace``: response models per set of respondents,
+    # index of the ids, and each respondent's profile and request text (fixed once their
+    # previous answers are on the board; built once, though a call asks for them several times)
+    _models: dict[tuple[int, ...], type[BaseModel]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _profiles: dict[int, Profile | None] = field(default_factory=dict, init=False, repr=False)
+    _texts: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index = {r.respondent: i for i, r in enumerate(self.requests)}
@@ -248,26 +255,29 @@ class PanelPrompt(GenerationPrompt):
         first-wave anchors, missingness pattern), from their previous answers on the board."""
         if self.carry is None:
             return None
-        r = self.requests[i]
-        return self.carry.row_profile(
-            r.respondent, self.wave, r.cluster, self._previous(r), r.previous_wave
-        )
+        if i not in self._profiles:
+            r = self.requests[i]
+            self._profiles[i] = self.carry.row_profile(
+                r.respondent, self.wave, r.cluster, self._previous(r), r.previous_wave
+            )
+        return self._profiles[i]
 
     def text(self, i: int) -> str:
         """The request text of respondent ``i`` (their previous answers must be published)."""
-        r = self.requests[i]
-        previous = self._previous(r)
-        keeps = keeps_text(self.profile(i))
-        return format_requested_row(
-            r.respondent,
-            path=r.path,
-            wave=self.wave,
-            cluster=r.cluster,
-            previous=previous,
-            previous_wave=r.previous_wave,
-            id_column=self.id_column,
-            cluster_column=self.cluster_column,
-        ) + (f"\nThis respondent {keeps}." if keeps else "")
+        if i not in self._texts:
+            r = self.requests[i]
+            keeps = keeps_text(self.profile(i))
+            self._texts[i] = format_requested_row(
+                r.respondent,
+                path=r.path,
+                wave=self.wave,
+                cluster=r.cluster,
+                previous=self._previous(r),
+                previous_wave=r.previous_wave,
+                id_column=self.id_column,
+                cluster_column=self.cluster_column,
+            ) + (f"\nThis respondent {keeps}." if keeps else "")
+        return self._texts[i]
 
     def _digest(self, ids: Sequence[int]) -> str:
         body = "\n\n".join(self.text(i) for i in ids)
