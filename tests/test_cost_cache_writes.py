@@ -24,7 +24,7 @@ from panelsynth.prices import (
     price_for,
     projected_prefix_writes,
 )
-from panelsynth.run.dryrun import PlanningClient, StagePlan, _cost, format_plans, plan_wave
+from panelsynth.run.dryrun import PlanningClient, StagePlan, format_plans, plan_wave, project_cost
 from panelsynth.run.wave import RunOptions, run_wave, with_budget
 
 SONNET = "anthropic/claude-sonnet-4-5"
@@ -280,7 +280,7 @@ def test_dry_run_projects_the_write_surcharge_for_anthropic_only() -> None:
     sonnet = default_price(SONNET)
     assert sonnet is not None
     stages = _stages()
-    total, _, _, saving, note = _cost(cfg, PlanningClient(SONNET), stages, 3000, 8)
+    total, _, _, saving, note = project_cost(cfg, PlanningClient(SONNET), stages, 3000, 8)
     st3 = stages[-1]
     assert (st3.cached_input_tokens, st3.cache_write_tokens) == (27 * 3000, 8 * 3000)
     surcharge = sonnet.write_surcharge(8 * 3000)
@@ -293,7 +293,7 @@ def test_dry_run_projects_the_write_surcharge_for_anthropic_only() -> None:
     gpt = default_price(GPT)
     assert gpt is not None
     stages = _stages()
-    _, _, _, saving, note = _cost(cfg, PlanningClient(GPT), stages, 3000, 8)
+    _, _, _, saving, note = project_cost(cfg, PlanningClient(GPT), stages, 3000, 8)
     assert stages[-1].cache_write_tokens == 0 and "writing it" not in note
     assert saving == pytest.approx(gpt.saving(27 * 3000))
     assert total is not None

@@ -36,14 +36,15 @@ from panelsynth.llm.base import LLMClient, Usage
 from panelsynth.metadata import format_metadata, format_wave_description
 from panelsynth.pydantic_models.rows import RowSpec, batch_model, build_row_model, build_specs
 from panelsynth.run.dryrun import (
+    Projector,
+    ReadOnlyCache,
     StagePlan,
     WavePlan,
-    _cost,
-    _Projector,
-    _ReadOnlyCache,
     count_messages,
     format_plans,
     planning_client,
+    project_cost,
+    stage_plan,
 )
 from panelsynth.run.manifest import reproducibility, run_cost
 from panelsynth.run.wave import fresh_context, with_budget
@@ -167,30 +168,18 @@ def step_cache(ws: Workspace, enabled: bool) -> StepCache:
 def projector(label: str) -> Any:
     """A dry run's client: answers with placeholders and records the requests (no model is
     loaded or called, no key needed)."""
-    return _Projector(planning_client(label))
+    return Projector(planning_client(label))
 
 
 def readonly_cache(ws: Workspace, enabled: bool) -> StepCache:
     """The step cache for a dry run: read, never written."""
-    return _ReadOnlyCache(ws.cache_dir(), enabled=enabled)
+    return ReadOnlyCache(ws.cache_dir(), enabled=enabled)
 
 
 def projected_stage(proj: Any, name: str, first: int, window: int | None) -> StagePlan:
-    """The plan of the requests ``proj`` recorded from index ``first`` on (steps 1-2)."""
-    from panelsynth.run.dryrun import _output_text, placeholder
-
-    reqs = proj.requests[first:]
-    if not reqs:
-        return StagePlan(name, 0, True, 0, 0, "exact", context_window=window)
-    n_in = n_out = peak = 0
-    for msgs, model, kwargs in reqs:
-        tokens = count_messages(proj.inner, msgs)
-        n_in += tokens
-        n_out += int(proj.count_tokens(_output_text(proj, placeholder(model.model_json_schema()))))
-        peak = max(peak, tokens + int(kwargs.get("max_tokens") or 0))
-    return StagePlan(
-        name, len(reqs), False, n_in, n_out, "estimate", peak_tokens=peak, context_window=window
-    )
+    """The plan of the requests ``proj`` recorded from index ``first`` on (steps 1-2);
+    ``window`` is the projected client's context (the one :func:`stage_plan` reads)."""
+    return stage_plan(proj.inner, name, proj.requests[first:])
 
 
 def plan_cost(
@@ -201,4 +190,4 @@ def plan_cost(
     concurrency: int,
 ) -> tuple[float | None, str, dict[str, Any] | None, float | None, str]:
     """Cost of planned stages (the last one gets the projected prompt-cache saving)."""
-    return _cost(config, client, stages, prefix_tokens, concurrency)
+    return project_cost(config, client, stages, prefix_tokens, concurrency)

@@ -31,16 +31,16 @@ from panelsynth.generate import (
 from panelsynth.metadata import Step2Result, format_metadata, format_wave_description
 from panelsynth.pydantic_models.rows import RowSpec, build_row_model, wave_row_specs
 from panelsynth.run.dryrun import (
+    Projector,
+    ReadOnlyCache,
     StagePlan,
     WavePlan,
     count_messages,
+    finished_batches,
+    project_cost,
+    rows_output,
     stage_plan,
 )
-from panelsynth.run.dryrun import _cost as project_cost
-from panelsynth.run.dryrun import _finished_batches as finished_batches
-from panelsynth.run.dryrun import _Projector as Projector
-from panelsynth.run.dryrun import _ReadOnlyCache as ReadOnlyCache
-from panelsynth.run.dryrun import _rows_output as rows_output
 from panelsynth.run.files import set_aside
 from panelsynth.run.manifest import (
     item_nonresponse,

@@ -236,7 +236,7 @@ def planning_client(label: str) -> LLMClient:
     return PlanningClient(label)  # type: ignore[return-value]
 
 
-class _Projector:
+class Projector:
     """Answers would-be calls with placeholders of the response model and records them."""
 
     #: Steps that check a model's answer (step 2 against the codebook) say nothing about these.
@@ -260,7 +260,7 @@ class _Projector:
         return Completion(value=value, usage=Usage(attempts=0))
 
 
-class _ReadOnlyCache(StepCache):
+class ReadOnlyCache(StepCache):
     def put(self, stage: str, key: str, value: Any) -> None:
         return
 
@@ -318,7 +318,7 @@ def _output_text(client: Any, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _rows_output(client: Any, examples: pd.DataFrame, columns: list[str], n_rows: int) -> int:
+def rows_output(client: Any, examples: pd.DataFrame, columns: list[str], n_rows: int) -> int:
     """Output tokens of a batch of ``n_rows`` rows like the examples."""
     recs = examples[columns].to_dict("records") if len(examples) else [{c: 1 for c in columns}]
     rows = []
@@ -328,7 +328,7 @@ def _rows_output(client: Any, examples: pd.DataFrame, columns: list[str], n_rows
     return int(client.count_tokens(_output_text(client, {"rows": rows})))
 
 
-def _finished_batches(ckpt: Checkpoint, n_batches: int) -> int:
+def finished_batches(ckpt: Checkpoint, n_batches: int) -> int:
     if not ckpt.exists():
         return 0
     _, records = ckpt.load()
@@ -363,8 +363,8 @@ def plan_wave(
         check_batch(client)  # what the run would refuse
     config, mode, settings = plan.config, plan.mode, plan.settings
     wd, every = load_run_wave(ws, wave, config, mode)
-    cache = _ReadOnlyCache(ws.cache_dir(), enabled=plan.use_cache)
-    proj = _Projector(client)
+    cache = ReadOnlyCache(ws.cache_dir(), enabled=plan.use_cache)
+    proj = Projector(client)
     notes: list[str] = list(wd.size_warnings)  # a huge question text is sent in every call
 
     s1 = describe_wave(
@@ -405,13 +405,13 @@ def plan_wave(
     notes += strategy.plan_notes()
     done = 0
     if plan.resume:
-        done = _finished_batches(Checkpoint(ws.checkpoint(model_dir, wd.wave)), gen.n_batches)
+        done = finished_batches(Checkpoint(ws.checkpoint(model_dir, wd.wave)), gen.n_batches)
         if done:
             notes.append(f"--resume: {done} of {gen.n_batches} calls are already done")
     batches = [b for b in range(done, gen.n_batches)]
     per_call_in = [count_messages(client, prompt.for_batch(b, gen.n_outputs)) for b in batches]
     step3_in = sum(per_call_in)
-    per_call_out = _rows_output(client, s1.examples, columns, gen.n_outputs)
+    per_call_out = rows_output(client, s1.examples, columns, gen.n_outputs)
     exact = st1.cached and st2.cached and not isinstance(client, LocalPlanningClient)
     st3 = StagePlan(
         "step3",
@@ -440,7 +440,7 @@ def plan_wave(
     stages = [st1, st2, st3]
     prefix = getattr(prompt, "prefix", None)
     prefix_tokens = count_messages(client, prefix) if prefix else 0
-    cost, basis, price, saving, cache_note = _cost(
+    cost, basis, price, saving, cache_note = project_cost(
         config, client, stages, prefix_tokens, settings.concurrency
     )
     projection = None
@@ -466,7 +466,7 @@ def plan_wave(
 
 
 def stage_plan(client: LLMClient, name: str, reqs: list[Any]) -> StagePlan:
-    """The projection of a step's would-be calls (``_Projector.requests``; none: cached)."""
+    """The projection of a step's would-be calls (``Projector.requests``; none: cached)."""
     window = getattr(client, "context_window", None)
     if not reqs:
         return StagePlan(name, 0, True, 0, 0, "exact", context_window=window)
@@ -482,7 +482,7 @@ def stage_plan(client: LLMClient, name: str, reqs: list[Any]) -> StagePlan:
     )
 
 
-def _cost(
+def project_cost(
     config: PanelsynthConfig,
     client: LLMClient,
     stages: list[StagePlan],
