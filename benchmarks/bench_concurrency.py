@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import sys
 import tempfile
@@ -34,20 +33,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
-
-
-def _serve(latency: float, port_queue: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
-    from fakes import varied_rows
-    from servers.openai_stub import OpenAIStub
-
-    with OpenAIStub(responder=varied_rows, latency=latency) as stub:
-        port_queue.put(stub.port)
-        stop.wait()
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,27 +45,21 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=3, help="runs per side; the fastest counts (noise only adds)"
     )
     args = ap.parse_args(argv)
-
     import logging
 
     from fakes import write_tiny_workspace
+    from servers.stub_process import load_average, stub_in_process
 
     from panelsynth.llm.registry import make_client
     from panelsynth.run.wave import RunOptions, run_wave
 
     logging.getLogger("panelsynth").setLevel(logging.ERROR)
     logging.getLogger("instructor").setLevel(logging.CRITICAL)
-    ctx = mp.get_context("spawn")
-    ports: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    stop = ctx.Event()
-    server = ctx.Process(target=_serve, args=(args.latency, ports, stop), daemon=True)
-    server.start()
-    base_url = f"http://127.0.0.1:{ports.get(timeout=60)}/v1"
     print(
         f"B1: {args.batches} calls of {args.n_outputs} rows, stub latency {args.latency} s/call; "
-        f"cores {os.cpu_count()}; {_load()}"
+        f"cores {os.cpu_count()}; {load_average()}"
     )
-    try:
+    with stub_in_process("fakes:varied_rows", args.latency) as base_url:
         with tempfile.TemporaryDirectory(prefix="bench_concurrency_") as tmp:
             ws = write_tiny_workspace(Path(tmp) / "ws", n=400)
             client = make_client("openai/stub-model", base_url=base_url)
@@ -116,15 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.batches}/{rounds} rounds = {bound:.2f}x; "
                 f"target >= {0.9 * args.concurrency:.1f}x)"
             )
-            print(f"  same CSV: {csv_seq == csv_conc}; {_load()}")
+            print(f"  same CSV: {csv_seq == csv_conc}; {load_average()}")
             print(
                 json.dumps(
                     {"t_sequential": t_seq, "t_concurrent": t_conc, "ratio": ratio, "bound": bound}
                 )
             )
-    finally:
-        stop.set()
-        server.join(timeout=10)
     return 0
 
 

@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import math
-import multiprocessing as mp
 import os
 import resource
 import sys
@@ -39,20 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "panel"), str(ROOT / "src")]
 
 
-def _serve(latency: float, port_queue: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
-    from panelstub import panel_responder
-    from servers.openai_stub import OpenAIStub
-
-    with OpenAIStub(responder=panel_responder(), latency=latency) as stub:
-        port_queue.put(stub.port)
-        stop.wait()
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--respondents", type=int, default=10_000)
@@ -61,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--n-outputs", type=int, default=20, help="respondents per call")
     args = ap.parse_args(argv)
-
     from panelws import write_panel_workspace
+    from servers.stub_process import load_average, stub_in_process
 
     from panelsynth.llm.registry import make_client
     from panelsynth.panel.run import run_panel
@@ -70,19 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("panelsynth").setLevel(logging.ERROR)
     logging.getLogger("instructor").setLevel(logging.CRITICAL)
-    ctx = mp.get_context("spawn")
-    ports: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    stop = ctx.Event()
-    server = ctx.Process(target=_serve, args=(args.latency, ports, stop), daemon=True)
-    server.start()
-    base_url = f"http://127.0.0.1:{ports.get(timeout=60)}/v1"
     waves = [str(w) for w in range(1, args.waves + 1)]
     print(
         f"B-panel: {args.respondents} respondents x {args.waves} waves, {args.n_outputs} per "
         f"call, stub latency {args.latency} s/call, concurrency {args.concurrency}; cores "
-        f"{os.cpu_count()}; {_load()}"
+        f"{os.cpu_count()}; {load_average()}"
     )
-    try:
+    with stub_in_process("panelstub:panel_responder", args.latency) as base_url:
         with tempfile.TemporaryDirectory(prefix="bench_panel_") as tmp:
             ws = write_panel_workspace(
                 Path(tmp) / "ws", n=args.respondents, waves=args.waves, seed=5
@@ -106,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  wall {wall:.1f} s; latency bound {bound:.1f} s -> ratio {bound / wall:.2f}; "
                 f"rounds bound {rounds_bound:.1f} s -> ratio {rounds_bound / wall:.2f}"
             )
-            print(f"  peak resident memory {peak_mb:.0f} MB; {_load()}")
+            print(f"  peak resident memory {peak_mb:.0f} MB; {load_average()}")
             print(
                 json.dumps(
                     {
@@ -123,9 +102,6 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
             )
-    finally:
-        stop.set()
-        server.join(timeout=10)
     return 0
 
 
