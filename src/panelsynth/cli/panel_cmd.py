@@ -43,8 +43,6 @@ def run_panel_command(
     g = config.generation
     n = respondents or g.respondents
     check_panel_options(options, config)
-    seed = g.seed if options.seed is None else options.seed
-    setup = panel_draw(ws, config, waves, n, seed)  # a bad request fails before any key or call
     if dry_run:
         from panelsynth.panel.dryrun import plan_panel
 
@@ -59,6 +57,8 @@ def run_panel_command(
             )
         echo("Panel dry run: no model was called and nothing was written.")
         return
+    # a bad request (one wave, no id column, ids that link nobody) fails before any key or call
+    panel_draw(ws, config, waves, n, g.seed if options.seed is None else options.seed)
     key, key_warning = key_from_argument(api_key)
     if key_warning:
         typer.echo(key_warning, err=True)
