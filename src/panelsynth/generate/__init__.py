@@ -12,13 +12,13 @@ from panelsynth.generate.generation import (
     Generation,
     generate_rows,
     run_together,
-    shared_throttle,
 )
 from panelsynth.generate.loop import (
     CallRecord,
     GenerationResult,
     OnlineTransport,
     Transport,
+    shared_throttle,
 )
 from panelsynth.generate.prompt import (
     SYSTEM_GENERATE,

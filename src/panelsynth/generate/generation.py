@@ -166,14 +166,6 @@ class Generation:
         return result
 
 
-def shared_throttle(settings: GenerationSettings) -> tuple[AdaptiveConcurrency, RatePacer]:
-    """One limit on calls in flight and one rate pacer for loops run together."""
-    return (
-        AdaptiveConcurrency(settings.concurrency, adaptive=settings.adaptive_concurrency),
-        RatePacer(settings.requests_per_minute, settings.tokens_per_minute),
-    )
-
-
 def run_together(
     generations: Sequence[Generation],
     *,

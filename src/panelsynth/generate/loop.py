@@ -118,6 +118,14 @@ class OnlineTransport:
             await closer()
 
 
+def shared_throttle(settings: GenerationSettings) -> tuple[AdaptiveConcurrency, RatePacer]:
+    """A limit on calls in flight and a rate pacer: one loop's, or shared by loops run together."""
+    return (
+        AdaptiveConcurrency(settings.concurrency, adaptive=settings.adaptive_concurrency),
+        RatePacer(settings.requests_per_minute, settings.tokens_per_minute),
+    )
+
+
 class _Runner:
     """Runs the batches of one wave concurrently and keeps the books."""
 
@@ -162,10 +170,7 @@ class _Runner:
         self.stopped: PanelsynthError | None = None
         self.calls_before = 0  # calls restored from the checkpoint (the budget is per invocation)
         # shared by several waves' loops run together (a panel): one limit on calls in flight
-        self.limiter, self.pacer = throttle or (
-            AdaptiveConcurrency(settings.concurrency, adaptive=settings.adaptive_concurrency),
-            RatePacer(settings.requests_per_minute, settings.tokens_per_minute),
-        )
+        self.limiter, self.pacer = throttle or shared_throttle(settings)
         #: The current round is queued by the transport (a provider batch): no cap, no pacing.
         self.queued = False
         self._open: AdaptiveConcurrency | None = None  # no cap: made for the first such round
