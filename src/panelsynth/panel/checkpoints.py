@@ -84,7 +84,7 @@ def resumable(ws: Workspace, model_dir: str, wave: str, ckpt: rp.Checkpoint, opt
 
     Raises:
         PanelsynthError: the wave's CSV exists without its checkpoint (the panel cannot be
-            rebuilt from it), or the checkpoint has no readable header (not told to accept it).
+            rebuilt from it).
     """
     resume = bool(opts.resume and ckpt.exists())
     if opts.resume and not resume and ws.output_csv(model_dir, wave).exists():
@@ -93,8 +93,4 @@ def resumable(ws: Workspace, model_dir: str, wave: str, ckpt: rp.Checkpoint, opt
             f"{ws.rel(ckpt.path)} does not, so --resume cannot rebuild the panel from it — "
             f"pass --restart to generate the panel again, or use another --model-dir"
         )
-    if resume and not opts.accept_headerless_checkpoint:
-        old, records = ckpt.load()
-        if old is None:
-            raise rp.headerless_error(ckpt, records)
-    return resume
+    return resume  # a headerless checkpoint is refused where it is read (load_for_resume)
