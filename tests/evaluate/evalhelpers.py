@@ -57,9 +57,8 @@ def simulate_wave(
     return df
 
 
-def write_workspace(root: Path, n: int = 600, seed: int = 1, na_rate: float = 0.1) -> Path:
-    """Write a two-wave workspace with dictionaries (formats of panelsynth.dictionaries)."""
-    rng = np.random.default_rng(seed)
+def workspace_folders(root: Path, toml: str) -> None:
+    """The folders of a workspace the tests fill by hand, and its ``panelsynth.toml``."""
     for sub in (
         "Original data",
         "Dictionaries/json_metadata",
@@ -68,7 +67,13 @@ def write_workspace(root: Path, n: int = 600, seed: int = 1, na_rate: float = 0.
         "Final_gen_data",
     ):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "panelsynth.toml").write_text('[study]\nname = "test"\noutcome = "vaccinated"\n')
+    (root / "panelsynth.toml").write_text(toml)
+
+
+def write_workspace(root: Path, n: int = 600, seed: int = 1, na_rate: float = 0.1) -> Path:
+    """Write a two-wave workspace with dictionaries (formats of panelsynth.dictionaries)."""
+    rng = np.random.default_rng(seed)
+    workspace_folders(root, '[study]\nname = "test"\noutcome = "vaccinated"\n')
     for w, types in ((1, VAR_TYPES_W1), (2, VAR_TYPES_W2)):
         simulate_wave(n, rng, wave=w, na_rate=na_rate).to_csv(
             root / "Original data" / f"wave{w}.csv", index=False

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from evalhelpers import workspace_folders
 from panelgen import ITEMS, make_panel
 from typer.testing import CliRunner
 
@@ -21,15 +22,7 @@ LIKERT = {str(i): f"level {i}" for i in range(1, 6)}
 
 
 def _workspace(root: Path, real: dict[str, pd.DataFrame]) -> Path:
-    for sub in (
-        "Original data",
-        "Dictionaries/json_metadata",
-        "Dictionaries/var_types",
-        "Dictionaries/wave_contexts",
-        "Final_gen_data",
-    ):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "panelsynth.toml").write_text('[study]\nname = "panel test"\n')
+    workspace_folders(root, '[study]\nname = "panel test"\n')
     for w, frame in real.items():
         frame.to_csv(root / "Original data" / f"wave{w}.csv", index=False)
         types = {q: "an ordinal" for q in ITEMS}
