@@ -157,9 +157,7 @@ def impute(
     """
     from panelsynth.config import load_config
     from panelsynth.impute import _runpath as rp
-    from panelsynth.impute.llm import LLMSettings
     from panelsynth.impute.run import (
-        ImputeOptions,
         check_method,
         impute_workspace,
         plan_imputation,
@@ -172,24 +170,11 @@ def impute(
     check_method(method)
     llm = method == "llm"
     md = check_model_dir(model_dir or (rp.default_model_dir(model, config) if llm else method))
-    options = ImputeOptions(
-        waves=_split(waves),
-        items=_split([items] if items else None),
-        m=m,
-        dropouts=dropouts,
-        method=method,
-        seed=seed,
-        llm=LLMSettings(
-            temperature=temperature,
-            n_examples=n_examples,
-            history=history,
-            concurrency=concurrency,
-            use_cache=not no_cache,
-            resume=resume,
-        ),
-        restart=restart,
-        max_cost_usd=max_cost,
-    )
+    options = _options(
+        waves, items, m, seed, temperature, n_examples, history, concurrency, resume,
+        dropouts=dropouts, method=method, restart=restart, max_cost_usd=max_cost,
+        use_cache=not no_cache,
+    )  # fmt: skip
     if dry_run:
         if not llm:
             echo(f"--method {method} calls no model: nothing to plan. Dry run: nothing written.")
@@ -266,8 +251,6 @@ def evaluate_imputation(
     from panelsynth.impute import _runpath as rp
     from panelsynth.impute.evaluation import EvalSettings
     from panelsynth.impute.evaluation import evaluate_imputation as run_eval
-    from panelsynth.impute.llm import LLMSettings
-    from panelsynth.impute.run import ImputeOptions
     from panelsynth.workspace import Workspace, check_model_dir
 
     ws = Workspace(workspace)
@@ -282,19 +265,7 @@ def evaluate_imputation(
     md = check_model_dir(
         model_dir or (rp.default_model_dir(model, config) if model else "imputation-baselines")
     )
-    options = ImputeOptions(
-        waves=_split(waves),
-        items=_split([items] if items else None),
-        m=m,
-        seed=seed,
-        llm=LLMSettings(
-            temperature=temperature,
-            n_examples=n_examples,
-            history=history,
-            concurrency=concurrency,
-            resume=resume,
-        ),
-    )
+    options = _options(waves, items, m, seed, temperature, n_examples, history, concurrency, resume)
     settings = EvalSettings(
         masks=masks, cell_share=cell_share, wave_share=wave_share, bayes_item=bayes_item
     )
@@ -313,3 +284,39 @@ def evaluate_imputation(
 
 def _f(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f}"
+
+
+def _options(
+    waves: list[str] | None,
+    items: str | None,
+    m: int,
+    seed: int,
+    temperature: float | None,
+    n_examples: int | None,
+    history: int,
+    concurrency: int | None,
+    resume: bool,
+    *,
+    use_cache: bool = True,
+    **more: Any,
+) -> Any:
+    """The ``ImputeOptions`` of ``impute`` and ``evaluate-imputation`` (``more``: the fields only
+    ``impute`` has)."""
+    from panelsynth.impute.llm import LLMSettings
+    from panelsynth.impute.run import ImputeOptions
+
+    return ImputeOptions(
+        waves=_split(waves),
+        items=_split([items] if items else None),
+        m=m,
+        seed=seed,
+        llm=LLMSettings(
+            temperature=temperature,
+            n_examples=n_examples,
+            history=history,
+            concurrency=concurrency,
+            use_cache=use_cache,
+            resume=resume,
+        ),
+        **more,
+    )
